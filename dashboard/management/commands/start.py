@@ -1,0 +1,127 @@
+"""Start Switchboard: migrate, make the first admin, run the web server (and, when delivery is
+configured, Celery) in one command, and print the URL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Child:
+    """A process the start command runs and stops with it."""
+
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.process = subprocess.Popen(argv)
+
+
+class Command(BaseCommand):
+    help = "Run Switchboard: migrations, first admin account, web server."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("SWITCHBOARD_HOST", "127.0.0.1"))
+        parser.add_argument(
+            "--port", type=int, default=int(os.environ.get("SWITCHBOARD_PORT", "8000"))
+        )
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=int(os.environ.get("SWITCHBOARD_WEB_WORKERS", "2")),
+            help="gunicorn worker processes (each runs several threads)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self.ensure_admin()
+        host, port = options["host"], options["port"]
+        children = [self.web_server(host, port, options["web_workers"])]
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.stdout.write(
+            self.style.SUCCESS(f"Switchboard is running at http://{shown_host}:{port}/")
+        )
+        self.stdout.write(f"Data directory: {settings.DATA_DIR}   (Ctrl-C stops)")
+        sys.stdout.flush()
+        self.supervise(children)
+
+    def ensure_admin(self) -> None:
+        users = get_user_model()
+        if users.objects.filter(is_superuser=True).exists():
+            return
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        generated = not password
+        password = password or secrets.token_urlsafe(12)
+        users.objects.create_superuser(
+            username=username, email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password=password
+        )
+        if generated:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Created admin account {username!r} with password {password}\n"
+                    "This password is shown once: keep it, or set DJANGO_SUPERUSER_PASSWORD "
+                    "before the first start."
+                )
+            )
+        else:
+            self.stdout.write(f"Created admin account {username!r} from DJANGO_SUPERUSER_*.")
+
+    def web_server(self, host: str, port: int, workers: int) -> Child:
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return Child(
+            "web server",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "dashboard.wsgi:application",
+                "--bind",
+                bind,
+                "--workers",
+                str(workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--log-level",
+                "warning",
+            ],
+        )
+
+    def supervise(self, children: list[Child]) -> None:
+        stopping = False
+
+        def stop(signum: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        exit_code = 0
+        while not stopping:
+            for child in children:
+                if child.process.poll() is not None:
+                    code = child.process.returncode
+                    self.stderr.write(f"The {child.name} exited with {code}; stopping")
+                    exit_code = code or 1
+                    stopping = True
+            time.sleep(0.5)
+        for child in children:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+        if exit_code:
+            sys.exit(exit_code)

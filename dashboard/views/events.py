@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from dashboard.forms import EventFilterForm
+from dashboard.selectors.events import event_detail, events_page
+from dashboard.selectors.pagination import parse_cursor
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def event_list(request: HttpRequest) -> HttpResponse:
+    form = EventFilterForm(request.GET or None)
+    before = parse_cursor(request.GET.get("before"))
+    page = events_page(form.filters(), before=before)
+    query = request.GET.copy()
+    query.pop("before", None)
+    context = {
+        "form": form,
+        "page": page,
+        "before": before,
+        "query": query.urlencode(),
+        # Only the newest page refreshes itself: older pages stay put while you read them.
+        "live": before is None,
+    }
+    template = "events/list.html"
+    if getattr(request, "htmx", False):
+        template += "#event-table"
+    return render(request, template, context)
+
+
+@require_GET
+def event_show(request: HttpRequest, event_id: int) -> HttpResponse:
+    event = event_detail(event_id)
+    if event is None:
+        raise Http404("No such event")
+    raw = json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
+    return render(request, "events/detail.html", {"event": event, "raw": raw})

@@ -1,0 +1,238 @@
+"""Identity resolution for a batch of accepted messages, inside the ingest transaction.
+
+Rules (docs/decisions/0003-identity.md):
+- a userId names exactly one profile; an unknown userId on an identify whose email matches
+  exactly one profile without a userId claims that profile, otherwise a new profile is made;
+- any call carrying both userId and anonymousId, and every alias (previousId -> userId), links
+  the anonymous id to the profile, and earlier events with that anonymous id are attached to it;
+- identify merges traits into the profile (email, name and billing id are also kept as columns);
+- group keeps the account's traits and makes the caller a member.
+
+Everything is read and written in bulk, a handful of queries per request whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import connection
+
+from destinations.identity.traits import trait_billing_id, trait_email, trait_name
+from destinations.ingest.message import Message
+from destinations.models import Account, AnonymousId, Event, Membership, Profile
+
+PROFILE_FIELDS = ["email", "name", "billing_id", "traits", "first_seen_at", "last_seen_at"]
+ACCOUNT_FIELDS = ["name", "traits", "last_seen_at"]
+
+
+def locked(queryset: Any) -> Any:
+    # Row locks serialise concurrent updates of one profile on PostgreSQL; SQLite already
+    # serialises writers, and ordering by id keeps lock order stable to avoid deadlocks.
+    if connection.features.has_select_for_update:
+        return queryset.select_for_update().order_by("id")
+    return queryset
+
+
+class IdentityResolver:
+    def __init__(self) -> None:
+        self.by_user_id: dict[str, Profile] = {}
+        self.by_id: dict[int, Profile] = {}
+        self.links: dict[str, int] = {}
+        self.new_links: dict[str, int] = {}
+        self.dirty_profiles: set[int] = set()
+        self.accounts: dict[str, Account] = {}
+        self.dirty_accounts: set[int] = set()
+        self.memberships: set[tuple[int, int]] = set()
+
+    def resolve(self, messages: Sequence[Message]) -> list[int | None]:
+        """Return the profile id each message belongs to (None: anonymous and not yet linked)."""
+        user_ids = {m.user_id for m in messages if m.user_id}
+        self.ensure_profiles(user_ids, messages)
+        self.load_profiles(user_ids)
+        self.load_links(messages)
+        self.ensure_accounts({m.group_id for m in messages if m.group_id})
+
+        owners: list[int | None] = []
+        for message in messages:
+            profile = self.profile_for(message)
+            if profile is not None:
+                self.apply(profile, message)
+            if message.group_id:
+                self.apply_group(profile, message)
+            owners.append(profile.pk if profile is not None else None)
+        self.flush()
+        return owners
+
+    # Reading and creating -------------------------------------------------------------------
+
+    def ensure_profiles(self, user_ids: set[str], messages: Sequence[Message]) -> None:
+        if not user_ids:
+            return
+        known = set(Profile.objects.filter(user_id__in=user_ids).values_list("user_id", flat=True))
+        missing = user_ids - known
+        if not missing:
+            return
+        first_email: dict[str, str] = {}
+        for message in messages:
+            if message.type == "identify" and message.user_id in missing:
+                email = trait_email(message.traits)
+                if email:
+                    first_email.setdefault(message.user_id, email)
+        to_create: list[Profile] = []
+        for user_id in sorted(missing):
+            email = first_email.get(user_id)
+            if email and self.claim(user_id, email):
+                continue
+            to_create.append(Profile(user_id=user_id, email=email))
+        # A concurrent request may create the same user id: the unique index decides, and the
+        # load below reads whichever row won.
+        Profile.objects.bulk_create(to_create, ignore_conflicts=True)
+
+    @staticmethod
+    def claim(user_id: str, email: str) -> bool:
+        """Give ``user_id`` to the one profile with this email and no userId, if exactly one."""
+        candidates = list(
+            Profile.objects.filter(
+                email=email, user_id__isnull=True, merged_into__isnull=True
+            ).values_list("id", flat=True)[:2]
+        )
+        if len(candidates) != 1:
+            return False
+        return (
+            Profile.objects.filter(id=candidates[0], user_id__isnull=True).update(user_id=user_id)
+            == 1
+        )
+
+    def load_profiles(self, user_ids: set[str]) -> None:
+        if not user_ids:
+            return
+        for profile in locked(Profile.objects.filter(user_id__in=user_ids)):
+            self.remember(profile)
+        self.follow_merges(list(self.by_id.values()))
+
+    def follow_merges(self, profiles: Iterable[Profile]) -> None:
+        """A merged-away profile keeps its ids; its events go to the survivor."""
+        pending = {p.merged_into_id for p in profiles if p.merged_into_id}
+        for _ in range(10):  # merge chains are short; the bound guards against a cycle
+            pending -= self.by_id.keys()
+            if not pending:
+                return
+            survivors = list(locked(Profile.objects.filter(id__in=pending)))
+            for survivor in survivors:
+                self.by_id[survivor.pk] = survivor
+            pending = {p.merged_into_id for p in survivors if p.merged_into_id}
+
+    def remember(self, profile: Profile) -> None:
+        self.by_id[profile.pk] = profile
+        if profile.user_id:
+            self.by_user_id[profile.user_id] = profile
+
+    def load_links(self, messages: Sequence[Message]) -> None:
+        values = {m.anonymous_id for m in messages if m.anonymous_id}
+        values |= {m.previous_id for m in messages if m.previous_id}
+        if not values:
+            return
+        self.links = dict(
+            AnonymousId.objects.filter(value__in=values).values_list("value", "profile_id")
+        )
+        unknown = set(self.links.values()) - self.by_id.keys()
+        if unknown:
+            profiles = list(locked(Profile.objects.filter(id__in=unknown)))
+            for profile in profiles:
+                self.remember(profile)
+            self.follow_merges(profiles)
+
+    def ensure_accounts(self, group_ids: set[str]) -> None:
+        if not group_ids:
+            return
+        Account.objects.bulk_create(
+            [Account(group_id=g) for g in sorted(group_ids)], ignore_conflicts=True
+        )
+        for account in locked(Account.objects.filter(group_id__in=group_ids)):
+            self.accounts[account.group_id] = account
+
+    # Applying messages ----------------------------------------------------------------------
+
+    def survivor(self, profile: Profile) -> Profile:
+        seen = 0
+        while profile.merged_into_id and profile.merged_into_id in self.by_id and seen < 10:
+            profile = self.by_id[profile.merged_into_id]
+            seen += 1
+        return profile
+
+    def profile_for(self, message: Message) -> Profile | None:
+        profile: Profile | None = None
+        if message.user_id:
+            profile = self.survivor(self.by_user_id[message.user_id])
+        elif message.anonymous_id and message.anonymous_id in self.links:
+            profile = self.survivor(self.by_id[self.links[message.anonymous_id]])
+        if profile is None:
+            return None
+        if message.user_id:
+            for value in (message.anonymous_id, message.previous_id):
+                if value and value not in self.links and value not in self.by_user_id:
+                    self.links[value] = profile.pk
+                    self.new_links[value] = profile.pk
+        return profile
+
+    def apply(self, profile: Profile, message: Message) -> None:
+        seen = message.timestamp
+        if profile.first_seen_at is None or seen < profile.first_seen_at:
+            profile.first_seen_at = seen
+        if profile.last_seen_at is None or seen > profile.last_seen_at:
+            profile.last_seen_at = seen
+        if message.type == "identify":
+            traits = message.traits
+            if traits:
+                profile.traits = {**(profile.traits or {}), **traits}
+            email = trait_email(traits)
+            if email:
+                profile.email = email
+            name = trait_name(traits)
+            if name:
+                profile.name = name
+            billing_id = trait_billing_id(traits)
+            if billing_id:
+                profile.billing_id = billing_id
+        self.dirty_profiles.add(profile.pk)
+
+    def apply_group(self, profile: Profile | None, message: Message) -> None:
+        account = self.accounts[message.group_id or ""]
+        traits = message.traits
+        if traits:
+            account.traits = {**(account.traits or {}), **traits}
+            name = traits.get("name")
+            if isinstance(name, str) and name.strip():
+                account.name = name.strip()
+        if account.last_seen_at is None or message.timestamp > account.last_seen_at:
+            account.last_seen_at = message.timestamp
+        self.dirty_accounts.add(account.pk)
+        if profile is not None:
+            self.memberships.add((profile.pk, account.pk))
+
+    # Writing --------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        if self.dirty_profiles:
+            Profile.objects.bulk_update(
+                [self.by_id[pk] for pk in sorted(self.dirty_profiles)], PROFILE_FIELDS
+            )
+        if self.dirty_accounts:
+            dirty = [a for a in self.accounts.values() if a.pk in self.dirty_accounts]
+            Account.objects.bulk_update(dirty, ACCOUNT_FIELDS)
+        if self.memberships:
+            Membership.objects.bulk_create(
+                [Membership(profile_id=p, account_id=a) for p, a in sorted(self.memberships)],
+                ignore_conflicts=True,
+            )
+        if self.new_links:
+            AnonymousId.objects.bulk_create(
+                [AnonymousId(value=v, profile_id=p) for v, p in self.new_links.items()],
+                ignore_conflicts=True,
+            )
+            # Events sent before the user was known now belong to the profile too.
+            for value, profile_id in self.new_links.items():
+                Event.objects.filter(anonymous_id=value, profile__isnull=True).update(
+                    profile_id=profile_id
+                )

@@ -1,0 +1,37 @@
+"""Read the profile fields Switchboard keeps out of identify traits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def normalize_email(value: Any) -> str | None:
+    """Emails compare case-insensitively in practice, so profiles keep them lower-cased."""
+    if not isinstance(value, str):
+        return None
+    email = value.strip().lower()
+    return email or None
+
+
+def trait_email(traits: dict[str, Any]) -> str | None:
+    return normalize_email(traits.get("email"))
+
+
+def trait_name(traits: dict[str, Any]) -> str | None:
+    name = traits.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    first, last = traits.get("firstName"), traits.get("lastName")
+    parts = [p.strip() for p in (first, last) if isinstance(p, str) and p.strip()]
+    return " ".join(parts) or None
+
+
+def trait_billing_id(traits: dict[str, Any]) -> str | None:
+    """Kana documents ``billingUserId``; Segment's own example writes ``billingId``: take both."""
+    for key in ("billingUserId", "billingId"):
+        value = traits.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (str, int)) and str(value).strip():
+            return str(value).strip()
+    return None

@@ -1,0 +1,36 @@
+"""Per-source request rate limit over one-second windows in the Django cache.
+
+With ``CACHE_URL`` pointing at Redis every web process shares the count; with the embedded
+default's local-memory cache each process counts on its own.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+
+from destinations.ingest.auth import SourceRef
+from destinations.ingest.errors import IngestError
+
+
+def check_rate_limit(source: SourceRef) -> None:
+    now = time.time()
+    window = int(now)
+    key = f"ingest-rate:{source.id}:{window}"
+    if cache.add(key, 1, timeout=5):
+        count = 1
+    else:
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=5)
+            count = 1
+    if count > source.rate_limit_per_second:
+        retry_after = max(1, int(window + 1 - now + 0.999))
+        raise IngestError(
+            429,
+            f"Rate limit of {source.rate_limit_per_second} requests per second exceeded "
+            f"for source {source.name!r}; retry after {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )

@@ -1,0 +1,188 @@
+"""The Segment HTTP Tracking API: ``/v1/<call>`` and ``/v1/batch``.
+
+Order of checks: content type and size (cheap), header write key and rate limit, then the body.
+A 200 is sent only after the transaction storing the events has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from destinations.ingest import body
+from destinations.ingest.auth import (
+    SourceRef,
+    source_for_write_key,
+    write_key_from_body,
+    write_key_from_header,
+)
+from destinations.ingest.errors import IngestError
+from destinations.ingest.message import InvalidMessage, Message, validate_message
+from destinations.ingest.ratelimit import check_rate_limit
+from destinations.ingest.store import RefusedMessage, record_refusals, store_messages
+
+logger = logging.getLogger(__name__)
+
+EXCERPT_CHARS = 2000
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def json_response(
+    status: int, data: dict[str, Any], headers: dict[str, str] | None = None
+) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+    for name, value in {**CORS_HEADERS, **(headers or {})}.items():
+        response[name] = value
+    return response
+
+
+def excerpt(value: Any) -> str:
+    text = (
+        value.decode("utf-8", "replace")
+        if isinstance(value, bytes)
+        else orjson.dumps(value).decode()
+    )
+    return text[:EXCERPT_CHARS]
+
+
+@csrf_exempt
+@login_not_required
+def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
+    if request.method == "OPTIONS":
+        return _preflight()
+    if request.method != "POST":
+        return json_response(
+            405, {"success": False, "error": "Use POST"}, {"Allow": "POST, OPTIONS"}
+        )
+    endpoint = call_type or "batch"
+    source: SourceRef | None = None
+    raw = b""
+    try:
+        body.check_content_type(request.content_type or "")
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > body.MAX_BATCH_BYTES:
+            raise IngestError(
+                413, f"Body is {length:,} bytes; the limit is {body.MAX_BATCH_BYTES // 1024} KB"
+            )
+        header_key = write_key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        if header_key:
+            source = source_for_write_key(header_key)
+            check_rate_limit(source)
+        raw = request.read(body.MAX_BATCH_BYTES + 1)
+        if len(raw) > body.MAX_BATCH_BYTES:
+            raise IngestError(413, f"Body is over the {body.MAX_BATCH_BYTES // 1024} KB limit")
+        data = body.decompress(
+            raw, request.META.get("HTTP_CONTENT_ENCODING", ""), body.MAX_BATCH_BYTES
+        )
+        if source is None:
+            # Without a header the key can only be in the body: parse first, then authenticate.
+            document = body.parse_json(data)
+            source = source_for_write_key(write_key_from_body(document))
+            check_rate_limit(source)
+        else:
+            document = body.parse_json(data)
+        if call_type is None:
+            return accept_batch(source, document, raw=data)
+        return accept_single(source, call_type, document, raw=data)
+    except IngestError as error:
+        if source is not None and error.status != 429:
+            record_refusals(
+                source.id,
+                [RefusedMessage(index=None, reason=error.message, excerpt=excerpt(raw))],
+                endpoint=endpoint,
+                received_at=timezone.now(),
+            )
+        logger.info("ingest refused (%s %s): %s", endpoint, error.status, error.message)
+        return json_response(
+            error.status, {"success": False, "error": error.message}, error.headers
+        )
+
+
+def _preflight() -> HttpResponse:
+    response = HttpResponse(status=204)
+    for name, value in CORS_HEADERS.items():
+        response[name] = value
+    return response
+
+
+def accept_single(
+    source: SourceRef, call_type: str, document: dict[str, Any], *, raw: bytes
+) -> HttpResponse:
+    received_at = timezone.now()
+    try:
+        message = validate_message(document, call_type=call_type, received_at=received_at)
+    except InvalidMessage as invalid:
+        reason = str(invalid)
+        record_refusals(
+            source.id,
+            [RefusedMessage(index=None, reason=reason, excerpt=excerpt(raw))],
+            endpoint=call_type,
+            received_at=received_at,
+        )
+        return json_response(400, {"success": False, "error": reason})
+    result = store_messages(source_id=source.id, messages=[message], received_at=received_at)
+    return json_response(
+        200, {"success": True, "stored": result.stored, "duplicates": result.duplicates}
+    )
+
+
+def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> HttpResponse:
+    items = document.get("batch")
+    if not isinstance(items, list):
+        reason = (
+            "batch is missing"
+            if items is None
+            else f"batch must be an array, got {body.type_name(items)}"
+        )
+        raise IngestError(400, reason)
+    if not items:
+        raise IngestError(400, "batch is empty")
+    if len(items) > body.MAX_BATCH_EVENTS:
+        raise IngestError(
+            413, f"batch has {len(items):,} events; the limit is {body.MAX_BATCH_EVENTS:,}"
+        )
+    envelope = {k: document[k] for k in ("context", "integrations", "sentAt") if k in document}
+    received_at = timezone.now()
+    accepted: list[Message] = []
+    refused: list[RefusedMessage] = []
+    for index, item in enumerate(items):
+        try:
+            accepted.append(
+                validate_message(item, call_type=None, received_at=received_at, envelope=envelope)
+            )
+        except InvalidMessage as invalid:
+            refused.append(RefusedMessage(index=index, reason=str(invalid), excerpt=excerpt(item)))
+    failed = [{"index": r.index, "reason": r.reason} for r in refused]
+    if not accepted:
+        record_refusals(source.id, refused, endpoint="batch", received_at=received_at)
+        return json_response(
+            400, {"success": False, "error": "no valid messages in batch", "failed": failed}
+        )
+    result = store_messages(
+        source_id=source.id,
+        messages=accepted,
+        received_at=received_at,
+        refused=refused,
+        endpoint="batch",
+    )
+    return json_response(
+        200,
+        {
+            "success": True,
+            "accepted": len(accepted),
+            "stored": result.stored,
+            "duplicates": result.duplicates,
+            "failed": failed,
+        },
+    )

@@ -1,0 +1,47 @@
+"""The engine's data, one module per area; everything is importable from here."""
+
+from destinations.models.delivery import (
+    FINISHED,
+    WAITING,
+    AttemptOutcome,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Destination,
+    DestinationKind,
+    Job,
+    JobKind,
+    JobStatus,
+)
+from destinations.models.events import Event, EventType, IngestFailure, Source, new_write_key
+from destinations.models.people import (
+    Account,
+    AnonymousId,
+    Membership,
+    Profile,
+    ProfileOrigin,
+)
+
+__all__ = [
+    "FINISHED",
+    "WAITING",
+    "Account",
+    "AnonymousId",
+    "AttemptOutcome",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryStatus",
+    "Destination",
+    "DestinationKind",
+    "Event",
+    "EventType",
+    "IngestFailure",
+    "Job",
+    "JobKind",
+    "JobStatus",
+    "Membership",
+    "Profile",
+    "ProfileOrigin",
+    "Source",
+    "new_write_key",
+]

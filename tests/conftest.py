@@ -1,0 +1,74 @@
+"""Shared fixtures: sources, an ingest client, and a clean cache per test."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from destinations.ingest.auth import forget_cached_sources
+from destinations.models import Source
+from destinations.sources import source_create
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
+# beside one unless told the thread is still synchronous (it is: Playwright only awaits there).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness costs half a second per login; tests need no such cost.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_ingest_state() -> Iterator[None]:
+    cache.clear()
+    forget_cached_sources()
+    yield
+    cache.clear()
+    forget_cached_sources()
+
+
+@pytest.fixture
+def source(db: None) -> Source:
+    return source_create(name="Web app")
+
+
+IngestPost = Callable[..., Any]
+
+
+@pytest.fixture
+def post_ingest(client: Client, source: Source) -> IngestPost:
+    """POST to /v1/<path> as an SDK would: Basic auth with the source's write key."""
+
+    def post(
+        path: str,
+        payload: Any = None,
+        *,
+        raw: bytes | None = None,
+        write_key: str | None = None,
+        auth: bool = True,
+        gzip_body: bool = False,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        data = raw if raw is not None else orjson.dumps(payload)
+        extra: dict[str, str] = dict(headers or {})
+        if gzip_body:
+            data = gzip.compress(data)
+            extra["Content-Encoding"] = "gzip"
+        if auth:
+            key = source.write_key if write_key is None else write_key
+            token = base64.b64encode(f"{key}:".encode()).decode()
+            extra["Authorization"] = f"Basic {token}"
+        return client.post(f"/v1/{path}", data=data, content_type=content_type, headers=extra)
+
+    return post

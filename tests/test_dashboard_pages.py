@@ -1,0 +1,215 @@
+"""Dashboard pages: login required, lists and filters, keyset paging, query counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from dashboard.selectors.events import EVENTS_PAGE_SIZE
+from destinations.models import Account, Event, IngestFailure, Profile
+from destinations.sources import source_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client: Client) -> Client:
+    user = get_user_model().objects.create_user(username="op", password="correct horse battery")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def sample(post_ingest, source):
+    post_ingest("identify", {"userId": "u1", "traits": {"email": "ada@x.io", "name": "Ada"}})
+    post_ingest("group", {"userId": "u1", "groupId": "acct-1", "traits": {"name": "Initech"}})
+    post_ingest("track", {"userId": "u1", "event": "Report Exported", "messageId": "t-1"})
+    post_ingest("page", {"anonymousId": "anon-7", "name": "Pricing"})
+    return {
+        "profile": Profile.objects.get(user_id="u1"),
+        "account": Account.objects.get(group_id="acct-1"),
+        "event": Event.objects.get(message_id="t-1"),
+        "source": source,
+    }
+
+
+def page_urls(sample) -> list[str]:
+    return [
+        reverse("home"),
+        reverse("event-list"),
+        reverse("event-detail", args=[sample["event"].pk]),
+        reverse("user-list"),
+        reverse("user-detail", args=[sample["profile"].pk]),
+        reverse("account-list"),
+        reverse("account-detail", args=[sample["account"].pk]),
+        reverse("source-list"),
+        reverse("source-new"),
+        reverse("source-detail", args=[sample["source"].pk]),
+        reverse("source-edit", args=[sample["source"].pk]),
+    ]
+
+
+def test_every_page_requires_login(client, sample):
+    for url in page_urls(sample):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("login")), url
+
+
+def test_every_page_renders_for_a_logged_in_operator(staff_client, sample):
+    for url in page_urls(sample):
+        response = staff_client.get(url)
+        assert response.status_code == 200, url
+
+
+def test_login_form_logs_in(client, db):
+    get_user_model().objects.create_user(username="op", password="correct horse battery")
+    response = client.post(
+        reverse("login"), {"username": "op", "password": "correct horse battery"}, follow=True
+    )
+    assert response.status_code == 200
+    assert response.wsgi_request.user.is_authenticated
+    bad = Client().post(reverse("login"), {"username": "op", "password": "wrong"})
+    assert b"didn&#x27;t match" in bad.content or b"didn't match" in bad.content
+
+
+def test_event_detail_shows_raw_json(staff_client, sample):
+    body = staff_client.get(reverse("event-detail", args=[sample["event"].pk])).content.decode()
+    assert "Report Exported" in body
+    assert "&quot;messageId&quot;: &quot;t-1&quot;" in body
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("type=track", {"t-1"}),
+        ("event=Report+Exported", {"t-1"}),
+        ("user=u1", {"t-1", "identify", "group"}),
+        ("user=anon-7", {"page"}),
+    ],
+)
+def test_event_filters(staff_client, sample, query, expected):
+    response = staff_client.get(f"{reverse('event-list')}?{query}")
+    shown = {e.message_id for e in response.context["page"].rows}
+    stored = {e.message_id: e.type for e in Event.objects.all()}
+    assert {m if m == "t-1" else stored[m] for m in shown} == expected
+
+
+def test_event_filter_by_source_and_time(staff_client, sample):
+    other = source_create(name="Other")
+    url = reverse("event-list")
+    shown = staff_client.get(f"{url}?source={other.pk}").context["page"].rows
+    assert shown == []
+    future = (timezone.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    assert staff_client.get(f"{url}?since={future}").context["page"].rows == []
+    assert len(staff_client.get(f"{url}?until={future}").context["page"].rows) == 4
+
+
+def test_events_keyset_pagination_walks_every_row_once(staff_client, post_ingest):
+    total = EVENTS_PAGE_SIZE * 2 + 7
+    batch = [
+        {"type": "track", "userId": f"u{i % 5}", "event": "Tick", "messageId": f"k{i}"}
+        for i in range(total)
+    ]
+    assert post_ingest("batch", {"batch": batch}).status_code == 200
+    seen: list[int] = []
+    url = reverse("event-list")
+    while url:
+        page = staff_client.get(url).context["page"]
+        seen.extend(e.pk for e in page.rows)
+        url = f"{reverse('event-list')}?before={page.next_before}" if page.next_before else ""
+    assert len(seen) == total
+    assert seen == sorted(seen, reverse=True)
+
+
+def test_event_list_htmx_request_renders_only_the_table(staff_client, sample):
+    response = staff_client.get(reverse("event-list"), headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="event-table"')
+    assert "<html" not in body
+    assert "HX-Request" in response["Vary"]
+
+
+def test_list_pages_do_not_query_per_row(staff_client, post_ingest):
+    batch = []
+    for i in range(30):
+        batch.append({"type": "identify", "userId": f"u{i}", "traits": {"email": f"{i}@x.io"}})
+        batch.append({"type": "group", "userId": f"u{i}", "groupId": f"g{i % 10}"})
+        batch.append({"type": "track", "userId": f"u{i}", "event": "E"})
+    assert post_ingest("batch", {"batch": batch}).status_code == 200
+    for name, ceiling in [("event-list", 8), ("user-list", 6), ("account-list", 7)]:
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(reverse(name)).status_code == 200
+        assert len(queries) <= ceiling, (name, [q["sql"] for q in queries])
+
+
+def test_users_and_accounts_search(staff_client, sample):
+    users = staff_client.get(f"{reverse('user-list')}?q=ada@").context["page"].rows
+    assert [p.user_id for p in users] == ["u1"]
+    assert staff_client.get(f"{reverse('user-list')}?q=nobody").context["page"].rows == []
+    accounts = staff_client.get(f"{reverse('account-list')}?q=init").context["page"].rows
+    assert [a.group_id for a in accounts] == ["acct-1"]
+    assert [p.user_id for p in accounts[0].shown_members] == ["u1"]
+
+
+def test_user_and_account_detail_show_identity(staff_client, sample):
+    user_page = staff_client.get(reverse("user-detail", args=[sample["profile"].pk]))
+    assert user_page.context["accounts"] == [sample["account"]]
+    assert "Report Exported" in user_page.content.decode()
+    account_page = staff_client.get(reverse("account-detail", args=[sample["account"].pk]))
+    assert account_page.context["members"] == [sample["profile"]]
+    assert "Initech" in account_page.content.decode()
+
+
+def test_create_source_through_the_form_and_see_snippets(staff_client, db):
+    response = staff_client.post(
+        reverse("source-new"),
+        {"name": "Mobile", "enabled": "on", "rate_limit_per_second": 50},
+        follow=True,
+    )
+    body = response.content.decode()
+    source = response.context["source"]
+    assert source.name == "Mobile" and source.rate_limit_per_second == 50
+    assert f'analytics.write_key = "{source.write_key}"' in body
+    assert 'analytics.host = "http://testserver"' in body
+    assert "@segment/analytics-node" in body and "@segment/analytics-next" in body
+    duplicate = staff_client.post(
+        reverse("source-new"), {"name": "Mobile", "rate_limit_per_second": 50}
+    )
+    assert "already exists" in duplicate.content.decode()
+
+
+def test_disable_source_and_rotate_key(staff_client, post_ingest, source):
+    staff_client.post(
+        reverse("source-edit", args=[source.pk]),
+        {"name": source.name, "rate_limit_per_second": 10},
+    )
+    refused = post_ingest("track", {"userId": "u", "event": "E"})
+    assert refused.status_code == 403
+    staff_client.post(
+        reverse("source-edit", args=[source.pk]),
+        {"name": source.name, "enabled": "on", "rate_limit_per_second": 10},
+    )
+    old_key = source.write_key
+    staff_client.post(reverse("source-rotate", args=[source.pk]))
+    source.refresh_from_db()
+    assert source.write_key != old_key
+    assert post_ingest("track", {"userId": "u", "event": "E"}, write_key=old_key).status_code == 401
+    assert post_ingest("track", {"userId": "u", "event": "E"}).status_code == 200
+
+
+def test_failed_on_ingest_is_counted_per_source(staff_client, post_ingest, source):
+    post_ingest("batch", {"batch": [{"type": "track", "userId": "u"}, {"type": "nope"}]})
+    assert IngestFailure.objects.filter(source=source).count() == 2
+    listed = staff_client.get(reverse("source-list")).context["sources"]
+    assert [s.failed_on_ingest for s in listed] == [2]
+    detail = staff_client.get(reverse("source-detail", args=[source.pk])).content.decode()
+    assert "track call without event name" in detail
+    assert "unknown type" in detail
