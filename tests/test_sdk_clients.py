@@ -197,11 +197,6 @@ def test_every_call_type_is_stored(
         assert events["identify"].payload["context"]["traits"]["email"] == "Ada@Example.com"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="identity resolution reads only top-level traits; RudderStack's identify() sends "
-    "them as context.traits, so the profile gets no email, name or traits",
-)
 def test_rudderstack_identify_traits_reach_the_profile(live_server: Any, rudder_wire: Wire) -> None:
     source = source_create(name="rudderstack traits")
     client = RudderClient(
@@ -293,12 +288,6 @@ def test_rudderstack_wrong_write_key_reaches_on_error(live_server: Any, rudder_w
     assert not Event.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="error bodies are {success, error}; RudderStack's request.post() reads "
-    "payload['code'] and payload['message'], so a 4xx surfaces as KeyError instead of "
-    "APIError and is retried like a network error",
-)
 def test_rudderstack_does_not_retry_a_refused_write_key(
     live_server: Any, rudder_wire: Wire
 ) -> None:

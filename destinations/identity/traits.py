@@ -5,6 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 
+def message_traits(payload: dict[str, Any]) -> dict[str, Any]:
+    """The traits a message says about its subject.
+
+    Segment's SDKs put identify traits at the top level; RudderStack's put them in
+    ``context.traits``. For identify both are read, top-level keys winning. For group the
+    top-level traits describe the account, and ``context.traits`` (the member) is not mixed in.
+    """
+    traits = payload.get("traits")
+    own = traits if isinstance(traits, dict) else {}
+    if payload.get("type") != "identify":
+        return own
+    context = payload.get("context")
+    inner = context.get("traits") if isinstance(context, dict) else None
+    if isinstance(inner, dict) and inner:
+        return {**inner, **own}
+    return own
+
+
 def normalize_email(value: Any) -> str | None:
     """Emails compare case-insensitively in practice, so profiles keep them lower-cased."""
     if not isinstance(value, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,7 +10,14 @@ from typing import Any
 
 import orjson
 
-from destinations.ingest.body import MAX_EVENT_BYTES, type_name
+from destinations.identity.traits import message_traits
+from destinations.ingest.body import (
+    MAX_EVENT_BYTES,
+    MAX_JSON_DEPTH,
+    TOO_DEEP,
+    json_depth,
+    type_name,
+)
 
 CALL_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_ID = 100
@@ -17,6 +25,8 @@ MAX_ID = 255
 OBJECT_FIELDS = ("traits", "properties", "context", "integrations")
 STRING_FIELDS = ("event", "name", "category")
 ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId")
+# A \u0000 escape in serialised JSON that is not itself an escaped backslash followed by "u0000".
+ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class InvalidMessage(Exception):
@@ -41,8 +51,7 @@ class Message:
 
     @property
     def traits(self) -> dict[str, Any]:
-        value = self.payload.get("traits")
-        return value if isinstance(value, dict) else {}
+        return message_traits(self.payload)
 
 
 def validate_message(
@@ -60,6 +69,8 @@ def validate_message(
     """
     if not isinstance(item, dict):
         raise InvalidMessage(f"message must be a JSON object, got {type_name(item)}")
+    if json_depth(item, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise InvalidMessage(TOO_DEEP)
     payload = dict(item)
     payload.pop("writeKey", None)
     if envelope:
@@ -119,6 +130,10 @@ def validate_message(
         payload["originalTimestamp"] = iso(original)
 
     payload_json = orjson.dumps(payload)
+    if ESCAPED_NUL.search(payload_json):
+        # PostgreSQL can store neither NUL in text nor \u0000 in jsonb; refuse it everywhere so
+        # both backends keep the same events.
+        raise InvalidMessage("a string contains a NUL character (\\u0000), which cannot be stored")
     if len(payload_json) > MAX_EVENT_BYTES:
         raise InvalidMessage(
             f"event is {len(payload_json):,} bytes; the limit is {MAX_EVENT_BYTES // 1024} KB"

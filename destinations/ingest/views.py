@@ -47,13 +47,41 @@ def json_response(
     return response
 
 
+ERROR_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> HttpResponse:
+    """An error body every SDK can read: Segment's clients show ``error``; RudderStack's read
+    ``code`` and ``message`` and fail with a KeyError (retried as if the network failed) when
+    they are missing."""
+    body = {
+        "success": False,
+        "error": message,
+        "code": ERROR_CODES.get(status, "error"),
+        "message": message,
+        **extra,
+    }
+    return json_response(status, body, headers)
+
+
 def excerpt(value: Any) -> str:
     text = (
         value.decode("utf-8", "replace")
         if isinstance(value, bytes)
         else orjson.dumps(value).decode()
     )
-    return text[:EXCERPT_CHARS]
+    # PostgreSQL text cannot hold NUL; the excerpt is for reading, so a replacement mark will do.
+    return text[:EXCERPT_CHARS].replace("\x00", "\ufffd")
 
 
 @csrf_exempt
@@ -62,9 +90,7 @@ def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
     if request.method == "OPTIONS":
         return _preflight()
     if request.method != "POST":
-        return json_response(
-            405, {"success": False, "error": "Use POST"}, {"Allow": "POST, OPTIONS"}
-        )
+        return error_response(405, "Use POST", {"Allow": "POST, OPTIONS"})
     endpoint = call_type or "batch"
     source: SourceRef | None = None
     raw = b""
@@ -104,9 +130,7 @@ def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
                 received_at=timezone.now(),
             )
         logger.info("ingest refused (%s %s): %s", endpoint, error.status, error.message)
-        return json_response(
-            error.status, {"success": False, "error": error.message}, error.headers
-        )
+        return error_response(error.status, error.message, error.headers)
 
 
 def _preflight() -> HttpResponse:
@@ -130,7 +154,7 @@ def accept_single(
             endpoint=call_type,
             received_at=received_at,
         )
-        return json_response(400, {"success": False, "error": reason})
+        return error_response(400, reason)
     result = store_messages(source_id=source.id, messages=[message], received_at=received_at)
     return json_response(
         200, {"success": True, "stored": result.stored, "duplicates": result.duplicates}
@@ -166,9 +190,7 @@ def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> 
     failed = [{"index": r.index, "reason": r.reason} for r in refused]
     if not accepted:
         record_refusals(source.id, refused, endpoint="batch", received_at=received_at)
-        return json_response(
-            400, {"success": False, "error": "no valid messages in batch", "failed": failed}
-        )
+        return error_response(400, "no valid messages in batch", failed=failed)
     result = store_messages(
         source_id=source.id,
         messages=accepted,

@@ -8,6 +8,8 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
+from destinations.identity.traits import message_traits
+
 
 def new_write_key() -> str:
     return secrets.token_urlsafe(24)
@@ -110,8 +112,7 @@ class Event(models.Model):
 
     @property
     def traits(self) -> dict[str, Any]:
-        value = self.payload.get("traits")
-        return value if isinstance(value, dict) else {}
+        return message_traits(self.payload)
 
 
 class IngestFailure(models.Model):
