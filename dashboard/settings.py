@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import env_bool, env_int, env_list, env_str, kept_secret
+from dashboard.env import env_bool, env_float, env_int, env_list, env_str, kept_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("SWITCHBOARD_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -84,6 +84,17 @@ TEMPLATES = [
 ]
 
 # Database: DATABASE_URL (PostgreSQL for scale-out) or the embedded SQLite file.
+SQLITE_OPTIONS = {
+    # WAL lets readers (the dashboard) work while ingest writes; IMMEDIATE makes a writer take
+    # the lock at BEGIN so concurrent writers queue on busy_timeout instead of failing with
+    # "database is locked" on lock upgrade.
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": (
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+        "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000;"
+    ),
+}
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=600)}
@@ -93,19 +104,13 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "switchboard.sqlite3"),
-            "OPTIONS": {
-                # WAL lets readers (the dashboard) work while ingest writes; IMMEDIATE makes a
-                # writer take the lock at BEGIN so concurrent writers queue on busy_timeout
-                # instead of failing with "database is locked" on lock upgrade.
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": (
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                    "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000;"
-                ),
-            },
         }
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    # The test database is a file, not memory, so Celery workers in other processes share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-switchboard.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: shared across processes when CACHE_URL points at Redis; per process otherwise.
@@ -158,6 +163,50 @@ if env_bool("SWITCHBOARD_BEHIND_HTTPS_PROXY"):
 INGEST_DEFAULT_RATE_LIMIT = env_int("INGEST_DEFAULT_RATE_LIMIT", 1000)  # requests per second
 # Ingest reads its own body with its own limit; this only guards the dashboard's forms.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# Delivery. Every duration is in seconds; each can be set from the environment.
+DELIVERY_RETRY_WINDOW_SECONDS = env_int("DELIVERY_RETRY_WINDOW_SECONDS", 4 * 3600)
+DELIVERY_TIMEOUT_SECONDS = env_int("DELIVERY_TIMEOUT_SECONDS", 10)
+DELIVERY_BACKOFF_BASE_SECONDS = env_float("DELIVERY_BACKOFF_BASE_SECONDS", 5.0)
+DELIVERY_BACKOFF_MAX_SECONDS = env_int("DELIVERY_BACKOFF_MAX_SECONDS", 3600)
+# A claim not finished within the lease is assumed lost (worker killed) and retried.
+DELIVERY_LEASE_SECONDS = env_int("DELIVERY_LEASE_SECONDS", 120)
+# How long a row waits for its queued wake-up before the sweeper enqueues it again.
+DELIVERY_REQUEUE_AFTER_SECONDS = env_int("DELIVERY_REQUEUE_AFTER_SECONDS", 30)
+DELIVERY_SWEEP_SECONDS = env_float("DELIVERY_SWEEP_SECONDS", 5.0)
+DELIVERY_TASK_BATCH = env_int("DELIVERY_TASK_BATCH", 100)
+DELIVERY_CONCURRENCY = env_int("DELIVERY_CONCURRENCY", 16)  # HTTP requests in flight per task
+DELIVERY_BREAKER_FAILURES = env_int("DELIVERY_BREAKER_FAILURES", 50)
+DELIVERY_BREAKER_SECONDS = env_int("DELIVERY_BREAKER_SECONDS", 600)
+
+# Celery. The embedded default's broker is a folder (kombu's filesystem transport): no server.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = DATA_DIR / "broker"
+    _queue_dir.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Enqueueing happens after the ingest commit: a broker that is down must not hold the response
+# for long. The rows are in the database; the sweeper enqueues them later.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-deliveries": {"task": "destinations.sweep", "schedule": DELIVERY_SWEEP_SECONDS},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 LOGGING = {
     "version": 1,

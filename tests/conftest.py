@@ -11,11 +11,16 @@ from typing import Any
 import orjson
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
 
+from destinations.delivery.routing import forget_cached_destinations
+from destinations.delivery.services import destination_create
 from destinations.ingest.auth import forget_cached_sources
-from destinations.models import Source
+from destinations.models import Destination, Source
 from destinations.sources import source_create
+from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
+from tests.worker import TEST_DELIVERY_ENV, Worker
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
 # beside one unless told the thread is still synchronous (it is: Playwright only awaits there).
@@ -72,3 +77,49 @@ def post_ingest(client: Client, source: Source) -> IngestPost:
         return client.post(f"/v1/{path}", data=data, content_type=content_type, headers=extra)
 
     return post
+
+
+@pytest.fixture(autouse=True)
+def _fresh_routing_state() -> Iterator[None]:
+    forget_cached_destinations()
+    yield
+    forget_cached_destinations()
+
+
+@pytest.fixture
+def fake_refiner() -> Iterator[FakeRefiner]:
+    yield from serve_fake_refiner(api_keys={"rk_test"})
+
+
+@pytest.fixture
+def worker(transactional_db: None, settings: Any) -> Iterator[Worker]:
+    """A real Celery worker and sweeper in another process, on the test database."""
+    for name, value in TEST_DELIVERY_ENV.items():
+        setattr(settings, name, float(value) if "." in value else int(value))
+    started = Worker().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def refiner_destination(transactional_db: None, fake_refiner: FakeRefiner) -> Destination:
+    return destination_create(
+        kind="refiner",
+        name="Refiner",
+        settings_values={"base_url": fake_refiner.base_url},
+        secret_values={"api_key": "rk_test"},
+    )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Close sessions left open by live-server threads and workers, so PostgreSQL can drop the
+    test database at the end."""
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from destinations.delivery.enqueue import enqueue_deliveries
+from destinations.delivery.routing import plan_deliveries
 from destinations.identity.resolve import IdentityResolver
 from destinations.ingest.message import Message
 from destinations.models import Event, IngestFailure
@@ -71,7 +73,12 @@ def store_messages(
         stored = 0
         if fresh:
             owners = IdentityResolver().resolve(fresh)
-            stored = len(insert_events(source_id, fresh, owners, received_at))
+            ids = insert_events(source_id, fresh, owners, received_at)
+            stored = len(ids)
+            new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]
+            planned = plan_deliveries(new_events, received_at)
+            if planned:
+                transaction.on_commit(lambda: enqueue_deliveries(planned), robust=True)
     return StoreResult(stored=stored, duplicates=len(messages) - stored)
 
 

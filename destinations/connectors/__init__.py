@@ -1,0 +1,15 @@
+"""One module per destination kind; this registry is how the engine finds them."""
+
+from __future__ import annotations
+
+from destinations.connectors.base import Connector
+from destinations.connectors.refiner import RefinerConnector
+
+CONNECTORS: dict[str, Connector] = {c.kind: c for c in (RefinerConnector(),)}
+
+
+def connector_for(kind: str) -> Connector:
+    try:
+        return CONNECTORS[kind]
+    except KeyError:
+        raise LookupError(f"No connector for destination kind {kind!r}") from None

@@ -1,0 +1,146 @@
+"""What every destination kind declares, after Segment's action-destinations: its settings
+(which are secret), the calls it accepts, a pure ``translate`` from a stored event to HTTP
+requests (or a reason to skip), how to read a response, and how to test a connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import requests
+
+TRANSIENT_STATUSES = frozenset({408, 423, 429}) | frozenset(range(500, 600))
+EXCERPT_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SettingField:
+    name: str
+    label: str
+    secret: bool = False
+    default: str = ""
+    required: bool = True
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRequest:
+    method: str
+    url: str
+    json: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # The subject of the call (a user id or email), for per-user rate limits.
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """The event is not sent, for a reason the operator can read on the delivery."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    delivered: bool
+    permanent: bool = False
+    reason: str = ""
+    retry_after: float | None = None
+
+    @classmethod
+    def ok(cls) -> Verdict:
+        return cls(delivered=True)
+
+    @classmethod
+    def retry(cls, reason: str, retry_after: float | None = None) -> Verdict:
+        return cls(delivered=False, reason=reason, retry_after=retry_after)
+
+    @classmethod
+    def fail(cls, reason: str) -> Verdict:
+        return cls(delivered=False, permanent=True, reason=reason)
+
+
+class ConnectionFailed(Exception):
+    """Test connection did not succeed; the message is shown to the operator as it is."""
+
+
+class Connector:
+    kind: ClassVar[str]
+    display_name: ClassVar[str]  # the key in a message's integrations object
+    accepts: ClassVar[frozenset[str]]
+    settings_fields: ClassVar[tuple[SettingField, ...]]
+    requests_per_minute: ClassVar[int] = 0  # 0: no limit
+    subject_requests_per_minute: ClassVar[int] = 0
+
+    def translate(
+        self, payload: Mapping[str, Any], config: Mapping[str, str]
+    ) -> list[OutboundRequest] | Skip:
+        raise NotImplementedError
+
+    def classify(self, response: requests.Response) -> Verdict:
+        return classify_http(response, self.display_name)
+
+    def test_connection(self, config: Mapping[str, str], session: requests.Session) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def secret_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in cls.settings_fields if f.secret)
+
+
+def classify_http(response: requests.Response, service: str) -> Verdict:
+    """Segment's rules: 2xx delivered; timeouts, 408, 423, 429 and 5xx retried; other
+    statuses (3xx included: a redirect is not followed with the body) fail at once."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Verdict.ok()
+    reason = f"HTTP {status} from {service}: {error_text(response)}"
+    if status in TRANSIENT_STATUSES:
+        return Verdict.retry(reason, retry_after_seconds(response.headers.get("Retry-After")))
+    return Verdict.fail(reason)
+
+
+def error_text(response: requests.Response) -> str:
+    """The service's own words for an error, short enough to group failures by."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("message", "error", "detail"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value[:200]
+    text = response.text.strip()
+    return text[:200] if text else (response.reason or "no body")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    from django.utils import timezone
+
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - timezone.now()).total_seconds())
+
+
+def subject_of(payload: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(userId, email) of the person a message is about; email from traits or context.traits."""
+    user_id = payload.get("userId") or None
+    email: Any = None
+    for container in (payload.get("traits"), (payload.get("context") or {}).get("traits")):
+        if isinstance(container, dict) and isinstance(container.get("email"), str):
+            email = container["email"].strip() or None
+            if email:
+                break
+    return (str(user_id) if user_id else None), email

@@ -1,0 +1,396 @@
+"""Send claimed deliveries and record what happened.
+
+A worker claims rows (``status`` pending/retrying -> sending, with a lease) inside a short
+transaction, sends without holding any lock, then writes every attempt and every outcome in one
+transaction. A row is only written back if it still carries this worker's lease, so a worker
+that stalled past its lease cannot overwrite the outcome of the worker that took over.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from destinations.connectors import connector_for
+from destinations.connectors.base import (
+    EXCERPT_CHARS,
+    Connector,
+    OutboundRequest,
+    Skip,
+    Verdict,
+)
+from destinations.delivery import ratelimit
+from destinations.delivery.http import session
+from destinations.models import (
+    WAITING,
+    AttemptOutcome,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    Destination,
+)
+
+logger = logging.getLogger(__name__)
+
+MASKED_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
+CONNECTION_ERRORS = {
+    "Connection refused": "connection refused",
+    "Name or service not known": "host name not found",
+    "Connection reset": "connection reset",
+    "RemoteDisconnected": "closed without an answer",
+    "private or loopback": "address not allowed",
+}
+
+
+@dataclass(slots=True)
+class Result:
+    """What one delivery's attempt came to."""
+
+    verdict: Verdict
+    status_code: int | None = None
+    duration_ms: int = 0
+    skipped: bool = False
+    deferred_until: datetime | None = None  # held back by the rate limit: not an attempt
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class RunStats:
+    claimed: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def deliver(delivery_ids: Sequence[int]) -> RunStats:
+    """Claim what is still waiting among ``delivery_ids``, send it, record the outcomes."""
+    stats = RunStats()
+    lease, claimed = claim(delivery_ids)
+    stats.claimed = len(claimed)
+    if not claimed:
+        return stats
+    by_destination: dict[int, list[Delivery]] = defaultdict(list)
+    for delivery in claimed:
+        by_destination[delivery.destination_id].append(delivery)
+    for deliveries in by_destination.values():
+        destination = deliveries[0].destination
+        results = send_all(destination, deliveries)
+        record(destination, deliveries, results, lease)
+        for result in results:
+            stats.outcomes[outcome_of(result)] += 1
+    return stats
+
+
+def claim(delivery_ids: Sequence[int]) -> tuple[datetime, list[Delivery]]:
+    """Move waiting rows to ``sending`` with a lease. The lease's exact timestamp doubles as
+    this claim's token when the outcome is written back."""
+    lease = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    with transaction.atomic():
+        waiting = Delivery.objects.filter(
+            id__in=list(delivery_ids),
+            status__in=WAITING,
+            destination__enabled=True,
+            destination__paused_at__isnull=True,
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            # Two workers handed the same ids each take what the other has not locked.
+            waiting = waiting.select_for_update(skip_locked=True, of=("self",))
+        ids = list(waiting.values_list("id", flat=True))
+        if not ids:
+            return lease, []
+        Delivery.objects.filter(id__in=ids).update(
+            status=DeliveryStatus.SENDING, lease_expires_at=lease, attempts=F("attempts") + 1
+        )
+    claimed = list(
+        Delivery.objects.filter(id__in=ids, lease_expires_at=lease)
+        .select_related("event", "destination")
+        .order_by("id")
+    )
+    return lease, claimed
+
+
+def send_all(destination: Destination, deliveries: Sequence[Delivery]) -> list[Result]:
+    connector = connector_for(destination.kind)
+    config = destination.config()
+    planned: list[list[OutboundRequest] | Skip] = []
+    for delivery in deliveries:
+        try:
+            planned.append(connector.translate(delivery.event.payload, config))
+        except Exception as exc:  # a translation bug must fail one delivery, not the batch
+            logger.exception("translating delivery %s failed", delivery.pk)
+            planned.append(Skip(f"could not translate the event: {exc}"))
+    subjects = [p[0].subject if isinstance(p, list) and p else None for p in planned]
+    allowed = ratelimit.grant(
+        destination.pk,
+        subjects,
+        per_minute=destination.rate_limit_per_minute or connector.requests_per_minute,
+        subject_per_minute=connector.subject_requests_per_minute,
+    )
+    results: list[Result | None] = [None] * len(deliveries)
+    to_send: list[tuple[int, list[OutboundRequest]]] = []
+    for index, plan in enumerate(planned):
+        if isinstance(plan, Skip):
+            results[index] = Result(Verdict.fail(plan.reason), skipped=True)
+        elif not allowed[index]:
+            resume = datetime.fromtimestamp(
+                ratelimit.window_end(), tz=timezone.get_current_timezone()
+            )
+            results[index] = Result(
+                Verdict.retry("held back by the rate limit"), deferred_until=resume
+            )
+        else:
+            to_send.append((index, plan))
+    if to_send:
+        workers = min(settings.DELIVERY_CONCURRENCY, len(to_send))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            sent = pool.map(lambda item: send_one(connector, item[1]), to_send)
+            for (index, _), result in zip(to_send, sent, strict=True):
+                results[index] = result
+    return [r for r in results if r is not None]
+
+
+def send_one(connector: Connector, plan: Sequence[OutboundRequest]) -> Result:
+    """Send a delivery's requests in order, stopping at the first that does not succeed."""
+    started = time.monotonic()
+    result = Result(Verdict.ok())
+    for outbound in plan:
+        result = send_request(connector, outbound)
+        if not result.verdict.delivered:
+            break
+    result.duration_ms = int((time.monotonic() - started) * 1000)
+    return result
+
+
+def send_request(connector: Connector, outbound: OutboundRequest) -> Result:
+    timeout = settings.DELIVERY_TIMEOUT_SECONDS
+    try:
+        response = session().request(
+            outbound.method,
+            outbound.url,
+            json=outbound.json,
+            headers=dict(outbound.headers),
+            timeout=(min(5.0, timeout), timeout),
+            allow_redirects=False,
+        )
+    except requests.Timeout:
+        verdict = Verdict.retry(
+            f"timeout: no answer from {connector.display_name} in {timeout:g} s"
+        )
+        return Result(verdict, request=request_sample(outbound))
+    except requests.ConnectionError as exc:
+        verdict = Verdict.retry(f"connection failed: {connection_reason(exc)}")
+        return Result(verdict, request=request_sample(outbound))
+    except requests.RequestException as exc:
+        return Result(
+            Verdict.fail(f"request could not be made: {exc}"), request=request_sample(outbound)
+        )
+    verdict = connector.classify(response)
+    result = Result(verdict, status_code=response.status_code)
+    if not verdict.delivered:
+        result.request = request_sample(outbound)
+        result.response = {
+            "status": response.status_code,
+            "headers": {k: v for k, v in response.headers.items() if k.lower() != "set-cookie"},
+            "body": response.text[:EXCERPT_CHARS],
+        }
+    return result
+
+
+def connection_reason(exc: requests.ConnectionError) -> str:
+    """urllib3's exception text is long and varies; group failures under a few stable words."""
+    text = str(exc)
+    for phrase, reason in CONNECTION_ERRORS.items():
+        if phrase in text:
+            return reason
+    return text[:200]
+
+
+def request_sample(outbound: OutboundRequest) -> dict[str, Any]:
+    """The request as sent, with credentials masked: samples are shown in the dashboard."""
+    headers = {
+        name: (mask(value) if name.lower() in MASKED_HEADERS else value)
+        for name, value in outbound.headers.items()
+    }
+    return {
+        "method": outbound.method,
+        "url": outbound.url,
+        "headers": headers,
+        "json": outbound.json,
+    }
+
+
+def mask(value: str) -> str:
+    scheme, _, secret = value.rpartition(" ")
+    shown = f"••••{secret[-4:]}" if len(secret) > 8 else "••••"
+    return f"{scheme} {shown}".strip()
+
+
+def outcome_of(result: Result) -> str:
+    if result.skipped:
+        return AttemptOutcome.SKIPPED
+    if result.verdict.delivered:
+        return AttemptOutcome.DELIVERED
+    return AttemptOutcome.FAILED if result.verdict.permanent else AttemptOutcome.RETRY
+
+
+def backoff_seconds(attempt: int, retry_after: float | None) -> float:
+    """Randomised exponential backoff (±20 %), never sooner than the service's Retry-After."""
+    base = settings.DELIVERY_BACKOFF_BASE_SECONDS * (2 ** max(0, attempt - 1))
+    delay = min(base, settings.DELIVERY_BACKOFF_MAX_SECONDS) * random.uniform(0.8, 1.2)
+    return max(delay, retry_after or 0.0)
+
+
+def record(
+    destination: Destination,
+    deliveries: Sequence[Delivery],
+    results: Sequence[Result],
+    lease: datetime,
+) -> None:
+    now = timezone.now()
+    attempts: list[DeliveryAttempt] = []
+    changed: list[Delivery] = []
+    failures = 0
+    successes = 0
+    last_error = ""
+    with transaction.atomic():
+        still_ours = set(
+            Delivery.objects.filter(
+                id__in=[d.pk for d in deliveries],
+                status=DeliveryStatus.SENDING,
+                lease_expires_at=lease,
+            ).values_list("id", flat=True)
+        )
+        for delivery, result in zip(deliveries, results, strict=True):
+            if delivery.pk not in still_ours:
+                continue
+            apply_result(delivery, result, now)
+            changed.append(delivery)
+            if result.deferred_until is None:
+                attempts.append(attempt_row(delivery, result, now))
+            if result.verdict.delivered:
+                successes += 1
+            elif not result.skipped and result.deferred_until is None:
+                failures += 1
+                last_error = result.verdict.reason
+        Delivery.objects.bulk_update(
+            changed,
+            [
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "retry_until",
+                "lease_expires_at",
+                "finished_at",
+                "last_status_code",
+                "last_error",
+                "reason",
+            ],
+            batch_size=500,
+        )
+        DeliveryAttempt.objects.bulk_create(attempts, batch_size=500)
+        note_health(destination.pk, successes=successes, failures=failures, last_error=last_error)
+
+
+def apply_result(delivery: Delivery, result: Result, now: datetime) -> None:
+    verdict = result.verdict
+    delivery.lease_expires_at = None
+    delivery.last_status_code = result.status_code
+    if result.deferred_until is not None:
+        # Not an attempt: give the claim's count back and wait for the next window.
+        delivery.attempts -= 1
+        delivery.status = (
+            DeliveryStatus.PENDING if delivery.attempts == 0 else DeliveryStatus.RETRYING
+        )
+        delivery.next_attempt_at = result.deferred_until + timedelta(seconds=random.uniform(0, 5))
+        return
+    if verdict.delivered:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.finished_at = now
+        delivery.last_error = delivery.reason = ""
+        return
+    delivery.last_error = verdict.reason
+    if result.skipped:
+        delivery.status = DeliveryStatus.SKIPPED
+        delivery.reason = verdict.reason[:300]
+        delivery.finished_at = now
+        return
+    if not verdict.permanent:
+        wake = now + timedelta(seconds=backoff_seconds(delivery.attempts, verdict.retry_after))
+        if wake <= delivery.retry_until:
+            delivery.status = DeliveryStatus.RETRYING
+            delivery.next_attempt_at = wake
+            delivery.reason = verdict.reason[:300]
+            return
+        window = settings.DELIVERY_RETRY_WINDOW_SECONDS / 3600
+        verdict = Verdict.fail(
+            f"gave up after {delivery.attempts} attempts over the {window:g} h retry window: "
+            f"{verdict.reason}"
+        )
+        delivery.last_error = verdict.reason
+    delivery.status = DeliveryStatus.FAILED
+    delivery.reason = verdict.reason[:300]
+    delivery.finished_at = now
+
+
+def attempt_row(delivery: Delivery, result: Result, now: datetime) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        delivery_id=delivery.pk,
+        number=delivery.attempts,
+        started_at=now - timedelta(milliseconds=result.duration_ms),
+        duration_ms=result.duration_ms,
+        outcome=outcome_of(result),
+        status_code=result.status_code,
+        error="" if result.verdict.delivered else result.verdict.reason,
+        request=result.request,
+        response=result.response,
+    )
+
+
+def note_health(destination_id: int, *, successes: int, failures: int, last_error: str) -> None:
+    """Health columns and the breaker: a destination that fails many times in a row, with no
+    success for a while, is paused until an operator resumes it."""
+    now = timezone.now()
+    if successes:
+        Destination.objects.filter(pk=destination_id).update(
+            last_success_at=now, consecutive_failures=0
+        )
+    if not failures:
+        return
+    Destination.objects.filter(pk=destination_id).update(
+        last_error_at=now,
+        last_error=last_error[:2000],
+        consecutive_failures=F("consecutive_failures") + (0 if successes else failures),
+    )
+    if successes:
+        return
+    quiet_since = now - timedelta(seconds=settings.DELIVERY_BREAKER_SECONDS)
+    tripped = (
+        Destination.objects.filter(
+            pk=destination_id,
+            paused_at__isnull=True,
+            consecutive_failures__gte=settings.DELIVERY_BREAKER_FAILURES,
+        )
+        .exclude(last_success_at__gt=quiet_since)
+        .update(
+            paused_at=now,
+            paused_reason=(
+                f"Paused after {settings.DELIVERY_BREAKER_FAILURES}+ failures in a row with no "
+                f"success for {settings.DELIVERY_BREAKER_SECONDS // 60} min. Last error: "
+                f"{last_error[:300]}"
+            ),
+        )
+    )
+    if tripped:
+        logger.warning("destination %s paused by the breaker: %s", destination_id, last_error)

@@ -1,0 +1,72 @@
+"""Long operations run by a worker, reported through a Job row the dashboard polls."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from destinations.delivery.enqueue import enqueue_deliveries
+from destinations.models import Delivery, DeliveryStatus, Job, JobKind, JobStatus
+
+logger = logging.getLogger(__name__)
+CHUNK = 500
+
+
+def run_job(job_id: int) -> None:
+    # Claimed like a delivery, so a job enqueued twice runs once.
+    started = Job.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    if not started:
+        return
+    job = Job.objects.get(pk=job_id)
+    try:
+        if job.kind == JobKind.RETRY_FAILED:
+            retry_failed(job)
+        else:
+            raise ValueError(f"unknown job kind {job.kind!r}")
+    except Exception as exc:
+        logger.exception("job %s failed", job_id)
+        Job.objects.filter(pk=job_id).update(
+            status=JobStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        return
+    Job.objects.filter(pk=job_id).update(status=JobStatus.DONE, finished_at=timezone.now())
+
+
+def retry_failed(job: Job) -> None:
+    """Re-queue failed deliveries in id order, a chunk per transaction. Progress is the count
+    re-queued so far; a retried row is no longer failed, so a re-run continues where it left."""
+    destination_id = job.params["destination_id"]
+    window = timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)
+    requeue = timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
+    last_id = 0
+    while True:
+        now = timezone.now()
+        with transaction.atomic():
+            ids = list(
+                Delivery.objects.filter(
+                    destination_id=destination_id, status=DeliveryStatus.FAILED, id__gt=last_id
+                )
+                .order_by("id")
+                .values_list("id", flat=True)[:CHUNK]
+            )
+            if not ids:
+                return
+            last_id = ids[-1]
+            Delivery.objects.filter(id__in=ids, status=DeliveryStatus.FAILED).update(
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now + requeue,
+                retry_until=now + window,
+                finished_at=None,
+                reason="",
+            )
+            done = job.done + len(ids)
+            job.done = done
+            Job.objects.filter(pk=job.pk).update(done=done, heartbeat_at=now)
+            transaction.on_commit(partial(enqueue_deliveries, {destination_id: ids}), robust=True)

@@ -1,0 +1,123 @@
+"""Which destinations an event goes to, decided once in the ingest transaction.
+
+Order of checks: the destination is enabled, its kind accepts the call type, the message's
+integrations object lets it through, and none of the destination's drop filters match.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+
+from destinations.conditions import describe, matches_all
+from destinations.connectors import CONNECTORS
+from destinations.models import Delivery, Destination
+
+# Looked up on every ingest request; a short per-process cache keeps that off the database.
+# A destination added or changed is routed to within this many seconds in every web process.
+DESTINATION_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    id: int
+    kind: str
+    name: str
+    display_name: str
+    accepts: frozenset[str]
+    event_filters: tuple[tuple[Mapping[str, Any], ...], ...]
+
+
+_cache: tuple[float, tuple[Route, ...]] | None = None
+
+
+def enabled_routes() -> tuple[Route, ...]:
+    global _cache
+    now = time.monotonic()
+    if _cache and _cache[0] > now:
+        return _cache[1]
+    routes = tuple(route_of(d) for d in Destination.objects.filter(enabled=True))
+    _cache = (now + DESTINATION_CACHE_SECONDS, routes)
+    return routes
+
+
+def forget_cached_destinations() -> None:
+    global _cache
+    _cache = None
+
+
+def route_of(destination: Destination) -> Route:
+    connector = CONNECTORS[destination.kind]
+    return Route(
+        id=destination.pk,
+        kind=destination.kind,
+        name=destination.name,
+        display_name=connector.display_name,
+        accepts=connector.accepts,
+        event_filters=tuple(tuple(rule) for rule in destination.event_filters or []),
+    )
+
+
+def why_not_routed(payload: Mapping[str, Any], route: Route) -> str | None:
+    """None when the event goes to ``route``; otherwise the reason, in the operator's words."""
+    kind = payload.get("type", "")
+    if kind not in route.accepts:
+        return f"{route.display_name} does not accept {kind} calls"
+    integrations = payload.get("integrations")
+    if isinstance(integrations, Mapping):
+        if route.display_name in integrations:
+            if not integrations[route.display_name]:
+                return f'integrations object has "{route.display_name}": false'
+        elif integrations.get("All", True) is False:
+            return 'integrations object has "All": false'
+    for index, rule in enumerate(route.event_filters, start=1):
+        if rule and matches_all(payload, rule):
+            conditions = " and ".join(describe(c) for c in rule)
+            return f"dropped by filter {index}: {conditions}"
+    return None
+
+
+def plan_deliveries(
+    events: Sequence[tuple[int, Mapping[str, Any]]], received_at: datetime
+) -> dict[int, list[int]]:
+    """Create the Delivery rows for freshly stored events; returns delivery ids per destination.
+
+    Runs inside the ingest transaction, so an event and its deliveries commit together.
+    """
+    routes = enabled_routes()
+    if not routes or not events:
+        return {}
+    retry_until = received_at + timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)
+    # The wake-up is enqueued on commit; only if it is lost does the sweeper pick the row up.
+    first_attempt = received_at + timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
+    rows = [
+        Delivery(
+            event_id=event_id,
+            destination_id=route.id,
+            received_at=received_at,
+            next_attempt_at=first_attempt,
+            retry_until=retry_until,
+        )
+        for event_id, payload in events
+        for route in routes
+        if why_not_routed(payload, route) is None
+    ]
+    if not rows:
+        return {}
+    created = Delivery.objects.bulk_create(rows, batch_size=500)
+    by_destination: dict[int, list[int]] = {}
+    if created and created[0].pk is None:
+        # Backends without RETURNING on bulk insert: read the ids back.
+        created = list(
+            Delivery.objects.filter(
+                event_id__in=[e for e, _ in events], destination_id__in=[r.id for r in routes]
+            )
+        )
+    for delivery in created:
+        by_destination.setdefault(delivery.destination_id, []).append(delivery.pk)
+    return by_destination

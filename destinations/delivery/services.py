@@ -1,0 +1,146 @@
+"""What operators do to destinations and deliveries. Views and commands call these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from destinations.connectors import connector_for
+from destinations.connectors.base import ConnectionFailed
+from destinations.delivery.enqueue import enqueue_deliveries
+from destinations.delivery.http import session
+from destinations.delivery.routing import forget_cached_destinations
+from destinations.models import (
+    WAITING,
+    Delivery,
+    DeliveryStatus,
+    Destination,
+    Job,
+    JobKind,
+)
+
+
+def destination_create(
+    *,
+    kind: str,
+    name: str,
+    settings_values: Mapping[str, str],
+    secret_values: Mapping[str, str],
+    enabled: bool = True,
+) -> Destination:
+    connector = connector_for(kind)
+    missing = [
+        f.label
+        for f in connector.settings_fields
+        if f.required and not (settings_values.get(f.name) or secret_values.get(f.name))
+    ]
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} required for a {connector.display_name} destination"
+        )
+    destination = Destination(kind=kind, name=name, enabled=enabled)
+    destination.settings = {
+        f.name: settings_values.get(f.name) or f.default
+        for f in connector.settings_fields
+        if not f.secret
+    }
+    destination.set_secrets({k: v for k, v in secret_values.items() if v})
+    destination.save()
+    forget_cached_destinations()
+    return destination
+
+
+def destination_update(
+    destination: Destination,
+    *,
+    name: str,
+    enabled: bool,
+    settings_values: Mapping[str, str],
+    secret_values: Mapping[str, str],
+) -> Destination:
+    """Secrets left blank keep their stored value: they are never rendered back to the form."""
+    connector = connector_for(destination.kind)
+    destination.name = name
+    destination.enabled = enabled
+    destination.settings = {
+        f.name: settings_values.get(f.name) or f.default
+        for f in connector.settings_fields
+        if not f.secret
+    }
+    secrets = destination.secrets
+    secrets.update({k: v for k, v in secret_values.items() if v})
+    destination.set_secrets(secrets)
+    destination.save()
+    forget_cached_destinations()
+    return destination
+
+
+def test_connection(kind: str, config: Mapping[str, str]) -> tuple[bool, str]:
+    try:
+        return True, connector_for(kind).test_connection(config, session())
+    except ConnectionFailed as exc:
+        return False, str(exc)
+
+
+def destination_resume(destination: Destination) -> int:
+    """Lift the breaker's pause. Waiting deliveries get a fresh retry window (they waited
+    through the pause, not through failures) and are woken now; returns how many."""
+    now = timezone.now()
+    with transaction.atomic():
+        Destination.objects.filter(pk=destination.pk).update(
+            paused_at=None, paused_reason="", consecutive_failures=0
+        )
+        waiting = Delivery.objects.filter(destination=destination, status__in=WAITING)
+        waiting.update(
+            next_attempt_at=now,
+            retry_until=now + timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS),
+        )
+        count = waiting.count()
+    forget_cached_destinations()
+    from destinations.delivery.sweeper import sweep
+
+    sweep()
+    return count
+
+
+def delivery_retry(delivery: Delivery) -> bool:
+    """Send a finished (failed or skipped) delivery again, with a fresh retry window."""
+    now = timezone.now()
+    window = timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)
+    requeue = timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
+    with transaction.atomic():
+        updated = Delivery.objects.filter(
+            pk=delivery.pk, status__in=(DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+        ).update(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=now + requeue,
+            retry_until=now + window,
+            finished_at=None,
+            reason="",
+        )
+        if updated:
+            ids = {delivery.destination_id: [delivery.pk]}
+            transaction.on_commit(lambda: enqueue_deliveries(ids), robust=True)
+    return bool(updated)
+
+
+def retry_failed_start(destination: Destination, user: User | None) -> Job:
+    """A job that re-queues every failed delivery of ``destination``, with a progress bar."""
+    from destinations.tasks import run_job_task
+
+    total = Delivery.objects.filter(destination=destination, status=DeliveryStatus.FAILED).count()
+    params: dict[str, Any] = {"destination_id": destination.pk}
+    job = Job.objects.create(
+        kind=JobKind.RETRY_FAILED,
+        params=params,
+        total=total,
+        created_by=user,
+    )
+    transaction.on_commit(lambda: run_job_task.delay(job.pk))
+    return job

@@ -1,0 +1,99 @@
+"""Find delivery work whose wake-up never came, and wake it.
+
+The broker only carries wake-ups; the database says what is owed. Every few seconds (Celery
+beat) the sweeper (1) turns claims whose lease expired, because the worker was killed mid-send,
+back into retries, and (2) enqueues waiting rows that are due. It pushes their ``next_attempt_at``
+forward by the re-queue grace while doing so, so a backlog larger than the workers can take in
+one sweep is not enqueued again and again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from destinations.delivery.enqueue import enqueue_deliveries
+from destinations.models import (
+    WAITING,
+    AttemptOutcome,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+)
+
+SWEEP_LIMIT = 20_000
+LOST_ATTEMPT = "no outcome: the worker stopped during the attempt (its claim expired)"
+
+
+def sweep() -> int:
+    """Returns how many deliveries were enqueued."""
+    recover_expired_claims()
+    now = timezone.now()
+    with transaction.atomic():
+        due = Delivery.objects.filter(
+            status__in=WAITING,
+            next_attempt_at__lte=now,
+            destination__enabled=True,
+            destination__paused_at__isnull=True,
+        ).order_by("next_attempt_at")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        rows = list(due.values_list("id", "destination_id")[:SWEEP_LIMIT])
+        if not rows:
+            return 0
+        grace = now + timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
+        Delivery.objects.filter(id__in=[pk for pk, _ in rows]).update(next_attempt_at=grace)
+        by_destination: dict[int, list[int]] = defaultdict(list)
+        for pk, destination_id in rows:
+            by_destination[destination_id].append(pk)
+        transaction.on_commit(lambda: enqueue_deliveries(by_destination), robust=True)
+    return len(rows)
+
+
+def recover_expired_claims() -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        expired = Delivery.objects.filter(
+            status=DeliveryStatus.SENDING, lease_expires_at__lt=now
+        ).order_by("id")
+        if connection.features.has_select_for_update_skip_locked:
+            expired = expired.select_for_update(skip_locked=True, of=("self",))
+        rows = list(expired[:SWEEP_LIMIT])
+        for delivery in rows:
+            delivery.lease_expires_at = None
+            delivery.last_error = LOST_ATTEMPT
+            if now > delivery.retry_until:
+                delivery.status = DeliveryStatus.FAILED
+                delivery.reason = f"gave up after {delivery.attempts} attempts: {LOST_ATTEMPT}"
+                delivery.finished_at = now
+            else:
+                delivery.status = DeliveryStatus.RETRYING
+                delivery.reason = LOST_ATTEMPT
+                delivery.next_attempt_at = now
+        Delivery.objects.bulk_update(
+            rows,
+            [
+                "status",
+                "reason",
+                "last_error",
+                "lease_expires_at",
+                "next_attempt_at",
+                "finished_at",
+            ],
+        )
+        DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(
+                delivery_id=d.pk,
+                number=d.attempts,
+                outcome=AttemptOutcome.FAILED
+                if d.status == DeliveryStatus.FAILED
+                else AttemptOutcome.RETRY,
+                error=LOST_ATTEMPT,
+            )
+            for d in rows
+        )
+    return len(rows)

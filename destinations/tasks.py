@@ -1,0 +1,23 @@
+"""Celery tasks: another interface to the engine's services. They take ids, never rows."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from destinations.delivery import engine, jobs, sweeper
+
+
+@shared_task(name="destinations.deliver", ignore_result=True)
+def deliver_task(delivery_ids: list[int]) -> dict[str, int]:
+    stats = engine.deliver(delivery_ids)
+    return {"claimed": stats.claimed, **stats.outcomes}
+
+
+@shared_task(name="destinations.sweep", ignore_result=True)
+def sweep_task() -> int:
+    return sweeper.sweep()
+
+
+@shared_task(name="destinations.run_job", ignore_result=True)
+def run_job_task(job_id: int) -> None:
+    jobs.run_job(job_id)

@@ -1,0 +1,100 @@
+"""End to end: a real SDK -> ingest -> a real Celery worker -> the fake Refiner over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segment.analytics.client import Client as SegmentClient
+
+from destinations.models import Delivery, DeliveryStatus, Destination, Source
+from tests.fakes.refiner import FakeRefiner
+from tests.worker import Worker, wait_until
+
+
+def sdk(source: Source, live_server: Any) -> SegmentClient:
+    return SegmentClient(source.write_key, host=live_server.url, sync_mode=True, max_retries=0)
+
+
+def deliveries_finished(count: int) -> bool:
+    finished = Delivery.objects.filter(
+        status__in=(DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+    )
+    return finished.count() >= count
+
+
+def test_each_call_type_reaches_refiner_as_documented(
+    live_server: Any,
+    source: Source,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
+    worker: Worker,
+) -> None:
+    client = sdk(source, live_server)
+    client.identify(
+        "u-1",
+        {"email": "Ada@Example.com", "plan": "pro", "address": {"city": "Oslo"}, "vip_users": True},
+    )
+    client.group("u-1", "acct-1", {"name": "Initech", "employees": 40})
+    client.track("u-1", "Report Exported", {"format": "csv"})
+    client.page("u-1", "Docs", "Getting started", {"url": "https://example.com/docs"})
+
+    wait_until(lambda: deliveries_finished(4), 20, worker.describe)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.DELIVERED}
+
+    identify, group, ping = fake_refiner.requests_to("/identify-user")
+    assert identify.body == {
+        "id": "u-1",
+        "email": "Ada@Example.com",
+        "plan": "pro",
+        "address_city": "Oslo",
+        "vip_users": True,
+    }
+    assert identify.header("Authorization") == "Bearer rk_test"
+    assert group.body == {
+        "id": "u-1",
+        "account": {"id": "acct-1", "name": "Initech", "employees": 40},
+    }
+    # The page call is a ping: the identifier alone, no page name or URL.
+    assert ping.body == {"id": "u-1"}
+    [track] = fake_refiner.requests_to("/track-event")
+    assert track.body == {"id": "u-1", "event": "Report Exported"}
+    assert fake_refiner.contact(id="u-1") is not None
+
+
+def test_anonymous_event_is_skipped_with_the_reason(
+    live_server: Any,
+    source: Source,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
+    worker: Worker,
+) -> None:
+    client = sdk(source, live_server)
+    client.track(anonymous_id="anon-1", event="Viewed Pricing")
+    wait_until(lambda: deliveries_finished(1), 20, worker.describe)
+    delivery = Delivery.objects.get()
+    assert delivery.status == DeliveryStatus.SKIPPED
+    assert delivery.reason == "no userId or email: Refiner cannot identify this user"
+    assert fake_refiner.received == []
+
+
+def test_transient_failures_are_retried_until_delivered(
+    live_server: Any,
+    source: Source,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
+    worker: Worker,
+) -> None:
+    fake_refiner.server_error(times=1, path="/track-event")
+    fake_refiner.rate_limit(times=1, retry_after=1, path="/track-event")
+    sdk(source, live_server).track("u-2", "Signed Up")
+    wait_until(lambda: deliveries_finished(1), 20, worker.describe)
+    delivery = Delivery.objects.get()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert [a.outcome for a in delivery.attempt_log.all()] == ["retry", "retry", "delivered"]
+    first, second, _ = delivery.attempt_log.all()
+    assert first.status_code == 500 and first.response is not None
+    assert second.status_code == 429
+    assert first.request is not None
+    assert first.request["headers"]["Authorization"] == "Bearer ••••"
+    statuses = [r.status for r in fake_refiner.requests_to("/track-event")]
+    assert statuses == [500, 429, 200]

@@ -1,0 +1,503 @@
+"""The fake Refiner API behaves like Refiner where our tests lean on it: auth, validation,
+the contacts store, pagination, faults, and the webhook poster. Real HTTP throughout."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from tests.fakes.refiner import (
+    FakeRefiner,
+    sample_webhook_payload,
+    send_webhook,
+)
+
+KEY = "rk_test"
+BEARER = {"Authorization": f"Bearer {KEY}"}
+
+
+def call(
+    refiner: FakeRefiner, method: str, path: str, timeout: float = 2.0, **kwargs: Any
+) -> requests.Response:
+    kwargs.setdefault("headers", BEARER)
+    return requests.request(method, refiner.url(path), timeout=timeout, **kwargs)
+
+
+def identify(refiner: FakeRefiner, **payload: Any) -> requests.Response:
+    return call(refiner, "POST", "/identify-user", json=payload)
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+
+def test_base_url_is_loopback_under_v1(fake_refiner):
+    assert fake_refiner.base_url == f"http://127.0.0.1:{fake_refiner.port}/v1"
+    assert fake_refiner.port > 0
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"headers": BEARER},
+        {"headers": {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}},
+        {"headers": {}, "params": {"api_key": KEY}},
+        {"headers": {}, "json": {"api_key": KEY}},
+        {"headers": {}, "data": {"api_key": KEY}},
+    ],
+    ids=["bearer", "basic", "query", "json-body", "form-body"],
+)
+def test_each_way_of_sending_the_key(fake_refiner, how):
+    response = call(fake_refiner, "GET", "/", **how)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "project_uuid": fake_refiner.project_uuid,
+        "project_name": fake_refiner.project_name,
+        "message": "API key is valid",
+    }
+
+
+def test_missing_key_is_401_and_unknown_key_is_404(fake_refiner):
+    missing = call(fake_refiner, "POST", "/identify-user", headers={}, json={"id": "u1"})
+    assert (missing.status_code, missing.json()) == (401, {"error": "No API key found in headers"})
+    unknown = call(fake_refiner, "GET", "/contacts", headers={"Authorization": "Bearer nope"})
+    assert unknown.status_code == 404
+    assert unknown.json() == {"message": "API key not valid or does not exist"}
+    malformed = call(fake_refiner, "GET", "/", headers={"Authorization": "Bearer "})
+    assert malformed.status_code == 401
+    assert fake_refiner.contacts == []
+
+
+def test_a_key_revoked_at_runtime_stops_working(fake_refiner):
+    fake_refiner.api_keys.discard(KEY)
+    assert call(fake_refiner, "GET", "/").status_code == 404
+
+
+# --- identify-user and track-event ----------------------------------------------------------
+
+
+def test_identify_creates_then_updates_contact_and_account(fake_refiner):
+    first = identify(
+        fake_refiner,
+        id="user-1",
+        email="jane@example.com",
+        name="Jane Doe",
+        plan="free",
+        account={"id": "acct-1", "name": "Initech", "domain": "initech.com"},
+    )
+    assert first.status_code == 200, first.text
+    contact_uuid = first.json()["contact_uuid"]
+    assert first.json() == {"message": "ok", "contact_uuid": contact_uuid}
+
+    again = identify(fake_refiner, id="user-1", plan="pro", seats=5, account={"id": "acct-1"})
+    assert again.json()["contact_uuid"] == contact_uuid
+
+    item = call(fake_refiner, "GET", "/contact", params={"id": "user-1"}).json()
+    assert item["uuid"] == contact_uuid
+    assert (item["remote_id"], item["email"], item["display_name"]) == (
+        "user-1",
+        "jane@example.com",
+        "Jane Doe",
+    )
+    assert item["attributes"] == {"name": "Jane Doe", "plan": "pro", "seats": 5}
+    assert item["account"]["remote_id"] == "acct-1"
+    assert item["account"]["display_name"] == "Initech"
+    assert item["account"]["domain"] == "initech.com"
+    assert len(fake_refiner.contacts) == 1 and len(fake_refiner.accounts) == 1
+
+
+def test_an_email_only_contact_is_claimed_by_a_later_id(fake_refiner):
+    by_email = identify(fake_refiner, email="jane@example.com").json()["contact_uuid"]
+    by_id = identify(fake_refiner, id="user-1", email="JANE@example.com").json()["contact_uuid"]
+    assert by_email == by_id
+    assert fake_refiner.contact(id="user-1") is fake_refiner.contact(uuid=by_email)
+
+
+def test_identify_accepts_form_fields_with_a_bracketed_account(fake_refiner):
+    data = {"id": "user-1", "plan": "pro", "account[id]": "acct-1", "account[name]": "Initech"}
+    assert call(fake_refiner, "POST", "/identify-user", data=data).status_code == 200
+    account = fake_refiner.account("acct-1")
+    assert account is not None and account.display_name == "Initech"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "fragment"),
+    [
+        ({"plan": "pro"}, 422, "id"),
+        ({"id": "", "email": None}, 422, "id"),
+        ({"email": "not-an-email"}, 422, "email"),
+        ({"id": {"nested": 1}}, 422, "id"),
+        ({"id": "u1", "account": "acct-1"}, 422, "account"),
+        ({"id": "u1", "account": {"name": "Initech"}}, 422, "account.id"),
+        ({"id": "u1", "address": {"city": "Paris"}}, 422, "address"),
+    ],
+)
+def test_identify_refuses_wrong_payloads(fake_refiner, payload, status, fragment):
+    response = identify(fake_refiner, **payload)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["message"]
+    assert fake_refiner.contacts == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type"),
+    [
+        (b'{"id": "u1", ', "application/json"),
+        (b'["u1"]', "application/json"),
+        (b"id", "text/plain"),
+    ],
+)
+def test_bodies_that_are_not_json_objects_are_400(fake_refiner, raw, content_type):
+    headers = {**BEARER, "Content-Type": content_type}
+    response = call(fake_refiner, "POST", "/identify-user", headers=headers, data=raw)
+    assert response.status_code == 400
+    assert response.json()["message"]
+    [recorded] = fake_refiner.received
+    assert (recorded.body, recorded.raw_body, recorded.status) == (None, raw, 400)
+
+
+def test_track_event_needs_an_identifier_and_an_event(fake_refiner):
+    ok = call(fake_refiner, "POST", "/track-event", json={"id": "u1", "event": "Signed Up"})
+    assert (ok.status_code, ok.json()) == (200, {"message": "ok"})
+    no_event = call(fake_refiner, "POST", "/track-event", json={"id": "u1", "properties": {}})
+    assert no_event.status_code == 422 and "event" in no_event.json()["message"]
+    no_user = call(fake_refiner, "POST", "/track-event", json={"event": "Signed Up"})
+    assert no_user.status_code == 422
+
+
+def test_unknown_route_and_wrong_method(fake_refiner):
+    assert call(fake_refiner, "GET", "/nope").status_code == 404
+    assert call(fake_refiner, "GET", "/identify-user").status_code == 405
+    outside = requests.get(f"http://127.0.0.1:{fake_refiner.port}/identify-user", timeout=2)
+    assert outside.status_code == 404
+
+
+def test_per_user_rate_limit_answers_429_with_retry_after():
+    with FakeRefiner(api_keys={KEY}, rate_limit_per_user=2) as refiner:
+        assert [identify(refiner, id="u1").status_code for _ in range(2)] == [200, 200]
+        limited = identify(refiner, id="u1")
+        assert limited.status_code == 429
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        assert identify(refiner, id="u2").status_code == 200
+
+
+# --- recording ------------------------------------------------------------------------------
+
+
+def test_requests_are_recorded_with_what_was_sent(fake_refiner):
+    identify(fake_refiner, id="u1", plan="pro")
+    call(fake_refiner, "GET", "/contacts", params={"search": "u1"})
+    [posted] = fake_refiner.requests_to("identify-user")
+    assert (posted.method, posted.path, posted.status) == ("POST", "/identify-user", 200)
+    assert posted.body == {"id": "u1", "plan": "pro"}
+    assert posted.header("authorization") == f"Bearer {KEY}"
+    assert fake_refiner.requests_to("/v1/contacts", method="get")[0].query == {"search": "u1"}
+    fake_refiner.clear()
+    assert fake_refiner.received == []
+
+
+def test_wait_for_sees_requests_made_from_another_thread(fake_refiner):
+    threading.Timer(0.05, identify, args=(fake_refiner,), kwargs={"id": "late"}).start()
+    [request] = fake_refiner.wait_for(lambda r: r.body == {"id": "late"} and r.status == 200)
+    assert request.path == "/identify-user"
+
+
+def test_wait_for_fails_saying_what_arrived(fake_refiner):
+    identify(fake_refiner, id="u1")
+    with pytest.raises(AssertionError, match=r"POST /identify-user -> 200"):
+        fake_refiner.wait_for(2, timeout=0.05)
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def test_server_error_for_the_next_requests_then_normal(fake_refiner):
+    fault = fake_refiner.server_error(times=2, path="/identify-user")
+    assert call(fake_refiner, "GET", "/").status_code == 200  # other paths are unaffected
+    statuses = [identify(fake_refiner, id="u1").status_code for _ in range(3)]
+    assert statuses == [500, 500, 200]
+    assert fault.hits == 2
+    assert [r.fault for r in fake_refiner.requests_to("/identify-user")] == [
+        "status 500",
+        "status 500",
+        None,
+    ]
+
+
+def test_faults_queue_in_order_and_clear(fake_refiner):
+    fake_refiner.server_error(times=1)
+    fake_refiner.rate_limit(retry_after=7, times=1)
+    fake_refiner.server_error(status=503)  # until cleared
+    first, second, third = (call(fake_refiner, "GET", "/") for _ in range(3))
+    assert (first.status_code, second.status_code, third.status_code) == (500, 429, 503)
+    assert second.headers["Retry-After"] == "7"
+    fake_refiner.clear_faults()
+    assert call(fake_refiner, "GET", "/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, {"error": "No API key found in headers"}),
+        (404, {"message": "API key not valid or does not exist"}),
+    ],
+)
+def test_reject_key_fault(fake_refiner, status, body):
+    fake_refiner.reject_key(status, times=1)
+    response = identify(fake_refiner, id="u1")
+    assert (response.status_code, response.json()) == (status, body)
+    assert fake_refiner.contacts == []
+
+
+def test_hang_outlasts_a_short_client_timeout(fake_refiner):
+    fake_refiner.hang(seconds=5, times=1)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        call(fake_refiner, "POST", "/identify-user", timeout=0.2, json={"id": "u1"})
+    assert fake_refiner.requests_to("/identify-user")[0].fault == "hang"
+    assert call(fake_refiner, "GET", "/").status_code == 200  # the next one is answered
+
+
+def test_dropped_connection(fake_refiner):
+    fake_refiner.drop_connection(times=1)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        call(fake_refiner, "GET", "/")
+    fake_refiner.drop_connection(mid_body=True, times=1)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        call(fake_refiner, "GET", "/")
+    assert call(fake_refiner, "GET", "/").status_code == 200
+
+
+def test_refused_then_resumed_on_the_same_port(fake_refiner):
+    url = fake_refiner.url("/")
+    session = requests.Session()  # a pooled connection must not sneak past the refusal
+    assert session.get(url, headers=BEARER, timeout=2).status_code == 200
+    fake_refiner.refuse_connections()
+    with pytest.raises(requests.exceptions.ConnectionError, match=r"(?i)refused"):
+        session.get(url, headers=BEARER, timeout=2)
+    fake_refiner.accept_connections()
+    assert fake_refiner.url("/") == url
+    assert session.get(url, headers=BEARER, timeout=2).status_code == 200
+    assert len(fake_refiner.received) == 2
+
+
+# --- seeded data and pagination -------------------------------------------------------------
+
+
+def test_contacts_page_by_number_and_by_cursor(fake_refiner):
+    seeded = fake_refiner.seed_contacts(5)
+    newest_first = [c.remote_id for c in reversed(seeded)]
+
+    page2 = call(fake_refiner, "GET", "/contacts", params={"page": 2, "page_length": 2}).json()
+    assert [i["remote_id"] for i in page2["items"]] == newest_first[2:4]
+    assert page2["pagination"] == {
+        "items_count": 5,
+        "current_page": 2,
+        "last_page": 3,
+        "page_length": 2,
+        "next_page_cursor": page2["pagination"]["next_page_cursor"],
+    }
+
+    walked: list[str] = []
+    params: dict[str, Any] = {"page_length": 2}
+    while True:
+        page = call(fake_refiner, "GET", "/contacts", params=params).json()
+        walked += [i["remote_id"] for i in page["items"]]
+        if not (cursor := page["pagination"]["next_page_cursor"]):
+            break
+        params["page_cursor"] = cursor
+        fake_refiner.add_contact(remote_id="newcomer")  # arrives mid-walk, sorts first
+    assert walked == newest_first
+
+
+@pytest.mark.parametrize(
+    "params", [{"page_length": 1001}, {"page": 0}, {"page_cursor": "garbage"}, {"order_by": "x"}]
+)
+def test_bad_paging_parameters_are_422(fake_refiner, params):
+    assert call(fake_refiner, "GET", "/contacts", params=params).status_code == 422
+
+
+def test_contacts_filters_and_contact_shape(fake_refiner):
+    power = fake_refiner.add_segment("Power users")
+    nps = fake_refiner.add_form("NPS")
+    jane = fake_refiner.add_contact(
+        remote_id="user-123",
+        email="jane@example.com",
+        attributes={"name": "Jane Doe"},
+        account={"id": "acct-1", "name": "Initech", "domain": "initech.com"},
+        segments=[power],
+    )
+    bob = fake_refiner.add_contact(remote_id="user-9", email="bob@example.com")
+    fake_refiner.add_response(form=nps, contact=bob, data={"score": 3})
+
+    def remote_ids(**params: Any) -> list[str]:
+        items = call(fake_refiner, "GET", "/contacts", params=params).json()["items"]
+        return [i["remote_id"] for i in items]
+
+    assert remote_ids(search="JANE") == ["user-123"]
+    assert remote_ids(segment_uuid=power.uuid) == ["user-123"]
+    assert remote_ids(form_uuid=nps.uuid) == ["user-9"]
+    assert remote_ids(order_by="last_form_submission_at") == ["user-9", "user-123"]
+
+    item = call(fake_refiner, "GET", "/contact", params={"uuid": jane.uuid}).json()
+    assert set(item) == {
+        "uuid",
+        "remote_id",
+        "email",
+        "display_name",
+        "first_seen_at",
+        "last_seen_at",
+        "attributes",
+        "segments",
+        "account",
+    }
+    assert item["segments"] == [{"uuid": power.uuid, "name": "Power users"}]
+    assert set(item["account"]) == {
+        "uuid",
+        "remote_id",
+        "domain",
+        "display_name",
+        "first_seen_at",
+        "last_seen_at",
+        "attributes",
+    }
+
+
+def test_contact_lookup_and_delete(fake_refiner):
+    form = fake_refiner.add_form("NPS")
+    jane = fake_refiner.add_contact(remote_id="user-1", email="jane@example.com")
+    fake_refiner.add_response(form=form, contact=jane, data={"score": 9})
+    assert call(fake_refiner, "GET", "/contact", params={"email": "jane@example.com"}).ok
+    assert call(fake_refiner, "GET", "/contact").status_code == 422
+    assert call(fake_refiner, "DELETE", "/contact", params={"id": "user-1"}).json() == {
+        "message": "ok"
+    }
+    assert call(fake_refiner, "GET", "/contact", params={"id": "user-1"}).status_code == 404
+    assert call(fake_refiner, "GET", "/responses").json()["items"] == []
+
+
+def test_segments_and_sync_segment(fake_refiner):
+    manual = fake_refiner.add_segment("Beta", is_manual=True)
+    auto = fake_refiner.add_segment("Churn risk", is_manual=False)
+    items = call(fake_refiner, "GET", "/segments").json()["items"]
+    assert items == [
+        {"uuid": auto.uuid, "name": "Churn risk", "is_manual": False},
+        {"uuid": manual.uuid, "name": "Beta", "is_manual": True},
+    ]
+    body = {"id": "u1", "segment_uuid": manual.uuid}
+    added = call(fake_refiner, "POST", "/sync-segment", json=body).json()
+    assert added["segment_uuid"] == manual.uuid
+    contact = fake_refiner.contact(id="u1")
+    assert contact is not None and contact.segment_uuids == [manual.uuid]
+    assert call(fake_refiner, "DELETE", "/sync-segment", json=body).ok
+    assert contact.segment_uuids == []
+    automatic = {"id": "u1", "segment_uuid": auto.uuid}
+    assert call(fake_refiner, "POST", "/sync-segment", json=automatic).status_code == 422
+    unknown = {"id": "u1", "segment_uuid": "nope"}
+    assert call(fake_refiner, "POST", "/sync-segment", json=unknown).status_code == 404
+
+
+def test_forms_responses_and_account(fake_refiner):
+    nps = fake_refiner.add_form("NPS")
+    fake_refiner.add_form("Old", status="archived")
+    jane = fake_refiner.add_contact(remote_id="user-1")
+    older = fake_refiner.add_response(
+        form=nps, contact=jane, data={"score": 7}, completed_at="2024-05-01T10:00:00"
+    )
+    newer = fake_refiner.add_response(
+        form=nps, contact=jane, data={"score": 9}, completed_at="2024-05-02T10:00:00"
+    )
+    partial = fake_refiner.add_response(form=nps, contact=jane, data={}, partial=True)
+
+    published = call(fake_refiner, "GET", "/forms", params={"list": "published"}).json()
+    assert [f["name"] for f in published["items"]] == ["NPS"]
+
+    def response_uuids(**params: Any) -> list[str]:
+        items = call(fake_refiner, "GET", "/responses", params=params).json()["items"]
+        return [i["uuid"] for i in items]
+
+    assert response_uuids(form_uuid=nps.uuid) == [newer.uuid, older.uuid]
+    assert response_uuids(include="partials") == [partial.uuid]
+    assert response_uuids(date_range_start="2024-05-02", date_range_end="2024-05-02") == [
+        newer.uuid
+    ]
+    usage = call(fake_refiner, "GET", "/account").json()["usage"]
+    assert (usage["contacts"], usage["responses"]) == (1, 3)
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+class _Inbox(BaseHTTPRequestHandler):
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.received.append((self.headers.get("Authorization", ""), body))
+        answer = b'{"ok": true}'
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """A tiny receiver standing in for our inbound webhook endpoint."""
+    received: list[tuple[str, dict[str, Any]]] = []
+    handler = type("Inbox", (_Inbox,), {"received": received})
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_port}/hooks/refiner", received
+        server.shutdown()
+        thread.join()
+
+
+def test_send_webhook_posts_json_with_the_bearer_token(inbox):
+    url, received = inbox
+    result = send_webhook(url, sample_webhook_payload(), token="whsec-1")
+    assert (result.status, result.json()) == (202, {"ok": True})
+    [(authorization, body)] = received
+    assert authorization == "Bearer whsec-1"
+    assert body["triggered_event"] == "Survey Completed"
+    assert body["response"]["data"] == {"score": 9, "why": "fast"}
+
+
+def test_webhook_payload_from_seeded_data(fake_refiner, inbox):
+    url, received = inbox
+    segment = fake_refiner.add_segment("Power users")
+    form = fake_refiner.add_form("NPS")
+    jane = fake_refiner.add_contact(
+        remote_id="user-123",
+        email="jane@example.com",
+        attributes={"name": "Jane Doe", "plan": "pro"},
+        account={"id": "acct-1", "name": "Initech", "domain": "initech.com"},
+        segments=[segment],
+    )
+    response = fake_refiner.add_response(form=form, contact=jane, data={"score": 9})
+    payload = fake_refiner.webhook_payload(jane, response=response)
+    assert set(payload) == set(sample_webhook_payload())
+    assert send_webhook(url, payload, token="t").status == 202
+    body = received[0][1]
+    assert (body["uuid"], body["remote_id"], body["display_name"]) == (
+        jane.uuid,
+        "user-123",
+        "Jane Doe",
+    )
+    assert body["account"] == {
+        "uuid": jane.account_uuid,
+        "remote_id": "acct-1",
+        "display_name": "Initech",
+        "domain": "initech.com",
+    }
+    assert body["form"] == {"uuid": form.uuid, "name": "NPS"}

@@ -1,0 +1,118 @@
+"""A real Celery worker (with its beat scheduler running the sweeper) in a subprocess, pointed
+at the test database and the same broker as the test process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Fast clocks for tests: retries after fractions of a second, claims lost after a few seconds.
+TEST_DELIVERY_ENV = {
+    "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
+    "DELIVERY_BACKOFF_MAX_SECONDS": "2",
+    "DELIVERY_SWEEP_SECONDS": "0.5",
+    "DELIVERY_REQUEUE_AFTER_SECONDS": "3",
+    "DELIVERY_LEASE_SECONDS": "4",
+    "DELIVERY_TIMEOUT_SECONDS": "2",
+}
+
+
+def test_database_url() -> str:
+    """The database the test process is using, as a URL another process can open."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    if connection.vendor == "postgresql":
+        auth = db["USER"] or "postgres"
+        if db["PASSWORD"]:
+            auth += f":{db['PASSWORD']}"
+        return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    raise RuntimeError(f"no worker support for {connection.vendor}")
+
+
+class Worker:
+    def __init__(self, env: Mapping[str, str] | None = None, concurrency: int = 4) -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix="worker-", suffix=".log")[1])
+        self.schedule = Path(tempfile.mkdtemp(prefix="beat-")) / "schedule"
+        self.env = {
+            **os.environ,
+            **TEST_DELIVERY_ENV,
+            "DATABASE_URL": test_database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> Worker:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "dashboard",
+            "worker",
+            "--beat",
+            "--schedule",
+            str(self.schedule),
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(self.concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        wait_until(lambda: b" ready." in self.log_path.read_bytes(), timeout, self.describe)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, messages in flight are not given back to the broker."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def describe(self) -> str:
+        return f"worker log:\n{self.log()[-6000:]}"
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, explain: Callable[[], str] = lambda: ""
+) -> Any:
+    """Poll ``condition`` until it is truthy; fail with ``explain()`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s. {explain()}")
+        time.sleep(0.05)
