@@ -44,6 +44,8 @@ def destination_create(
         raise ValueError(
             f"{', '.join(missing)} required for a {connector.display_name} destination"
         )
+    if Destination.objects.filter(name=name).exists():
+        raise ValueError(f"a destination named {name!r} already exists")
     destination = Destination(kind=kind, name=name, enabled=enabled)
     destination.settings = {
         f.name: settings_values.get(f.name) or f.default

@@ -1,5 +1,5 @@
-"""Start Switchboard: migrate, make the first admin, run the web server (and, when delivery is
-configured, Celery) in one command, and print the URL."""
+"""Start Switchboard: migrate, make the first admin, run the web server, a Celery worker and
+the scheduler (which runs the delivery sweeper) in one command, and print the URL."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Run Switchboard: migrations, first admin account, web server."
+    help = "Run Switchboard: migrations, first admin account, web server, worker and scheduler."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("SWITCHBOARD_HOST", "127.0.0.1"))
@@ -39,12 +39,25 @@ class Command(BaseCommand):
             default=int(os.environ.get("SWITCHBOARD_WEB_WORKERS", "2")),
             help="gunicorn worker processes (each runs several threads)",
         )
+        parser.add_argument(
+            "--delivery-threads",
+            type=int,
+            default=int(os.environ.get("SWITCHBOARD_DELIVERY_THREADS", "4")),
+            help="Celery worker threads (each task also sends its HTTP requests in parallel)",
+        )
+        parser.add_argument(
+            "--no-worker",
+            action="store_true",
+            help="web server only: workers and the scheduler run elsewhere (scale-out)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
         host, port = options["host"], options["port"]
         children = [self.web_server(host, port, options["web_workers"])]
+        if not options["no_worker"]:
+            children.append(self.delivery_worker(options["delivery_threads"]))
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(
             self.style.SUCCESS(f"Switchboard is running at http://{shown_host}:{port}/")
@@ -94,6 +107,33 @@ class Command(BaseCommand):
                 "8",
                 "--log-level",
                 "warning",
+            ],
+        )
+
+    def delivery_worker(self, threads: int) -> Child:
+        """One worker process with the beat scheduler inside it. Scale-out runs
+        ``celery -A dashboard worker`` on as many machines as needed and one ``celery -A dashboard
+        beat``; the sweeper is safe to run more than once at a time."""
+        return Child(
+            "delivery worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dashboard",
+                "worker",
+                "--beat",
+                "--schedule",
+                str(settings.DATA_DIR / "celerybeat-schedule"),
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(threads),
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
             ],
         )
 

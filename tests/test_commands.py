@@ -1,0 +1,59 @@
+"""Management commands used for automation."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from destinations.models import Destination
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_adddestination_prints_the_id_last_and_encrypts_the_key() -> None:
+    output = run("adddestination", "refiner", "--name", "Refiner", "--api-key", "rk_secret_1")
+    destination = Destination.objects.get()
+    assert output.strip().splitlines()[-1] == str(destination.pk)
+    assert destination.settings == {"base_url": "https://api.refiner.io/v1"}
+    assert destination.secrets == {"api_key": "rk_secret_1"}
+    assert "rk_secret_1" not in destination.secrets_encrypted
+
+
+def test_adddestination_reads_a_secret_from_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setenv("REFINER_KEY", "rk_from_env")
+    run(
+        "adddestination", "refiner", "--name", "R", "--api-key-env", "REFINER_KEY",
+        "--base-url", "http://127.0.0.1:9/v1",
+    )  # fmt: skip
+    destination = Destination.objects.get()
+    assert destination.secrets == {"api_key": "rk_from_env"}
+    assert destination.settings["base_url"] == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--name", "R"), "API Key required for a Refiner destination"),
+        (("--name", "R", "--api-key-env", "NOT_SET_ANYWHERE"), "NOT_SET_ANYWHERE is not set"),
+    ],
+)
+def test_adddestination_refuses_incomplete_settings(args: tuple[str, ...], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("adddestination", "refiner", *args)
+    assert not Destination.objects.exists()
+
+
+def test_adddestination_refuses_a_duplicate_name() -> None:
+    run("adddestination", "refiner", "--name", "R", "--api-key", "k1")
+    with pytest.raises(CommandError, match="a destination named 'R' already exists"):
+        run("adddestination", "refiner", "--name", "R", "--api-key", "k2")
+    assert Destination.objects.count() == 1
