@@ -7,16 +7,23 @@ from typing import Any
 import pytest
 import requests
 
-from destinations.connectors.base import OutboundRequest, Skip, retry_after_seconds
+from destinations.connectors.base import (
+    DeliveryContext,
+    OutboundRequest,
+    Skip,
+    retry_after_seconds,
+)
 from destinations.connectors.refiner import NO_SUBJECT, RefinerConnector
 from destinations.delivery.engine import backoff_seconds, mask
 
-CONFIG = {"api_key": "rk_live_abcdef123456", "base_url": "https://refiner.test/v1/"}
+CONTEXT = DeliveryContext(
+    config={"api_key": "rk_live_abcdef123456", "base_url": "https://refiner.test/v1/"}
+)
 refiner = RefinerConnector()
 
 
 def translate(payload: dict[str, Any]) -> OutboundRequest:
-    result = refiner.translate(payload, CONFIG)
+    result = refiner.translate(payload, CONTEXT)
     assert isinstance(result, list), result
     [request] = result
     return request
@@ -87,7 +94,7 @@ def test_page_and_screen_are_an_identifier_only_ping(kind: str) -> None:
 
 
 def test_no_user_id_and_no_email_is_skipped_with_the_reason() -> None:
-    assert refiner.translate({"type": "track", "anonymousId": "a", "event": "E"}, CONFIG) == Skip(
+    assert refiner.translate({"type": "track", "anonymousId": "a", "event": "E"}, CONTEXT) == Skip(
         NO_SUBJECT
     )
 

@@ -30,15 +30,31 @@ class OutboundRequest:
     url: str
     json: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    # The subject of the call (a user id or email), for per-user rate limits.
+    # The subject of the call (a user id or email): per-user rate limits, and a subject's
+    # deliveries are sent one after another, in the order they were received.
     subject: str | None = None
+    # Sent instead when the answer says so (``Verdict.use_fallback``), e.g. create a user the
+    # service does not know yet, then record the usage again.
+    fallback: tuple[OutboundRequest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """The event is not sent, for a reason the operator can read on the delivery."""
+    """The event is not sent, for a reason the operator can read on the delivery. ``failed``
+    marks what is the sender's fault (e.g. a malformed amount) rather than a choice."""
 
     reason: str
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What ``translate`` may use besides the event: the destination's settings (secrets
+    included), what routing decided for this delivery, and which attempt this is."""
+
+    config: Mapping[str, str]
+    plan: Mapping[str, Any] = field(default_factory=dict)
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +63,7 @@ class Verdict:
     permanent: bool = False
     reason: str = ""
     retry_after: float | None = None
+    use_fallback: bool = False
 
     @classmethod
     def ok(cls) -> Verdict:
@@ -73,9 +90,19 @@ class Connector:
     requests_per_minute: ClassVar[int] = 0  # 0: no limit
     subject_requests_per_minute: ClassVar[int] = 0
 
+    def route_context(self, destination: Any) -> Any:
+        """Read once per routing-cache refresh (database reads allowed), handed to ``plan``."""
+        return None
+
+    def plan(self, payload: Mapping[str, Any], route_context: Any) -> Mapping[str, Any] | Skip:
+        """Decide at ingest, inside its transaction, what this delivery will be: data kept on
+        the row for ``translate``, or a Skip recorded at once without waking a worker."""
+        return {}
+
     def translate(
-        self, payload: Mapping[str, Any], config: Mapping[str, str]
+        self, payload: Mapping[str, Any], context: DeliveryContext
     ) -> list[OutboundRequest] | Skip:
+        """Pure: no I/O. The requests to send, in order, or why nothing is sent."""
         raise NotImplementedError
 
     def classify(self, response: requests.Response) -> Verdict:

@@ -20,6 +20,7 @@ import requests
 from destinations.connectors.base import (
     ConnectionFailed,
     Connector,
+    DeliveryContext,
     OutboundRequest,
     SettingField,
     Skip,
@@ -50,8 +51,9 @@ class RefinerConnector(Connector):
     subject_requests_per_minute = 100
 
     def translate(
-        self, payload: Mapping[str, Any], config: Mapping[str, str]
+        self, payload: Mapping[str, Any], context: DeliveryContext
     ) -> list[OutboundRequest] | Skip:
+        config = context.config
         user_id, email = subject_of(payload)
         if not user_id and not email:
             return Skip(NO_SUBJECT)

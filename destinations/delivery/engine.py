@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -28,6 +28,7 @@ from destinations.connectors import connector_for
 from destinations.connectors.base import (
     EXCERPT_CHARS,
     Connector,
+    DeliveryContext,
     OutboundRequest,
     Skip,
     Verdict,
@@ -126,11 +127,12 @@ def send_all(destination: Destination, deliveries: Sequence[Delivery]) -> list[R
     config = destination.config()
     planned: list[list[OutboundRequest] | Skip] = []
     for delivery in deliveries:
+        context = DeliveryContext(config=config, plan=delivery.plan, attempt=delivery.attempts)
         try:
-            planned.append(connector.translate(delivery.event.payload, config))
+            planned.append(connector.translate(delivery.event.payload, context))
         except Exception as exc:  # a translation bug must fail one delivery, not the batch
             logger.exception("translating delivery %s failed", delivery.pk)
-            planned.append(Skip(f"could not translate the event: {exc}"))
+            planned.append(Skip(f"could not translate the event: {exc}", failed=True))
     subjects = [p[0].subject if isinstance(p, list) and p else None for p in planned]
     allowed = ratelimit.grant(
         destination.pk,
@@ -139,34 +141,43 @@ def send_all(destination: Destination, deliveries: Sequence[Delivery]) -> list[R
         subject_per_minute=connector.subject_requests_per_minute,
     )
     results: list[Result | None] = [None] * len(deliveries)
-    to_send: list[tuple[int, list[OutboundRequest]]] = []
+    # A subject's deliveries go one after another in the order received (a user's identify
+    # before its usage); different subjects go in parallel.
+    lanes: dict[str | None, list[tuple[int, list[OutboundRequest]]]] = defaultdict(list)
     for index, plan in enumerate(planned):
         if isinstance(plan, Skip):
-            results[index] = Result(Verdict.fail(plan.reason), skipped=True)
+            results[index] = Result(Verdict.fail(plan.reason), skipped=not plan.failed)
         elif not allowed[index]:
-            resume = datetime.fromtimestamp(
-                ratelimit.window_end(), tz=timezone.get_current_timezone()
-            )
+            resume = datetime.fromtimestamp(ratelimit.window_end(), tz=UTC)
             results[index] = Result(
                 Verdict.retry("held back by the rate limit"), deferred_until=resume
             )
         else:
-            to_send.append((index, plan))
-    if to_send:
-        workers = min(settings.DELIVERY_CONCURRENCY, len(to_send))
+            lanes[subjects[index] or f"#{index}"].append((index, plan))
+    if lanes:
+        workers = min(settings.DELIVERY_CONCURRENCY, len(lanes))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            sent = pool.map(lambda item: send_one(connector, item[1]), to_send)
-            for (index, _), result in zip(to_send, sent, strict=True):
-                results[index] = result
+            for lane_results in pool.map(lambda lane: send_lane(connector, lane), lanes.values()):
+                for index, result in lane_results:
+                    results[index] = result
     return [r for r in results if r is not None]
 
 
+def send_lane(
+    connector: Connector, lane: Sequence[tuple[int, list[OutboundRequest]]]
+) -> list[tuple[int, Result]]:
+    return [(index, send_one(connector, plan)) for index, plan in lane]
+
+
 def send_one(connector: Connector, plan: Sequence[OutboundRequest]) -> Result:
-    """Send a delivery's requests in order, stopping at the first that does not succeed."""
+    """Send a delivery's requests in order, stopping at the first that does not succeed;
+    a request whose answer asks for its fallback is replaced by the fallback requests."""
     started = time.monotonic()
     result = Result(Verdict.ok())
     for outbound in plan:
         result = send_request(connector, outbound)
+        if result.verdict.use_fallback and outbound.fallback:
+            result = send_one(connector, outbound.fallback)
         if not result.verdict.delivered:
             break
     result.duration_ms = int((time.monotonic() - started) * 1000)

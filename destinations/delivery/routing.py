@@ -16,7 +16,8 @@ from django.conf import settings
 
 from destinations.conditions import describe, matches_all
 from destinations.connectors import CONNECTORS
-from destinations.models import Delivery, Destination
+from destinations.connectors.base import Skip
+from destinations.models import Delivery, DeliveryStatus, Destination
 
 # Looked up on every ingest request; a short per-process cache keeps that off the database.
 # A destination added or changed is routed to within this many seconds in every web process.
@@ -31,6 +32,8 @@ class Route:
     display_name: str
     accepts: frozenset[str]
     event_filters: tuple[tuple[Mapping[str, Any], ...], ...]
+    # What the connector reads once for planning (Kana: its mapping rules).
+    context: Any = None
 
 
 _cache: tuple[float, tuple[Route, ...]] | None = None
@@ -60,6 +63,7 @@ def route_of(destination: Destination) -> Route:
         display_name=connector.display_name,
         accepts=connector.accepts,
         event_filters=tuple(tuple(rule) for rule in destination.event_filters or []),
+        context=connector.route_context(destination),
     )
 
 
@@ -95,29 +99,38 @@ def plan_deliveries(
     retry_until = received_at + timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)
     # The wake-up is enqueued on commit; only if it is lost does the sweeper pick the row up.
     first_attempt = received_at + timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
-    rows = [
-        Delivery(
-            event_id=event_id,
-            destination_id=route.id,
-            received_at=received_at,
-            next_attempt_at=first_attempt,
-            retry_until=retry_until,
-        )
-        for event_id, payload in events
-        for route in routes
-        if why_not_routed(payload, route) is None
-    ]
+    rows: list[Delivery] = []
+    for event_id, payload in events:
+        for route in routes:
+            if why_not_routed(payload, route) is not None:
+                continue
+            delivery = Delivery(
+                event_id=event_id,
+                destination_id=route.id,
+                received_at=received_at,
+                next_attempt_at=first_attempt,
+                retry_until=retry_until,
+            )
+            apply_plan(delivery, CONNECTORS[route.kind].plan(payload, route.context), received_at)
+            rows.append(delivery)
     if not rows:
         return {}
+    # SQLite 3.35+ and PostgreSQL return the new ids from a bulk insert.
     created = Delivery.objects.bulk_create(rows, batch_size=500)
     by_destination: dict[int, list[int]] = {}
-    if created and created[0].pk is None:
-        # Backends without RETURNING on bulk insert: read the ids back.
-        created = list(
-            Delivery.objects.filter(
-                event_id__in=[e for e, _ in events], destination_id__in=[r.id for r in routes]
-            )
-        )
     for delivery in created:
-        by_destination.setdefault(delivery.destination_id, []).append(delivery.pk)
+        if delivery.status == DeliveryStatus.PENDING:
+            by_destination.setdefault(delivery.destination_id, []).append(delivery.pk)
     return by_destination
+
+
+def apply_plan(delivery: Delivery, plan: Mapping[str, Any] | Skip, now: datetime) -> None:
+    """A Skip decided at routing is final at once; a plan is kept for ``translate``."""
+    if isinstance(plan, Skip):
+        delivery.status = DeliveryStatus.FAILED if plan.failed else DeliveryStatus.SKIPPED
+        delivery.reason = plan.reason[:300]
+        delivery.last_error = plan.reason if plan.failed else ""
+        delivery.finished_at = now
+        return
+    delivery.plan = dict(plan)
+    delivery.mapping_rule_id = plan.get("ruleId")

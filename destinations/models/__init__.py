@@ -14,6 +14,7 @@ from destinations.models.delivery import (
     JobStatus,
 )
 from destinations.models.events import Event, EventType, IngestFailure, Source, new_write_key
+from destinations.models.mapping import MappingRule
 from destinations.models.people import (
     Account,
     AnonymousId,
@@ -39,6 +40,7 @@ __all__ = [
     "Job",
     "JobKind",
     "JobStatus",
+    "MappingRule",
     "Membership",
     "Profile",
     "ProfileOrigin",

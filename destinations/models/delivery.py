@@ -101,6 +101,16 @@ class Delivery(models.Model):
         default="",
         help_text="Why it was skipped or failed, short enough to group errors by",
     )
+    # What routing decided for this delivery (the connector's ``plan``), read by ``translate``.
+    plan = models.JSONField(default=dict, blank=True)
+    # The Kana mapping rule that gave this track event its feature, if a rule did.
+    mapping_rule = models.ForeignKey(
+        "destinations.MappingRule",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
 
     class Meta:
         constraints = [
@@ -155,6 +165,7 @@ class DeliveryAttempt(models.Model):
 
 class JobKind(models.TextChoices):
     RETRY_FAILED = "retry_failed", "Retry failed deliveries"
+    REPROCESS = "reprocess", "Apply a mapping rule to unmapped events"
 
 
 class JobStatus(models.TextChoices):
