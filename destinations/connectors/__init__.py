@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from destinations.connectors.base import Connector
+from destinations.connectors.kana import KanaConnector
 from destinations.connectors.refiner import RefinerConnector
 
-CONNECTORS: dict[str, Connector] = {c.kind: c for c in (RefinerConnector(),)}
+CONNECTORS: dict[str, Connector] = {c.kind: c for c in (RefinerConnector(), KanaConnector())}
 
 
 def connector_for(kind: str) -> Connector:

@@ -105,7 +105,7 @@ class Connector:
         """Pure: no I/O. The requests to send, in order, or why nothing is sent."""
         raise NotImplementedError
 
-    def classify(self, response: requests.Response) -> Verdict:
+    def classify(self, response: requests.Response, request: OutboundRequest) -> Verdict:
         return classify_http(response, self.display_name)
 
     def test_connection(self, config: Mapping[str, str], session: requests.Session) -> str:

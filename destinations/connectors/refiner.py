@@ -76,7 +76,7 @@ class RefinerConnector(Connector):
             return [self._post(config, "/identify-user", who, user_id or email)]
         return Skip(f"Refiner does not accept {kind} calls")
 
-    def classify(self, response: requests.Response) -> Verdict:
+    def classify(self, response: requests.Response, request: OutboundRequest) -> Verdict:
         text = error_text(response) if response.status_code in (401, 404) else ""
         if "key" in text.lower():
             # Refiner answers an unknown key with 404, which reads like a wrong path: say so.

@@ -207,7 +207,7 @@ def send_request(connector: Connector, outbound: OutboundRequest) -> Result:
         return Result(
             Verdict.fail(f"request could not be made: {exc}"), request=request_sample(outbound)
         )
-    verdict = connector.classify(response)
+    verdict = connector.classify(response, outbound)
     result = Result(verdict, status_code=response.status_code)
     if not verdict.delivered:
         result.request = request_sample(outbound)

@@ -28,6 +28,10 @@ def run_job(job_id: int) -> None:
     try:
         if job.kind == JobKind.RETRY_FAILED:
             retry_failed(job)
+        elif job.kind == JobKind.REPROCESS:
+            from destinations.mapping.reprocess import reprocess
+
+            reprocess(job)
         else:
             raise ValueError(f"unknown job kind {job.kind!r}")
     except Exception as exc:

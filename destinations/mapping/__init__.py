@@ -1,0 +1,1 @@
+"""Kana mapping rules: editing them, previewing them, and applying them to stored events."""

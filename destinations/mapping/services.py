@@ -1,0 +1,109 @@
+"""Create, change, order and delete mapping rules. Saving a rule applies it retroactively."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from destinations.conditions import InvalidCondition, check_condition
+from destinations.delivery.routing import forget_cached_destinations
+from destinations.mapping.unmapped import rule_scope
+from destinations.models import Destination, DestinationKind, Job, JobKind, MappingRule
+
+
+class InvalidRule(ValueError):
+    """The message names what is wrong with the rule."""
+
+
+def validate_rule(
+    *, event_name: str, conditions: Sequence[Mapping[str, Any]], feature_id: str
+) -> list[dict[str, Any]]:
+    if not feature_id.strip():
+        raise InvalidRule("choose the Kana feature this rule records usage of")
+    cleaned: list[dict[str, Any]] = []
+    for number, condition in enumerate(conditions, start=1):
+        try:
+            check_condition(condition)
+        except InvalidCondition as exc:
+            raise InvalidRule(f"condition {number}: {exc}") from exc
+        if condition["path"] == "event":
+            raise InvalidRule(
+                f"condition {number}: a rule has at most one event-name condition; "
+                "use the Event name field"
+            )
+        cleaned.append({k: condition[k] for k in ("path", "op", "value") if k in condition})
+    if not event_name.strip() and not cleaned:
+        raise InvalidRule("a rule needs an event name or at least one property condition")
+    return cleaned
+
+
+def rule_save(
+    *,
+    destination: Destination,
+    event_name: str,
+    conditions: Sequence[Mapping[str, Any]],
+    feature_id: str,
+    enabled: bool = True,
+    rule: MappingRule | None = None,
+    user: User | None = None,
+) -> tuple[MappingRule, Job | None]:
+    """Create or change a rule; an enabled rule is then applied to stored unmapped events by a
+    reprocessing job, returned so the page can show its progress."""
+    if destination.kind != DestinationKind.KANA:
+        raise InvalidRule("mapping rules belong to a Kana destination")
+    cleaned = validate_rule(event_name=event_name, conditions=conditions, feature_id=feature_id)
+    with transaction.atomic():
+        if rule is None:
+            last = MappingRule.objects.filter(destination=destination).aggregate(Max("position"))
+            rule = MappingRule(destination=destination, position=(last["position__max"] or 0) + 1)
+        rule.event_name = event_name.strip()
+        rule.conditions = cleaned
+        rule.feature_id = feature_id.strip()
+        rule.enabled = enabled
+        rule.updated_at = timezone.now()
+        rule.save()
+        job = reprocess_start(rule, user) if enabled else None
+    forget_cached_destinations()
+    return rule, job
+
+
+def reprocess_start(rule: MappingRule, user: User | None) -> Job:
+    from destinations.tasks import run_job_task
+
+    job = Job.objects.create(
+        kind=JobKind.REPROCESS,
+        params={"rule_id": rule.pk},
+        total=rule_scope(rule).count(),
+        created_by=user,
+    )
+    transaction.on_commit(lambda: run_job_task.delay(job.pk))
+    return job
+
+
+def rule_delete(rule: MappingRule) -> None:
+    """Usage already recorded stays recorded: Kana keeps it, and so does the delivery log."""
+    rule.delete()
+    forget_cached_destinations()
+
+
+def rule_move(rule: MappingRule, *, up: bool) -> None:
+    """Swap with the neighbour above or below: order decides which matching rule wins."""
+    siblings = list(MappingRule.objects.filter(destination_id=rule.destination_id))
+    index = next(i for i, r in enumerate(siblings) if r.pk == rule.pk)
+    other = index - 1 if up else index + 1
+    if not 0 <= other < len(siblings):
+        return
+    with transaction.atomic():
+        for position, item in enumerate(siblings, start=1):
+            item.position = position
+        siblings[index].position, siblings[other].position = (
+            siblings[other].position,
+            siblings[index].position,
+        )
+        MappingRule.objects.bulk_update(siblings, ["position"])
+    forget_cached_destinations()
