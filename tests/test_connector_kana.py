@@ -138,7 +138,7 @@ def request(query: str, fallback: tuple[OutboundRequest, ...] = ()) -> OutboundR
 
 
 CREATE = "mutation CreateUser($input: CreateUserInput!) { createUser(input: $input) { id } }"
-USAGE = "mutation RecordUsage($input: CreateUsageEventInput!) { recordUsage(input: $input) { recorded } }"
+USAGE = "mutation RecordUsage($input: CreateUsageEventInput!) { recordUsage(input: $input) { x } }"
 
 
 def error(code: str, message: str) -> dict[str, Any]:
