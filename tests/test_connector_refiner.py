@@ -108,19 +108,24 @@ def response(status: int, body: bytes = b"{}", headers: dict[str, str] | None = 
     return answer
 
 
+REQUEST = OutboundRequest("POST", "https://refiner.test/v1/identify-user")
+
+
+def classify(status: int, body: bytes = b"{}", headers: dict[str, str] | None = None) -> Any:
+    return refiner.classify(response(status, body, headers), REQUEST)
+
+
 def test_classification_follows_segment_rules() -> None:
-    assert refiner.classify(response(200)).delivered
-    unknown_key = refiner.classify(
-        response(404, b'{"message": "API key not valid or does not exist"}')
-    )
+    assert classify(200).delivered
+    unknown_key = classify(404, b'{"message": "API key not valid or does not exist"}')
     assert unknown_key.permanent
     assert unknown_key.reason.startswith("Refiner refused the API key (HTTP 404)")
-    assert refiner.classify(response(422, b'{"message": "id or email"}')).permanent
-    limited = refiner.classify(response(429, headers={"Retry-After": "7"}))
+    assert classify(422, b'{"message": "id or email"}').permanent
+    limited = classify(429, headers={"Retry-After": "7"})
     assert not limited.permanent and limited.retry_after == 7
     for status in (408, 423, 500, 502, 503):
-        assert not refiner.classify(response(status)).permanent
-    assert refiner.classify(response(301)).permanent
+        assert not classify(status).permanent
+    assert classify(301).permanent
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
