@@ -61,7 +61,7 @@ def test_routing_decides_unmapped_anonymous_and_feature_at_ingest(post_ingest, k
 
 
 def test_invalid_rules_are_refused_with_the_reason(kana) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"event_name": "E", "conditions": [], "feature_id": ""}, "choose the Kana feature"),
         ({"event_name": "", "conditions": [], "feature_id": "f"}, "needs an event name or"),
         (
