@@ -179,6 +179,9 @@ DELIVERY_CONCURRENCY = env_int("DELIVERY_CONCURRENCY", 16)  # HTTP requests in f
 DELIVERY_BREAKER_FAILURES = env_int("DELIVERY_BREAKER_FAILURES", 50)
 DELIVERY_BREAKER_SECONDS = env_int("DELIVERY_BREAKER_SECONDS", 600)
 
+# User conflicts: how long a merge can be undone from the audit log.
+MERGE_UNDO_DAYS = env_int("MERGE_UNDO_DAYS", 30)
+
 # Celery. The embedded default's broker is a folder (kombu's filesystem transport): no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):

@@ -21,3 +21,10 @@ def sweep_task() -> int:
 @shared_task(name="destinations.run_job", ignore_result=True)
 def run_job_task(job_id: int) -> None:
     jobs.run_job(job_id)
+
+
+@shared_task(name="destinations.delete_refiner_contacts", ignore_result=True)
+def delete_refiner_contacts_task(entry_id: int, people: list[dict[str, str | None]]) -> None:
+    from destinations.identity.refiner_contacts import delete_contacts
+
+    delete_contacts(entry_id, people)

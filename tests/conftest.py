@@ -16,6 +16,7 @@ from django.test import Client
 
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
+from destinations.identity.suppression import forget_cached_suppressions
 from destinations.ingest.auth import forget_cached_sources
 from destinations.models import Destination, Source
 from destinations.sources import source_create
@@ -82,8 +83,10 @@ def post_ingest(client: Client, source: Source) -> IngestPost:
 @pytest.fixture(autouse=True)
 def _fresh_routing_state() -> Iterator[None]:
     forget_cached_destinations()
+    forget_cached_suppressions()
     yield
     forget_cached_destinations()
+    forget_cached_suppressions()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.routing import plan_deliveries
 from destinations.identity.resolve import IdentityResolver
+from destinations.identity.suppression import without_suppressed
 from destinations.ingest.message import Message
 from destinations.models import Event, IngestFailure
 
@@ -40,6 +41,7 @@ EVENT_COLUMNS = (
 class StoreResult:
     stored: int
     duplicates: int
+    suppressed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +58,16 @@ def store_messages(
     received_at: datetime,
     refused: Sequence[RefusedMessage] = (),
     endpoint: str = "",
+    owner: int | None = None,
 ) -> StoreResult:
-    """Keep each message once per (source, messageId); return when the rows are committed."""
+    """Keep each message once per (source, messageId); return when the rows are committed.
+
+    ``owner`` stores the messages as the given profile's without identity resolution: a
+    re-send states what a profile is, it does not bring news about it.
+    """
+    kept, suppressed = without_suppressed(messages)
     unique: dict[str, Message] = {}
-    for message in messages:
+    for message in kept:
         unique.setdefault(message.message_id, message)
     with transaction.atomic():
         if refused:
@@ -72,14 +80,16 @@ def store_messages(
         fresh = [m for message_id, m in unique.items() if message_id not in existing]
         stored = 0
         if fresh:
-            owners = IdentityResolver().resolve(fresh)
+            owners = (
+                [owner] * len(fresh) if owner is not None else IdentityResolver().resolve(fresh)
+            )
             ids = insert_events(source_id, fresh, owners, received_at)
             stored = len(ids)
             new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]
             planned = plan_deliveries(new_events, received_at)
             if planned:
                 transaction.on_commit(lambda: enqueue_deliveries(planned), robust=True)
-    return StoreResult(stored=stored, duplicates=len(messages) - stored)
+    return StoreResult(stored=stored, duplicates=len(kept) - stored, suppressed=suppressed)
 
 
 def insert_events(

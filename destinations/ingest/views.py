@@ -25,7 +25,12 @@ from destinations.ingest.auth import (
 from destinations.ingest.errors import IngestError
 from destinations.ingest.message import InvalidMessage, Message, validate_message
 from destinations.ingest.ratelimit import check_rate_limit
-from destinations.ingest.store import RefusedMessage, record_refusals, store_messages
+from destinations.ingest.store import (
+    RefusedMessage,
+    StoreResult,
+    record_refusals,
+    store_messages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +161,14 @@ def accept_single(
         )
         return error_response(400, reason)
     result = store_messages(source_id=source.id, messages=[message], received_at=received_at)
-    return json_response(
-        200, {"success": True, "stored": result.stored, "duplicates": result.duplicates}
-    )
+    return json_response(200, {"success": True, **result_counts(result)})
+
+
+def result_counts(result: StoreResult) -> dict[str, int]:
+    counts = {"stored": result.stored, "duplicates": result.duplicates}
+    if result.suppressed:
+        counts["suppressed"] = result.suppressed
+    return counts
 
 
 def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> HttpResponse:
@@ -203,8 +213,7 @@ def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> 
         {
             "success": True,
             "accepted": len(accepted),
-            "stored": result.stored,
-            "duplicates": result.duplicates,
+            **result_counts(result),
             "failed": failed,
         },
     )

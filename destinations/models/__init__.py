@@ -1,5 +1,6 @@
 """The engine's data, one module per area; everything is importable from here."""
 
+from destinations.models.audit import AuditAction, AuditEntry
 from destinations.models.delivery import (
     FINISHED,
     WAITING,
@@ -21,6 +22,8 @@ from destinations.models.people import (
     Membership,
     Profile,
     ProfileOrigin,
+    Suppression,
+    SuppressionKind,
 )
 
 __all__ = [
@@ -29,6 +32,8 @@ __all__ = [
     "Account",
     "AnonymousId",
     "AttemptOutcome",
+    "AuditAction",
+    "AuditEntry",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryStatus",
@@ -45,5 +50,7 @@ __all__ = [
     "Profile",
     "ProfileOrigin",
     "Source",
+    "Suppression",
+    "SuppressionKind",
     "new_write_key",
 ]

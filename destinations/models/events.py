@@ -72,6 +72,15 @@ class Event(models.Model):
         db_index=False,
         related_name="events",
     )
+    # Set while a merge has moved this event from an absorbed profile, so undo can move it back.
+    merged_from = models.ForeignKey(
+        "destinations.Profile",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_index=False,  # a partial index below: almost every row is NULL
+        related_name="+",
+    )
     payload = models.JSONField()
 
     class Meta:
@@ -87,6 +96,11 @@ class Event(models.Model):
             models.Index(fields=["event", "id"], name="event_name_idx"),
             models.Index(fields=["profile", "id"], name="event_profile_idx"),
             models.Index(fields=["received_at"], name="event_received_at_idx"),
+            models.Index(
+                fields=["merged_from"],
+                condition=models.Q(merged_from__isnull=False),
+                name="event_merged_from_idx",
+            ),
         ]
 
     def __str__(self) -> str:

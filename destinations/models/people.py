@@ -36,6 +36,26 @@ class Profile(models.Model):
         return self.user_id or self.email or f"profile {self.pk}"
 
 
+class SuppressionKind(models.TextChoices):
+    USER_ID = "user_id", "userId"
+    EMAIL = "email", "email"
+
+
+class Suppression(models.Model):
+    """A deleted user whose future events are dropped at ingest (answered 200, not stored)."""
+
+    kind = models.CharField(max_length=16, choices=SuppressionKind.choices)
+    value = models.CharField(max_length=320)
+    created_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=300, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="suppression_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
 class AnonymousId(models.Model):
     """An anonymous id (or alias previousId) known to belong to a profile."""
 

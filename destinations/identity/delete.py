@@ -1,0 +1,99 @@
+"""Delete a user: optionally its events, a suppression of its future events, and its Refiner
+contact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from destinations.identity.refiner_contacts import delete_contacts_later
+from destinations.identity.suppression import forget_cached_suppressions
+from destinations.models import (
+    AuditAction,
+    AuditEntry,
+    Event,
+    Profile,
+    Suppression,
+    SuppressionKind,
+)
+
+DELETE_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class DeleteOptions:
+    delete_events: bool = False
+    suppress: bool = False
+    delete_in_refiner: bool = False
+
+
+def profile_delete(
+    profile: Profile, options: DeleteOptions, *, actor: User | None = None
+) -> AuditEntry:
+    """Profiles merged into this one go with it: they are the same person."""
+    with transaction.atomic():
+        people = list(Profile.objects.filter(pk=profile.pk)) + list(
+            Profile.objects.filter(merged_into=profile)
+        )
+        ids = [p.pk for p in people]
+        identities = [{"user_id": p.user_id, "email": p.email} for p in people]
+        events = 0
+        if options.delete_events:
+            events = delete_events_of(ids)
+        suppressed: list[str] = []
+        if options.suppress:
+            suppressed = suppress(people)
+        Profile.objects.filter(pk__in=ids).delete()
+        parts = [f"Deleted {profile}"]
+        if len(people) > 1:
+            parts.append(f"with {len(people) - 1} merged profile(s)")
+        parts.append(f"and {events} events" if options.delete_events else "(events kept)")
+        if suppressed:
+            parts.append("; future events suppressed for " + ", ".join(suppressed))
+        entry = AuditEntry.objects.create(
+            actor=actor,
+            action=AuditAction.DELETE,
+            summary=" ".join(parts),
+            data={
+                "profiles": ids,
+                "identities": identities,
+                "events_deleted": events,
+                "suppressed": suppressed,
+                "refiner_requested": options.delete_in_refiner,
+            },
+        )
+        if options.delete_in_refiner:
+            delete_contacts_later(entry, identities)
+    forget_cached_suppressions()
+    return entry
+
+
+def delete_events_of(profile_ids: list[int]) -> int:
+    """In chunks: deleting an event also deletes its deliveries and their attempts."""
+    total = 0
+    while True:
+        chunk = list(
+            Event.objects.filter(profile_id__in=profile_ids).values_list("id", flat=True)[
+                :DELETE_CHUNK
+            ]
+        )
+        if not chunk:
+            return total
+        Event.objects.filter(id__in=chunk).delete()
+        total += len(chunk)
+
+
+def suppress(people: list[Profile]) -> list[str]:
+    wanted: list[tuple[str, str]] = []
+    for person in people:
+        if person.user_id:
+            wanted.append((SuppressionKind.USER_ID, person.user_id))
+        if person.email:
+            wanted.append((SuppressionKind.EMAIL, person.email))
+    Suppression.objects.bulk_create(
+        [Suppression(kind=kind, value=value, reason="user deleted") for kind, value in wanted],
+        ignore_conflicts=True,
+    )
+    return [f"{SuppressionKind(kind).label} {value}" for kind, value in wanted]

@@ -1,0 +1,60 @@
+"""Delete contacts in every Refiner destination, after a merge or delete that asked for it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import requests
+from django.db import transaction
+
+from destinations.connectors.base import error_text
+from destinations.connectors.refiner import auth_headers, base_url
+from destinations.delivery.http import session
+from destinations.models import AuditEntry, Destination, DestinationKind
+
+logger = logging.getLogger(__name__)
+
+
+def delete_contacts_later(entry: AuditEntry, people: Sequence[Mapping[str, str | None]]) -> None:
+    from destinations.tasks import delete_refiner_contacts_task
+
+    wanted = [dict(p) for p in people if p.get("user_id") or p.get("email")]
+    if wanted:
+        transaction.on_commit(lambda: delete_refiner_contacts_task.delay(entry.pk, wanted))
+
+
+def delete_contacts(entry_id: int, people: Sequence[Mapping[str, str | None]]) -> list[str]:
+    """DELETE /contact by id (else email) in each enabled Refiner destination; the outcome of
+    each call is appended to the audit entry, where the operator reads it."""
+    outcomes: list[str] = []
+    for destination in Destination.objects.filter(kind=DestinationKind.REFINER, enabled=True):
+        config = destination.config()
+        for person in people:
+            params: dict[str, Any] = (
+                {"id": person["user_id"]} if person.get("user_id") else {"email": person["email"]}
+            )
+            who = next(iter(params.values()))
+            try:
+                response = session().delete(
+                    base_url(config) + "/contact",
+                    params=params,
+                    headers=auth_headers(config),
+                    timeout=10,
+                )
+            except requests.RequestException as exc:
+                outcomes.append(f"{destination.name}: could not delete {who}: {exc}")
+                continue
+            if response.status_code < 300:
+                outcomes.append(f"{destination.name}: deleted contact {who}")
+            else:
+                outcomes.append(
+                    f"{destination.name}: deleting {who} failed with HTTP "
+                    f"{response.status_code}: {error_text(response)}"
+                )
+    entry = AuditEntry.objects.get(pk=entry_id)
+    entry.data = {**entry.data, "refiner": outcomes}
+    entry.save(update_fields=["data"])
+    logger.info("Refiner contact deletion for audit entry %s: %s", entry_id, outcomes)
+    return outcomes

@@ -1,0 +1,34 @@
+"""Who did what, when: every operator action that changes data or settings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AuditAction(models.TextChoices):
+    MERGE = "merge", "Merged users"
+    MERGE_UNDONE = "merge_undone", "Undid a merge"
+    DELETE = "delete", "Deleted a user"
+    IMPORT = "import", "Imported billing customers"
+    BULK_MERGE = "bulk_merge", "Merged duplicate-email groups"
+
+
+class AuditEntry(models.Model):
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    summary = models.TextField()
+    # What an undo needs (merges), or the details worth keeping (import counts).
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    undone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["action", "-id"], name="audit_action_idx")]
+
+    def __str__(self) -> str:
+        return self.summary
