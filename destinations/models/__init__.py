@@ -1,6 +1,6 @@
 """The engine's data, one module per area; everything is importable from here."""
 
-from destinations.models.audit import AuditAction, AuditEntry
+from destinations.models.audit import AuditAction, AuditEntry, Upload
 from destinations.models.delivery import (
     FINISHED,
     WAITING,
@@ -52,5 +52,6 @@ __all__ = [
     "Source",
     "Suppression",
     "SuppressionKind",
+    "Upload",
     "new_write_key",
 ]

@@ -32,3 +32,15 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return self.summary
+
+
+class Upload(models.Model):
+    """A file an operator uploaded for a job (a CSV import). Kept in the database, not on a
+    disk, because the worker that runs the job may be on another machine."""
+
+    name = models.CharField(max_length=255)
+    content = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name

@@ -166,6 +166,8 @@ class DeliveryAttempt(models.Model):
 class JobKind(models.TextChoices):
     RETRY_FAILED = "retry_failed", "Retry failed deliveries"
     REPROCESS = "reprocess", "Apply a mapping rule to unmapped events"
+    IMPORT = "import", "Import billing customers"
+    BULK_MERGE = "bulk_merge", "Merge duplicate-email groups"
 
 
 class JobStatus(models.TextChoices):

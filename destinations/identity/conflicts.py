@@ -1,0 +1,79 @@
+"""The two lists operators resolve: users sharing an email, and users without a billing id."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+from django.db.models import Count, Q, QuerySet
+
+from destinations.models import Profile
+
+
+def live_profiles() -> QuerySet[Profile]:
+    return Profile.objects.filter(merged_into__isnull=True)
+
+
+def duplicate_email_groups(search: str = "") -> QuerySet[Profile, dict[str, object]]:
+    """Emails held by more than one user, with counts, most users first."""
+    rows = live_profiles().filter(email__isnull=False)
+    if search:
+        rows = rows.filter(email__icontains=search.strip().lower())
+    return (
+        rows.values("email")
+        .annotate(users=Count("id"))
+        .filter(users__gt=1)
+        .order_by("-users", "email")
+    )
+
+
+def without_billing_id(search: str = "") -> QuerySet[Profile]:
+    rows = live_profiles().filter(Q(billing_id__isnull=True) | Q(billing_id=""))
+    if search:
+        term = search.strip()
+        rows = rows.filter(
+            Q(user_id__icontains=term) | Q(email__icontains=term.lower()) | Q(name__icontains=term)
+        )
+    return rows.order_by("-id")
+
+
+def conflict_counts() -> dict[str, int]:
+    return {
+        "duplicate_emails": duplicate_email_groups().count(),
+        "without_billing_id": without_billing_id().count(),
+    }
+
+
+EXPORT_COLUMNS = ["profile_id", "user_id", "email", "name", "billing_id", "conflict"]
+
+
+def export_rows() -> Iterator[list[str]]:
+    """Both lists as CSV rows, so billing ids can be filled in elsewhere and imported back
+    (the import matches on user_id, else email)."""
+    yield EXPORT_COLUMNS
+    shared = {row["email"] for row in duplicate_email_groups()}
+    flagged = without_billing_id().values_list("pk", "user_id", "email", "name", "billing_id")
+    seen: set[int] = set()
+    for pk, user_id, email, name, billing_id in flagged.iterator(chunk_size=2000):
+        seen.add(pk)
+        why = "no billing id" + ("; shared email" if email in shared else "")
+        yield [str(pk), user_id or "", email or "", name, billing_id or "", why]
+    duplicates = (
+        live_profiles()
+        .filter(email__in=shared)
+        .exclude(pk__in=seen)
+        .values_list("pk", "user_id", "email", "name", "billing_id")
+    )
+    for pk, user_id, email, name, billing_id in duplicates.iterator(chunk_size=2000):
+        yield [str(pk), user_id or "", email or "", name, billing_id or "", "shared email"]
+
+
+def export_csv() -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in export_rows():
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
