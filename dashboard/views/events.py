@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.forms import EventFilterForm
+from dashboard.selectors.event_deliveries import event_deliveries, not_routed
 from dashboard.selectors.events import event_detail, events_page
 from dashboard.selectors.pagination import parse_cursor
 
@@ -40,4 +41,11 @@ def event_show(request: HttpRequest, event_id: int) -> HttpResponse:
     if event is None:
         raise Http404("No such event")
     raw = json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
-    return render(request, "events/detail.html", {"event": event, "raw": raw})
+    deliveries = event_deliveries(event)
+    context = {
+        "event": event,
+        "raw": raw,
+        "deliveries": deliveries,
+        "not_routed": not_routed(event, deliveries),
+    }
+    return render(request, "events/detail.html", context)

@@ -20,3 +20,19 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = label; }, 1500);
 });
+
+// Live fragments re-render while deliveries are in flight: keep the <details> an operator opened
+// (and close the ones they closed) across the swap, matched by id.
+const detailsState = new Map();
+document.addEventListener("htmx:beforeSwap", (event) => {
+  event.detail.target.querySelectorAll("details[id]").forEach((details) => {
+    detailsState.set(details.id, details.open);
+  });
+});
+document.addEventListener("htmx:afterSettle", () => {
+  detailsState.forEach((open, id) => {
+    const details = document.getElementById(id);
+    if (details) details.open = open;
+  });
+  detailsState.clear();
+});

@@ -1,0 +1,115 @@
+"""The destination settings form, generated from the connector's ``settings_fields``.
+
+Secret fields are write-only: the input is always rendered empty, its placeholder shows the
+masked stored value, and leaving it blank keeps what is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django import forms
+
+from destinations.connectors.base import Connector, SettingField
+from destinations.crypto import mask
+from destinations.models import Destination
+
+KEEP_SECRET_HELP = "Saved. Leave blank to keep it; type a new value to replace it."
+
+
+class DestinationForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(
+        self,
+        *args: Any,
+        connector: Connector,
+        instance: Destination | None = None,
+        stored_secrets: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if instance is not None:
+            kwargs.setdefault(
+                "initial",
+                {"name": instance.name, "enabled": instance.enabled, **instance.settings},
+            )
+        super().__init__(*args, **kwargs)
+        self.connector = connector
+        self.instance = instance
+        self.stored_secrets = dict(stored_secrets or {})
+        for setting in connector.settings_fields:
+            self.fields[setting.name] = self._setting_field(setting)
+
+    def _setting_field(self, setting: SettingField) -> forms.Field:
+        if setting.secret:
+            stored = self.stored_secrets.get(setting.name, "")
+            attrs = {"autocomplete": "new-password"}
+            if stored:
+                attrs["placeholder"] = mask(stored)
+            widget = forms.PasswordInput(render_value=False, attrs=attrs)
+            return forms.CharField(
+                label=setting.label,
+                required=setting.required and not stored,
+                strip=True,
+                widget=widget,
+                help_text=KEEP_SECRET_HELP if stored else setting.help,
+            )
+        field_class: type[forms.CharField] = forms.CharField
+        extra: dict[str, Any] = {}
+        if setting.name.endswith("_url"):
+            field_class, extra = forms.URLField, {"assume_scheme": "https"}
+        return field_class(
+            label=setting.label,
+            # Blank falls back to the declared default, so only a field without one is required.
+            required=setting.required and not setting.default,
+            initial=setting.default,
+            help_text=setting.help or (f"Default: {setting.default}" if setting.default else ""),
+            **extra,
+        )
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"].strip()
+        clash = Destination.objects.filter(name=name)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(f"A destination named {name!r} already exists.")
+        return name
+
+    def settings_values(self) -> dict[str, str]:
+        return {
+            f.name: self.cleaned_data.get(f.name) or ""
+            for f in self.connector.settings_fields
+            if not f.secret
+        }
+
+    def secret_values(self) -> dict[str, str]:
+        """Only what was typed: a blank secret keeps the stored one."""
+        return {
+            f.name: self.cleaned_data.get(f.name) or ""
+            for f in self.connector.settings_fields
+            if f.secret
+        }
+
+    def connection_config(self) -> tuple[dict[str, str] | None, str]:
+        """The settings as a connector reads them, for Test connection: typed values, the stored
+        secret where the field was left blank, defaults for blank settings. Returns (None,
+        problem) when a setting itself is invalid; the name is not needed to test."""
+        self.is_valid()
+        problems = [
+            f"{self.fields[f.name].label}: {' '.join(str(e) for e in self.errors[f.name])}"
+            for f in self.connector.settings_fields
+            if f.name in self.errors
+        ]
+        if problems:
+            return None, " ".join(problems)
+        config: dict[str, str] = {}
+        for setting in self.connector.settings_fields:
+            typed = self.cleaned_data.get(setting.name) or ""
+            if setting.secret:
+                config[setting.name] = typed or self.stored_secrets.get(setting.name, "")
+            else:
+                config[setting.name] = typed or setting.default
+        return config, ""

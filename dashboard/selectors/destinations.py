@@ -1,0 +1,65 @@
+"""Reads for the Destinations list, the settings form and the retry job's progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from destinations.connectors import CONNECTORS
+from destinations.connectors.base import Connector
+from destinations.crypto import SecretsUnreadable
+from destinations.models import Delivery, DeliveryStatus, Destination, DestinationKind, Job
+
+# What is still owed to a destination: waiting for a first try, waiting to retry, or in flight.
+BACKLOG_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING, DeliveryStatus.SENDING)
+
+
+def destinations_with_health() -> QuerySet[Destination]:
+    """Every destination with its backlog, counted in the same query as the list."""
+    return Destination.objects.annotate(
+        backlog=Count("deliveries", filter=Q(deliveries__status__in=BACKLOG_STATUSES))
+    ).order_by("name")
+
+
+@dataclass(frozen=True)
+class KindChoice:
+    kind: str
+    label: str
+    calls: list[str]  # the Segment calls this kind accepts, for the operator to choose by
+
+
+def destination_kinds() -> list[KindChoice]:
+    """Every kind that has a connector: only those can be configured."""
+    return [
+        KindChoice(kind, label, sorted(CONNECTORS[kind].accepts))
+        for kind, label in DestinationKind.choices
+        if kind in CONNECTORS
+    ]
+
+
+def connector_of(kind: str) -> Connector | None:
+    return CONNECTORS.get(kind)
+
+
+def stored_secrets(destination: Destination) -> tuple[dict[str, str], bool]:
+    """The destination's decrypted secrets, and whether they could be read at all (they cannot
+    once the encryption key is replaced without keeping the old one for decryption)."""
+    try:
+        return destination.secrets, True
+    except SecretsUnreadable:
+        return {}, False
+
+
+def failed_count(destination: Destination) -> int:
+    return Delivery.objects.filter(destination=destination, status=DeliveryStatus.FAILED).count()
+
+
+def job_with_destination(job_id: int) -> tuple[Job, Destination | None] | None:
+    """A job and the destination it works on (jobs name theirs in ``params``)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        return None
+    destination_id = job.params.get("destination_id")
+    destination = Destination.objects.filter(pk=destination_id).first() if destination_id else None
+    return job, destination

@@ -1,0 +1,74 @@
+"""Template helpers for delivery pages: JSON and HTTP samples, durations, the volume chart."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
+
+from dashboard.charts import SERIES, BarChart, volume_chart
+from dashboard.selectors.delivery_stats import VolumeBucket
+
+register = template.Library()
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@register.filter
+def http_response(sample: Any) -> str:
+    """A recorded response as it would read on the wire: status, headers, then the body
+    (re-indented when it is JSON, which destination APIs mostly answer)."""
+    if not isinstance(sample, Mapping):
+        return pretty_json(sample)
+    lines = [f"HTTP {sample.get('status', '?')}"]
+    headers = sample.get("headers")
+    if isinstance(headers, Mapping):
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+    body = sample.get("body") or ""
+    with contextlib.suppress(TypeError, ValueError):
+        body = pretty_json(json.loads(body))
+    return "\n".join(lines) + "\n\n" + str(body)
+
+
+@register.filter
+def duration(seconds: float | timedelta | None) -> str:
+    if seconds is None:
+        return "—"
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """ "3 minutes ago", or "just now" where timesince would say "0 minutes"."""
+    if moment is None:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment)} ago"
+
+
+@register.inclusion_tag("includes/bar_chart.html")
+def delivery_volume_chart(buckets: Sequence[VolumeBucket]) -> dict[str, Any]:
+    chart: BarChart = volume_chart(buckets)
+    return {"chart": chart, "legend": [(css, label) for _, css, label in SERIES]}

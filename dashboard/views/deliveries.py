@@ -1,0 +1,84 @@
+"""A destination's Event delivery page, retrying deliveries, and the retry job's progress."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
+
+from dashboard.selectors.delivery_stats import WINDOWS, delivery_report, delivery_window
+from dashboard.selectors.destinations import failed_count, job_with_destination
+from dashboard.selectors.pagination import parse_cursor
+from dashboard.views.navigation import redirect_back
+from destinations.delivery import services
+from destinations.models import Delivery, Destination, JobStatus
+
+JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def destination_delivery(request: HttpRequest, destination_id: int) -> HttpResponse:
+    destination = get_object_or_404(Destination, pk=destination_id)
+    window = delivery_window(request.GET.get("window"))
+    context = {
+        "destination": destination,
+        "report": delivery_report(destination, window=window),
+        "windows": WINDOWS.values(),
+        "failed_total": failed_count(destination),
+        "job": None,
+    }
+    template = "destinations/delivery.html"
+    if getattr(request, "htmx", False):
+        return render(request, template + "#delivery-stats", context)
+    job_id = parse_cursor(request.GET.get("job"))
+    found = job_with_destination(job_id) if job_id else None
+    if found and found[1] == destination:
+        context["job"] = found[0]
+    return render(request, template, context)
+
+
+@require_POST
+def delivery_retry(request: HttpRequest, delivery_id: int) -> HttpResponse:
+    delivery = get_object_or_404(Delivery.objects.select_related("destination"), pk=delivery_id)
+    if services.delivery_retry(delivery):
+        messages.success(request, f"Delivery to {delivery.destination.name} queued again.")
+    else:
+        messages.warning(request, "Only a failed or skipped delivery can be retried.")
+    return redirect_back(request, reverse("event-detail", args=[delivery.event_id]))
+
+
+@require_POST
+def destination_retry_failed(request: HttpRequest, destination_id: int) -> HttpResponse:
+    destination = get_object_or_404(Destination, pk=destination_id)
+    user = request.user if isinstance(request.user, User) else None
+    job = services.retry_failed_start(destination, user)
+    if getattr(request, "htmx", False):
+        return render(request, "jobs/detail.html#job-progress", {"job": job})
+    messages.success(request, f"Retrying {job.total} failed deliveries to {destination.name}.")
+    url = reverse("destination-delivery", args=[destination.pk])
+    return redirect(f"{url}?job={job.pk}")
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
+    """The progress bar polls this every second; a finished job answers 286 so htmx stops, and
+    announces ``job-done`` so the page's numbers refresh."""
+    found = job_with_destination(job_id)
+    if found is None:
+        raise Http404("No such job")
+    job, destination = found
+    context = {"job": job, "destination": destination}
+    if not getattr(request, "htmx", False):
+        return render(request, "jobs/detail.html", context)
+    response = render(request, "jobs/detail.html#job-progress", context)
+    if job.status in JOB_FINISHED:
+        stop = HttpResponseStopPolling(response.content)
+        return trigger_client_event(stop, "job-done")
+    return response

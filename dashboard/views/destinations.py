@@ -1,0 +1,174 @@
+"""Destinations: the list with health, add and edit (settings form from the connector),
+enable/disable, resume after the breaker paused it, and Test connection."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from dashboard.forms_destinations import DestinationForm
+from dashboard.selectors.destinations import (
+    connector_of,
+    destination_kinds,
+    destinations_with_health,
+    stored_secrets,
+)
+from dashboard.views.navigation import redirect_back
+from destinations.connectors.base import Connector
+from destinations.delivery import services
+from destinations.models import Destination
+
+UNREADABLE_SECRETS = (
+    "The saved secrets cannot be decrypted: SWITCHBOARD_ENCRYPTION_KEY has changed. "
+    "Enter them again."
+)
+
+
+def connector_or_404(kind: str) -> Connector:
+    connector = connector_of(kind)
+    if connector is None:
+        raise Http404(f"No destination kind {kind!r}")
+    return connector
+
+
+@require_GET
+def destination_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "destinations/list.html", {"destinations": destinations_with_health()})
+
+
+@require_GET
+def destination_choose_kind(request: HttpRequest) -> HttpResponse:
+    return render(request, "destinations/choose_kind.html", {"kinds": destination_kinds()})
+
+
+@sensitive_post_parameters()
+def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
+    connector = connector_or_404(kind)
+    form = DestinationForm(request.POST or None, connector=connector)
+    if request.method == "POST" and form.is_valid():
+        try:
+            destination = services.destination_create(
+                kind=kind,
+                name=form.cleaned_data["name"],
+                enabled=form.cleaned_data["enabled"],
+                settings_values=form.settings_values(),
+                secret_values=form.secret_values(),
+            )
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Destination {destination.name!r} created.")
+            return redirect("destination-delivery", destination_id=destination.pk)
+    return render_form(request, form, destination=None)
+
+
+@sensitive_post_parameters()
+def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
+    destination = get_object_or_404(Destination, pk=destination_id)
+    connector = connector_or_404(destination.kind)
+    secrets, readable = stored_secrets(destination)
+    form = DestinationForm(
+        request.POST or None, connector=connector, instance=destination, stored_secrets=secrets
+    )
+    if not readable:
+        form.add_error(None, UNREADABLE_SECRETS)
+    elif request.method == "POST" and form.is_valid():
+        services.destination_update(
+            destination,
+            name=form.cleaned_data["name"],
+            enabled=form.cleaned_data["enabled"],
+            settings_values=form.settings_values(),
+            secret_values=form.secret_values(),
+        )
+        messages.success(request, f"Destination {destination.name!r} saved.")
+        return redirect("destination-delivery", destination_id=destination.pk)
+    return render_form(request, form, destination=destination)
+
+
+def render_form(
+    request: HttpRequest,
+    form: DestinationForm,
+    *,
+    destination: Destination | None,
+    test_result: tuple[bool, str] | None = None,
+) -> HttpResponse:
+    if destination is None:
+        test_url = reverse("destination-test-new", args=[form.connector.kind])
+    else:
+        test_url = reverse("destination-test", args=[destination.pk])
+    context = {
+        "form": form,
+        "destination": destination,
+        "connector": form.connector,
+        "test_url": test_url,
+        "test_result": test_result,
+    }
+    return render(request, "destinations/form.html", context)
+
+
+@require_POST
+@vary_on_headers("HX-Request")
+@sensitive_post_parameters()
+def destination_test(
+    request: HttpRequest, kind: str | None = None, destination_id: int | None = None
+) -> HttpResponse:
+    """Try the settings as typed, before saving them. On an existing destination a blank
+    secret means the stored one, as it does when saving."""
+    destination = None
+    secrets: dict[str, str] = {}
+    if destination_id is not None:
+        destination = get_object_or_404(Destination, pk=destination_id)
+        kind = destination.kind
+        secrets, _ = stored_secrets(destination)
+    connector = connector_or_404(kind or "")
+    form = DestinationForm(
+        request.POST, connector=connector, instance=destination, stored_secrets=secrets
+    )
+    config, problem = form.connection_config()
+    result = (
+        (False, problem) if config is None else services.test_connection(connector.kind, config)
+    )
+    if getattr(request, "htmx", False):
+        context = {"test_result": result}
+        return render(request, "destinations/form.html#test-result", context)
+    return render_form(request, form, destination=destination, test_result=result)
+
+
+@require_POST
+def destination_toggle(request: HttpRequest, destination_id: int) -> HttpResponse:
+    destination = get_object_or_404(Destination, pk=destination_id)
+    _, readable = stored_secrets(destination)
+    if not readable:
+        messages.error(request, UNREADABLE_SECRETS)
+        return redirect("destination-edit", destination_id=destination.pk)
+    services.destination_update(
+        destination,
+        name=destination.name,
+        enabled=not destination.enabled,
+        settings_values=destination.settings,
+        secret_values={},
+    )
+    if destination.enabled:
+        messages.success(request, f"{destination.name} enabled: new events are routed to it.")
+    else:
+        messages.warning(
+            request,
+            f"{destination.name} disabled: new events are not routed to it, and what is "
+            "waiting is held until it is enabled again.",
+        )
+    return redirect_back(request, reverse("destination-list"))
+
+
+@require_POST
+def destination_resume(request: HttpRequest, destination_id: int) -> HttpResponse:
+    destination = get_object_or_404(Destination, pk=destination_id)
+    woken = services.destination_resume(destination)
+    messages.success(
+        request, f"{destination.name} resumed: {woken} waiting deliveries will be sent now."
+    )
+    return redirect_back(request, reverse("destination-delivery", args=[destination.pk]))
