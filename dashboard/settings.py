@@ -178,6 +178,8 @@ DELIVERY_TASK_BATCH = env_int("DELIVERY_TASK_BATCH", 100)
 DELIVERY_CONCURRENCY = env_int("DELIVERY_CONCURRENCY", 16)  # HTTP requests in flight per task
 DELIVERY_BREAKER_FAILURES = env_int("DELIVERY_BREAKER_FAILURES", 50)
 DELIVERY_BREAKER_SECONDS = env_int("DELIVERY_BREAKER_SECONDS", 600)
+# A running job with no heartbeat for this long (its worker died) is queued again.
+JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 120)
 
 # User conflicts: how long a merge can be undone from the audit log.
 MERGE_UNDO_DAYS = env_int("MERGE_UNDO_DAYS", 30)
@@ -195,6 +197,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+# Installations sharing one broker keep apart by queue name.
+CELERY_TASK_DEFAULT_QUEUE = env_str("SWITCHBOARD_QUEUE", "celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4

@@ -21,7 +21,7 @@ from destinations.ingest.auth import forget_cached_sources
 from destinations.models import Destination, Source
 from destinations.sources import source_create
 from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
-from tests.worker import TEST_DELIVERY_ENV, Worker
+from tests.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
 # beside one unless told the thread is still synchronous (it is: Playwright only awaits there).
@@ -87,6 +87,13 @@ def _fresh_routing_state() -> Iterator[None]:
     yield
     forget_cached_destinations()
     forget_cached_suppressions()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_task_queue() -> None:
+    from dashboard.celery import app
+
+    app.conf.task_default_queue = TEST_QUEUE
 
 
 @pytest.fixture

@@ -3,12 +3,14 @@ at the test database and the same broker as the test process."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,11 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# This test session's own queue: a worker left over from another run on the same broker (a
+# shared Redis) cannot take its tasks, nor can its workers take another run's.
+TEST_QUEUE = f"switchboard-test-{uuid.uuid4().hex[:12]}"
 
+PR_SET_PDEATHSIG = 1
 # Fast clocks for tests: retries after fractions of a second, claims lost after a few seconds.
 TEST_DELIVERY_ENV = {
     "DELIVERY_BACKOFF_BASE_SECONDS": "0.2",
@@ -51,6 +57,7 @@ class Worker:
             **TEST_DELIVERY_ENV,
             "DATABASE_URL": test_database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "SWITCHBOARD_QUEUE": TEST_QUEUE,
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
@@ -79,7 +86,9 @@ class Worker:
             "--without-heartbeat",
         ]
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=log, stderr=log, preexec_fn=die_with_parent
+        )
         wait_until(lambda: b" ready." in self.log_path.read_bytes(), timeout, self.describe)
         return self
 
@@ -102,6 +111,12 @@ class Worker:
 
     def describe(self) -> str:
         return f"worker log:\n{self.log()[-6000:]}"
+
+
+def die_with_parent() -> None:
+    """Linux: the worker gets SIGKILL when the test process dies, however it dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def wait_until(

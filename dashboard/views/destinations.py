@@ -75,18 +75,22 @@ def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
     form = DestinationForm(
         request.POST or None, connector=connector, instance=destination, stored_secrets=secrets
     )
-    if not readable:
+    if not readable and request.method != "POST":
         form.add_error(None, UNREADABLE_SECRETS)
-    elif request.method == "POST" and form.is_valid():
-        services.destination_update(
-            destination,
-            name=form.cleaned_data["name"],
-            enabled=form.cleaned_data["enabled"],
-            settings_values=form.settings_values(),
-            secret_values=form.secret_values(),
-        )
-        messages.success(request, f"Destination {destination.name!r} saved.")
-        return redirect("destination-delivery", destination_id=destination.pk)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.destination_update(
+                destination,
+                name=form.cleaned_data["name"],
+                enabled=form.cleaned_data["enabled"],
+                settings_values=form.settings_values(),
+                secret_values=form.secret_values(),
+            )
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Destination {destination.name!r} saved.")
+            return redirect("destination-delivery", destination_id=destination.pk)
     return render_form(request, form, destination=destination)
 
 
@@ -142,17 +146,7 @@ def destination_test(
 @require_POST
 def destination_toggle(request: HttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
-    _, readable = stored_secrets(destination)
-    if not readable:
-        messages.error(request, UNREADABLE_SECRETS)
-        return redirect("destination-edit", destination_id=destination.pk)
-    services.destination_update(
-        destination,
-        name=destination.name,
-        enabled=not destination.enabled,
-        settings_values=destination.settings,
-        secret_values={},
-    )
+    services.destination_set_enabled(destination, not destination.enabled)
     if destination.enabled:
         messages.success(request, f"{destination.name} enabled: new events are routed to it.")
     else:

@@ -44,7 +44,11 @@ def enabled_routes() -> tuple[Route, ...]:
     now = time.monotonic()
     if _cache and _cache[0] > now:
         return _cache[1]
-    routes = tuple(route_of(d) for d in Destination.objects.filter(enabled=True))
+    # A row of a kind this version has no connector for (made in the admin, or left by a
+    # downgrade) must not stop ingest: it is simply not routed to.
+    routes = tuple(
+        route_of(d) for d in Destination.objects.filter(enabled=True) if d.kind in CONNECTORS
+    )
     _cache = (now + DESTINATION_CACHE_SECONDS, routes)
     return routes
 

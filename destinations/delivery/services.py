@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from destinations.connectors import connector_for
 from destinations.connectors.base import ConnectionFailed
+from destinations.crypto import SecretsUnreadable
 from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.http import session
 from destinations.delivery.routing import forget_cached_destinations
@@ -75,12 +76,29 @@ def destination_update(
         for f in connector.settings_fields
         if not f.secret
     }
-    secrets = destination.secrets
-    secrets.update({k: v for k, v in secret_values.items() if v})
+    entered = {k: v for k, v in secret_values.items() if v}
+    try:
+        secrets = destination.secrets
+    except SecretsUnreadable:
+        # The encryption key changed: what is stored is lost, so every secret must be entered.
+        needed = [f.label for f in connector.settings_fields if f.secret and f.name not in entered]
+        if needed:
+            raise ValueError(
+                f"The stored {', '.join(needed)} cannot be decrypted (the encryption key "
+                "changed): enter it again"
+            ) from None
+        secrets = {}
+    secrets.update(entered)
     destination.set_secrets(secrets)
     destination.save()
     forget_cached_destinations()
     return destination
+
+
+def destination_set_enabled(destination: Destination, enabled: bool) -> None:
+    Destination.objects.filter(pk=destination.pk).update(enabled=enabled)
+    destination.enabled = enabled
+    forget_cached_destinations()
 
 
 def test_connection(kind: str, config: Mapping[str, str]) -> tuple[bool, str]:
@@ -144,5 +162,5 @@ def retry_failed_start(destination: Destination, user: User | None) -> Job:
         total=total,
         created_by=user,
     )
-    transaction.on_commit(lambda: run_job_task.delay(job.pk))
+    transaction.on_commit(lambda: run_job_task.delay(job.pk), robust=True)
     return job

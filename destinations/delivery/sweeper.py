@@ -9,11 +9,13 @@ one sweep is not enqueued again and again.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from destinations.delivery.enqueue import enqueue_deliveries
@@ -23,8 +25,11 @@ from destinations.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    Job,
+    JobStatus,
 )
 
+logger = logging.getLogger(__name__)
 SWEEP_LIMIT = 20_000
 LOST_ATTEMPT = "no outcome: the worker stopped during the attempt (its claim expired)"
 
@@ -32,6 +37,7 @@ LOST_ATTEMPT = "no outcome: the worker stopped during the attempt (its claim exp
 def sweep() -> int:
     """Returns how many deliveries were enqueued."""
     recover_expired_claims()
+    recover_jobs()
     now = timezone.now()
     with transaction.atomic():
         due = Delivery.objects.filter(
@@ -97,3 +103,38 @@ def recover_expired_claims() -> int:
             for d in rows
         )
     return len(rows)
+
+
+def recover_jobs() -> int:
+    """Jobs whose wake-up was lost, or whose worker died midway, are queued again. Every job
+    kind resumes safely: retry-all and reprocessing continue from their cursor, an import
+    re-applied changes nothing already imported, bulk merge continues with the groups left."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
+    dead = list(
+        Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale).values_list(
+            "pk", flat=True
+        )[:100]
+    )
+    Job.objects.filter(pk__in=dead, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+    waiting = list(
+        Job.objects.filter(status=JobStatus.QUEUED)
+        .filter(
+            Q(pk__in=dead)
+            | Q(heartbeat_at__isnull=True, created_at__lt=stale)
+            | Q(heartbeat_at__lt=stale)
+        )
+        .values_list("pk", flat=True)[:100]
+    )
+    if not waiting:
+        return 0
+    # The heartbeat of a queued job marks its last wake-up, so it is not sent on every sweep.
+    Job.objects.filter(pk__in=waiting).update(heartbeat_at=now)
+    from destinations.tasks import run_job_task
+
+    for pk in waiting:
+        try:
+            run_job_task.delay(pk)
+        except Exception:
+            logger.warning("could not enqueue job %s; the next sweep will", pk, exc_info=True)
+    return len(waiting)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from destinations.identity import imports
 from destinations.identity.conflicts import duplicate_email_groups, live_profiles
@@ -26,7 +27,7 @@ def import_start(*, name: str, data: bytes, mapping: Mapping[str, str], user: Us
         total=lines,
         created_by=user,
     )
-    transaction.on_commit(lambda: run_job_task.delay(job.pk))
+    transaction.on_commit(lambda: run_job_task.delay(job.pk), robust=True)
     return job
 
 
@@ -36,7 +37,10 @@ def run_import(job: Job) -> None:
     def progress(outcome: imports.Outcome) -> None:
         done = outcome.created + outcome.updated + outcome.unchanged + len(outcome.failed)
         Job.objects.filter(pk=job.pk).update(
-            done=done, total=max(job.total, done), counters=outcome.as_dict()
+            done=done,
+            total=max(job.total, done),
+            counters=outcome.as_dict(),
+            heartbeat_at=timezone.now(),
         )
 
     outcome = imports.apply_all(
@@ -61,7 +65,7 @@ def bulk_merge_start(user: User | None) -> Job:
     job = Job.objects.create(
         kind=JobKind.BULK_MERGE, total=duplicate_email_groups().count(), created_by=user
     )
-    transaction.on_commit(lambda: run_job_task.delay(job.pk))
+    transaction.on_commit(lambda: run_job_task.delay(job.pk), robust=True)
     return job
 
 
@@ -94,6 +98,7 @@ def run_bulk_merge(job: Job) -> None:
             Job.objects.filter(pk=job.pk).update(
                 done=merged + refused,
                 counters={"merged": merged, "refused": refused, "errors": errors[-50:]},
+                heartbeat_at=timezone.now(),
             )
     AuditEntry.objects.create(
         actor=job.created_by,

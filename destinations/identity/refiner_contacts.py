@@ -22,7 +22,9 @@ def delete_contacts_later(entry: AuditEntry, people: Sequence[Mapping[str, str |
 
     wanted = [dict(p) for p in people if p.get("user_id") or p.get("email")]
     if wanted:
-        transaction.on_commit(lambda: delete_refiner_contacts_task.delay(entry.pk, wanted))
+        transaction.on_commit(
+            lambda: delete_refiner_contacts_task.delay(entry.pk, wanted), robust=True
+        )
 
 
 def delete_contacts(entry_id: int, people: Sequence[Mapping[str, str | None]]) -> list[str]:

@@ -81,7 +81,7 @@ def reprocess_start(rule: MappingRule, user: User | None) -> Job:
         total=rule_scope(rule).count(),
         created_by=user,
     )
-    transaction.on_commit(lambda: run_job_task.delay(job.pk))
+    transaction.on_commit(lambda: run_job_task.delay(job.pk), robust=True)
     return job
 
 
