@@ -23,20 +23,18 @@ import binascii
 import json
 import math
 import re
-import socketserver
-import sys
-import threading
 import time
 import uuid as uuidlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+
+from tests.fakes.http import ApiError, FakeHttpServer, Fault, Handler, RecordedRequest, read_body
 
 DEFAULT_API_KEY = "rk_test"
 API_PREFIX = "/v1"
@@ -120,56 +118,6 @@ class FormResponse:
     seq: int = 0
 
 
-@dataclass
-class RecordedRequest:
-    """One request as the fake received it. ``status`` is filled in once it is answered."""
-
-    method: str
-    path: str  # without the /v1 prefix, e.g. "/identify-user"
-    headers: dict[str, str]
-    query: dict[str, str]
-    body: Any  # parsed JSON or form fields; None when the body could not be parsed
-    raw_body: bytes
-    received_at: float
-    fault: str | None = None
-    status: int | None = None
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
-
-    def summary(self) -> str:
-        body = self.raw_body[:120].decode("utf-8", "replace")
-        return f"{self.method} {self.path} -> {self.status} fault={self.fault} body={body}"
-
-
-@dataclass
-class Fault:
-    """A misbehaviour for the next ``remaining`` matching requests (None: until cleared)."""
-
-    kind: Literal["status", "hang", "drop", "truncate"]
-    path: str | None
-    remaining: int | None
-    status: int = 500
-    body: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-    hits: int = 0
-
-    @property
-    def label(self) -> str:
-        return f"status {self.status}" if self.kind == "status" else self.kind
-
-
-class ApiError(Exception):
-    """An error answer, raised anywhere in request handling and sent as-is."""
-
-    def __init__(
-        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(status, body)
-        self.status, self.body, self.headers = status, body, headers or {}
-
-
 def invalid(field_name: str, message: str) -> ApiError:
     # Refiner runs on Laravel; its validation errors have this shape.
     return ApiError(422, {"message": message, "errors": {field_name: [message]}})
@@ -182,43 +130,10 @@ def not_found(what: str) -> ApiError:
 # --- the server -----------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    # HTTP/1.0 closes the connection after every answer. With no kept-alive connections,
-    # refuse_connections() really refuses the next request, even from a pooled Session.
-    protocol_version = "HTTP/1.0"
-    timeout = 10  # a client that never sends its body cannot pin a thread for ever
-
-    def do_GET(self) -> None:
-        self.server.fake._serve(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keeps pytest output readable; the fake records requests instead
-
-
-class _Server(ThreadingHTTPServer):
-    allow_reuse_address = True  # rebind the same port right after refuse_connections()
-    daemon_threads = True  # a handler in a timeout fault must not hold up shutdown
-
-    def __init__(self, address: tuple[str, int], fake: FakeRefiner) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, a DNS call loopback does not need.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.socket.getsockname()[:2]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that time out or hang up before the answer are expected, not failures.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class FakeRefiner:
+class FakeRefiner(FakeHttpServer[RecordedRequest]):
     """A Refiner API on ``http://127.0.0.1:<port>/v1``; start it with ``with`` or start()."""
+
+    service = "Refiner"
 
     def __init__(
         self,
@@ -231,23 +146,15 @@ class FakeRefiner:
         rate_limit_per_user: int = 100,
         reject_nested_traits: bool = True,
     ) -> None:
+        super().__init__(host=host)
         self.api_keys: set[str] = set(api_keys)  # may be changed at runtime to revoke a key
         self.project_name = project_name
         self.project_uuid = project_uuid or str(uuidlib.uuid4())
-        self.host = host
         self.rate_limit_per_key = rate_limit_per_key
         self.rate_limit_per_user = rate_limit_per_user
         # Refiner stores flat traits (strings, numbers, dates). Refusing objects and lists makes
         # a connector that forgets to flatten fail loudly instead of losing data silently.
         self.reject_nested_traits = reject_nested_traits
-        self.port = 0
-        self._lock = threading.RLock()
-        self._arrived = threading.Condition(self._lock)
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._received: list[RecordedRequest] = []
-        self._faults: list[Fault] = []
         self._hits: dict[tuple[str, ...], deque[float]] = {}
         self._seq = 0
         self._contacts: dict[str, Contact] = {}
@@ -256,53 +163,12 @@ class FakeRefiner:
         self._forms: dict[str, Form] = {}
         self._responses: dict[str, FormResponse] = {}
 
-    # --- lifecycle ---
-
-    def start(self) -> FakeRefiner:
-        self._stopping.clear()
-        self._listen()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes handlers sleeping in a timeout fault
-        self._close_listener()
-
-    def __enter__(self) -> FakeRefiner:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}{API_PREFIX}"
+        return self.origin + API_PREFIX
 
     def url(self, path: str = "/") -> str:
         return self.base_url + _endpoint(path)
-
-    @property
-    def listening(self) -> bool:
-        return self._httpd is not None
-
-    def _listen(self) -> None:
-        if self._httpd is not None:
-            return
-        self._httpd = _Server((self.host, self.port), self)
-        self.port = self._httpd.server_port  # port 0 becomes the ephemeral port, kept for good
-        # A short poll interval keeps shutdown (and refuse_connections) fast.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-
-    def _close_listener(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        self._httpd = self._thread = None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()  # closes the listening socket: new connections are refused
-        if thread is not None:
-            thread.join()
 
     # --- faults ---
 
@@ -337,44 +203,11 @@ class FakeRefiner:
         kind: Literal["drop", "truncate"] = "truncate" if mid_body else "drop"
         return self._add_fault(Fault(kind, path, times))
 
-    def refuse_connections(self) -> None:
-        """Stop listening: connecting fails with "connection refused" until accept_connections()."""
-        self._close_listener()
-
-    def accept_connections(self) -> None:
-        """Listen again, on the same port."""
-        self._listen()
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     def _add_fault(self, fault: Fault) -> Fault:
-        if fault.remaining is not None and fault.remaining < 1:
-            raise ValueError("times must be at least 1, or None for until cleared")
-        fault.path = _path_or_none(fault.path)
-        with self._lock:
-            self._faults.append(fault)  # first added, first applied: faults can be queued
-        return fault
-
-    def _take_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.path in (None, path):
-                    fault.hits += 1
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                        if fault.remaining <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
+        fault.scope = _path_or_none(fault.scope)  # "identify-user" limits it to /identify-user
+        return super()._add_fault(fault)
 
     # --- recording ---
-
-    @property
-    def received(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._received)
 
     def requests_to(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         path = _endpoint(path)
@@ -396,29 +229,7 @@ class FakeRefiner:
         ``path`` narrows both forms. Raises AssertionError listing everything received.
         """
         wanted = _path_or_none(path)
-
-        def matches() -> list[RecordedRequest]:
-            found = [r for r in self._received if wanted in (None, r.path)]
-            return found if isinstance(what, int) else [r for r in found if what(r)]
-
-        count = what if isinstance(what, int) else 1
-        deadline = time.monotonic() + timeout
-        with self._arrived:
-            while len(found := matches()) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    seen = "\n  ".join(r.summary() for r in self._received) or "(nothing)"
-                    raise AssertionError(
-                        f"fake Refiner: wanted {what!r} (path={path}) within {timeout}s, "
-                        f"received:\n  {seen}"
-                    )
-                self._arrived.wait(left)
-            return found
-
-    def clear(self) -> None:
-        """Forget recorded requests (stored data and faults stay)."""
-        with self._lock:
-            self._received.clear()
+        return self._wait_for(what, timeout, lambda r: wanted in (None, r.path), f"path={path}")
 
     # --- seeding and inspecting data ---
 
@@ -584,9 +395,9 @@ class FakeRefiner:
 
     # --- HTTP handling ---
 
-    def _serve(self, handler: _Handler) -> None:
+    def _serve(self, handler: Handler) -> None:
         split = urlsplit(handler.path)
-        raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        raw = read_body(handler)
         body, body_error = _parse_body(raw, handler.headers.get("Content-Type", ""))
         record = RecordedRequest(
             method=handler.command,
@@ -597,20 +408,9 @@ class FakeRefiner:
             raw_body=raw,
             received_at=time.time(),
         )
-        fault = self._take_fault(record.path)
-        with self._arrived:
-            record.fault = fault.label if fault else None
-            self._received.append(record)
-            self._arrived.notify_all()
-
-        if fault is not None and fault.kind == "status":
-            self._reply(handler, record, fault.status, fault.body, fault.headers)
+        fault = self._arrive(record, record.path)
+        if self._fault_answered(handler, record, fault):
             return
-        if fault is not None and fault.kind == "drop":
-            handler.close_connection = True  # the server closes the socket with nothing sent
-            return
-        if fault is not None and fault.kind == "hang" and self._stopping.wait(fault.seconds):
-            return  # stopped while hanging: give up without answering
         try:
             if not _in_api(split.path):
                 raise not_found("Route")
@@ -623,21 +423,6 @@ class FakeRefiner:
             status, answer, headers = error.status, error.body, error.headers
         truncate = fault is not None and fault.kind == "truncate"
         self._reply(handler, record, status, answer, headers, truncate=truncate)
-
-    def _reply(
-        self,
-        handler: _Handler,
-        record: RecordedRequest,
-        status: int,
-        body: dict[str, Any],
-        headers: dict[str, str],
-        *,
-        truncate: bool = False,
-    ) -> None:
-        with self._arrived:
-            record.status = status  # before writing: the client may check as soon as it reads
-            self._arrived.notify_all()  # wait_for predicates may look at the status
-        _send(handler, status, body, headers, truncate=truncate)
 
     def _dispatch(self, record: RecordedRequest, params: Params) -> tuple[int, dict[str, Any]]:
         routes = self._routes()
@@ -931,28 +716,6 @@ class FakeRefiner:
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _send(
-    handler: _Handler,
-    status: int,
-    body: dict[str, Any],
-    headers: dict[str, str],
-    *,
-    truncate: bool = False,
-) -> None:
-    data = json.dumps(body).encode()
-    try:
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        # Truncating promises the whole body but sends half, then the connection closes.
-        handler.wfile.write(data[: len(data) // 2] if truncate else data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the client gave up first (its timeout): nothing to answer
 
 
 def _parse_body(raw: bytes, content_type: str) -> tuple[Any, str | None]:
