@@ -56,9 +56,17 @@ class DestinationForm(forms.Form):
                 widget=widget,
                 help_text=KEEP_SECRET_HELP if stored else setting.help,
             )
+        if setting.choices:
+            return forms.ChoiceField(
+                label=setting.label,
+                choices=setting.choices,
+                required=setting.required,
+                initial=setting.default,
+                help_text=setting.help,
+            )
         field_class: type[forms.CharField] = forms.CharField
         extra: dict[str, Any] = {}
-        if setting.name.endswith("_url"):
+        if setting.name == "url" or setting.name.endswith("_url"):
             field_class, extra = forms.URLField, {"assume_scheme": "https"}
         return field_class(
             label=setting.label,

@@ -178,6 +178,8 @@ DELIVERY_TASK_BATCH = env_int("DELIVERY_TASK_BATCH", 100)
 DELIVERY_CONCURRENCY = env_int("DELIVERY_CONCURRENCY", 16)  # HTTP requests in flight per task
 DELIVERY_BREAKER_FAILURES = env_int("DELIVERY_BREAKER_FAILURES", 50)
 DELIVERY_BREAKER_SECONDS = env_int("DELIVERY_BREAKER_SECONDS", 600)
+# Webhook URLs on private, loopback or link-local addresses are refused (SSRF) unless allowed.
+ALLOW_PRIVATE_URLS = env_bool("SWITCHBOARD_ALLOW_PRIVATE_URLS", default=False)
 # A running job with no heartbeat for this long (its worker died) is queued again.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 120)
 

@@ -6,6 +6,7 @@ from dashboard.views import deliveries, destinations, events, home, people, sour
 
 urlpatterns = [
     path("v1/", include("destinations.ingest.urls")),
+    path("hooks/", include("destinations.webhooks.urls")),
     path("healthz", home.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

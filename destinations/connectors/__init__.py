@@ -5,8 +5,11 @@ from __future__ import annotations
 from destinations.connectors.base import Connector
 from destinations.connectors.kana import KanaConnector
 from destinations.connectors.refiner import RefinerConnector
+from destinations.connectors.webhook import WebhookConnector
 
-CONNECTORS: dict[str, Connector] = {c.kind: c for c in (RefinerConnector(), KanaConnector())}
+CONNECTORS: dict[str, Connector] = {
+    c.kind: c for c in (RefinerConnector(), KanaConnector(), WebhookConnector())
+}
 
 
 def connector_for(kind: str) -> Connector:

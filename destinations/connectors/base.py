@@ -22,6 +22,7 @@ class SettingField:
     default: str = ""
     required: bool = True
     help: str = ""
+    choices: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,10 @@ class OutboundRequest:
     # The subject of the call (a user id or email): per-user rate limits, and a subject's
     # deliveries are sent one after another, in the order they were received.
     subject: str | None = None
+    # Raw bytes to send instead of ``json`` when the body must be exactly what was signed.
+    body: bytes | None = None
+    # Operator-entered URLs go through the SSRF guard (no private or loopback addresses).
+    guarded: bool = False
     # Sent instead when the answer says so (``Verdict.use_fallback``), e.g. create a user the
     # service does not know yet, then record the usage again.
     fallback: tuple[OutboundRequest, ...] = ()
@@ -88,15 +93,21 @@ class Connector:
     accepts: ClassVar[frozenset[str]]
     settings_fields: ClassVar[tuple[SettingField, ...]]
     requests_per_minute: ClassVar[int] = 0  # 0: no limit
+    # Operator-entered URLs (webhooks) are reached through the SSRF guard.
+    guarded_urls: ClassVar[bool] = False
+    test_label: ClassVar[str] = "Test connection"
     subject_requests_per_minute: ClassVar[int] = 0
 
     def route_context(self, destination: Any) -> Any:
         """Read once per routing-cache refresh (database reads allowed), handed to ``plan``."""
         return None
 
-    def plan(self, payload: Mapping[str, Any], route_context: Any) -> Mapping[str, Any] | Skip:
+    def plan(
+        self, payload: Mapping[str, Any], route_context: Any
+    ) -> Mapping[str, Any] | Skip | None:
         """Decide at ingest, inside its transaction, what this delivery will be: data kept on
-        the row for ``translate``, or a Skip recorded at once without waking a worker."""
+        the row for ``translate``, a Skip recorded at once without waking a worker, or None
+        when the event is not for this destination at all (no row is made)."""
         return {}
 
     def translate(

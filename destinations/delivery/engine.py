@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ from destinations.connectors.base import (
     Verdict,
 )
 from destinations.delivery import ratelimit
-from destinations.delivery.http import session
+from destinations.delivery.http import PRIVATE_ADDRESS, session
 from destinations.models import (
     WAITING,
     AttemptOutcome,
@@ -43,16 +44,16 @@ from destinations.models import (
     DeliveryStatus,
     Destination,
 )
+from destinations.webhooks import system_events
 
 logger = logging.getLogger(__name__)
 
-MASKED_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
+MASKED_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "webhook-signature"})
 CONNECTION_ERRORS = {
     "Connection refused": "connection refused",
     "Name or service not known": "host name not found",
     "Connection reset": "connection reset",
     "RemoteDisconnected": "closed without an answer",
-    "private or loopback": "address not allowed",
 }
 
 
@@ -187,10 +188,11 @@ def send_one(connector: Connector, plan: Sequence[OutboundRequest]) -> Result:
 def send_request(connector: Connector, outbound: OutboundRequest) -> Result:
     timeout = settings.DELIVERY_TIMEOUT_SECONDS
     try:
-        response = session().request(
+        response = session(guarded=outbound.guarded).request(
             outbound.method,
             outbound.url,
-            json=outbound.json,
+            json=outbound.json if outbound.body is None else None,
+            data=outbound.body,
             headers=dict(outbound.headers),
             timeout=(min(5.0, timeout), timeout),
             allow_redirects=False,
@@ -201,6 +203,13 @@ def send_request(connector: Connector, outbound: OutboundRequest) -> Result:
         )
         return Result(verdict, request=request_sample(outbound))
     except requests.ConnectionError as exc:
+        if PRIVATE_ADDRESS in str(exc):
+            # A configuration problem, not an outage: retrying cannot help.
+            blocked = re.search(r"([^\s(]+ \([^)]*\) " + PRIVATE_ADDRESS + r"[^'\"]*)", str(exc))
+            reason = blocked.group(1) if blocked else PRIVATE_ADDRESS
+            return Result(
+                Verdict.fail(f"address not allowed: {reason}"), request=request_sample(outbound)
+            )
         verdict = Verdict.retry(f"connection failed: {connection_reason(exc)}")
         return Result(verdict, request=request_sample(outbound))
     except requests.RequestException as exc:
@@ -275,6 +284,7 @@ def record(
     failures = 0
     successes = 0
     last_error = ""
+    failed_for_good: list[tuple[Delivery, str]] = []
     with transaction.atomic():
         still_ours = set(
             Delivery.objects.filter(
@@ -288,6 +298,8 @@ def record(
                 continue
             apply_result(delivery, result, now)
             changed.append(delivery)
+            if delivery.status == DeliveryStatus.FAILED:
+                failed_for_good.append((delivery, delivery.reason))
             if result.deferred_until is None:
                 attempts.append(attempt_row(delivery, result, now))
             if result.verdict.delivered:
@@ -312,6 +324,8 @@ def record(
         )
         DeliveryAttempt.objects.bulk_create(attempts, batch_size=500)
         note_health(destination.pk, successes=successes, failures=failures, last_error=last_error)
+    if failed_for_good:
+        system_events.delivery_failed(failed_for_good)
 
 
 def apply_result(delivery: Delivery, result: Result, now: datetime) -> None:

@@ -1,24 +1,98 @@
 """Pooled HTTP sessions for delivery, one per sending thread (requests.Session is not
-documented as thread-safe), each keeping its connections to a destination alive."""
+documented as thread-safe), each keeping its connections to a destination alive.
+
+Requests to operator-entered URLs (webhooks) go through a guarded session that refuses private,
+loopback and link-local addresses. The check is made on the address the socket actually
+connected to, so a host name that resolves differently between a check and the connection
+(DNS rebinding) cannot slip through. ``SWITCHBOARD_ALLOW_PRIVATE_URLS=true`` lifts it for
+internal receivers and tests.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import threading
+from typing import Any
 
 import requests
+from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
+PRIVATE_ADDRESS = "is a private or loopback address"
 _local = threading.local()
 
 
-def session() -> requests.Session:
-    current: requests.Session | None = getattr(_local, "session", None)
+def session(*, guarded: bool = False) -> requests.Session:
+    name = "guarded" if guarded else "open"
+    current: requests.Session | None = getattr(_local, name, None)
     if current is None:
         current = requests.Session()
         # Retries are the engine's business (with backoff and a record of each attempt).
-        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=8, max_retries=0)
+        adapter_class = GuardedAdapter if guarded else HTTPAdapter
+        adapter = adapter_class(pool_connections=8, pool_maxsize=8, max_retries=0)
         current.mount("http://", adapter)
         current.mount("https://", adapter)
         current.headers["User-Agent"] = "Switchboard"
-        _local.session = current
+        setattr(_local, name, current)
     return current
+
+
+def address_allowed(ip: str) -> bool:
+    if settings.ALLOW_PRIVATE_URLS:
+        return True
+    address = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+class GuardedConnectionMixin:
+    host: str
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        peer = sock.getpeername()[0]
+        if not address_allowed(peer):
+            sock.close()
+            raise NewConnectionError(
+                self,  # type: ignore[arg-type]
+                f"{self.host} ({peer}) {PRIVATE_ADDRESS}: refused "
+                "(SWITCHBOARD_ALLOW_PRIVATE_URLS=true allows it)",
+            )
+        return sock
+
+
+class GuardedHTTPConnection(GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = GuardedHTTPConnection
+
+
+class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {  # type: ignore[assignment]
+            "http": GuardedHTTPConnectionPool,
+            "https": GuardedHTTPSConnectionPool,
+        }

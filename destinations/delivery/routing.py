@@ -71,8 +71,11 @@ def route_of(destination: Destination) -> Route:
     )
 
 
-def why_not_routed(payload: Mapping[str, Any], route: Route) -> str | None:
-    """None when the event goes to ``route``; otherwise the reason, in the operator's words."""
+def why_not_routed(
+    payload: Mapping[str, Any], route: Route, *, check_plan: bool = False
+) -> str | None:
+    """None when the event goes to ``route``; otherwise the reason, in the operator's words.
+    ``check_plan`` also asks the connector (a webhook's trigger), for the event page."""
     kind = payload.get("type", "")
     if kind not in route.accepts:
         return f"{route.display_name} does not accept {kind} calls"
@@ -87,6 +90,8 @@ def why_not_routed(payload: Mapping[str, Any], route: Route) -> str | None:
         if rule and matches_all(payload, rule):
             conditions = " and ".join(describe(c) for c in rule)
             return f"dropped by filter {index}: {conditions}"
+    if check_plan and CONNECTORS[route.kind].plan(payload, route.context) is None:
+        return f"not an event this {route.display_name} destination is triggered by"
     return None
 
 
@@ -108,6 +113,9 @@ def plan_deliveries(
         for route in routes:
             if why_not_routed(payload, route) is not None:
                 continue
+            plan = CONNECTORS[route.kind].plan(payload, route.context)
+            if plan is None:
+                continue
             delivery = Delivery(
                 event_id=event_id,
                 destination_id=route.id,
@@ -115,7 +123,7 @@ def plan_deliveries(
                 next_attempt_at=first_attempt,
                 retry_until=retry_until,
             )
-            apply_plan(delivery, CONNECTORS[route.kind].plan(payload, route.context), received_at)
+            apply_plan(delivery, plan, received_at)
             rows.append(delivery)
     if not rows:
         return {}

@@ -103,7 +103,8 @@ def destination_set_enabled(destination: Destination, enabled: bool) -> None:
 
 def test_connection(kind: str, config: Mapping[str, str]) -> tuple[bool, str]:
     try:
-        return True, connector_for(kind).test_connection(config, session())
+        connector = connector_for(kind)
+        return True, connector.test_connection(config, session(guarded=connector.guarded_urls))
     except ConnectionFailed as exc:
         return False, str(exc)
 

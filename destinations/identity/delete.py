@@ -18,6 +18,7 @@ from destinations.models import (
     Suppression,
     SuppressionKind,
 )
+from destinations.webhooks import system_events
 
 DELETE_CHUNK = 5000
 
@@ -66,6 +67,7 @@ def profile_delete(
         )
         if options.delete_in_refiner:
             delete_contacts_later(entry, identities)
+        system_events.user_deleted(identities, entry.pk, events)
     forget_cached_suppressions()
     return entry
 

@@ -33,6 +33,7 @@ from destinations.models import (
     Membership,
     Profile,
 )
+from destinations.webhooks import system_events
 
 # Fields the operator may take from any of the merged profiles.
 CHOOSABLE = ("user_id", "email", "name", "billing_id")
@@ -176,6 +177,9 @@ def profile_merge(
         )
         survivor.refresh_from_db()
         resend_profiles([survivor])
+        system_events.user_merged(
+            snapshot_identity(survivor), [snapshot_identity(p) for p in absorbed], entry.pk
+        )
         if delete_absorbed_in_refiner:
             from destinations.identity.refiner_contacts import delete_contacts_later
 

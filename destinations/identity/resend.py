@@ -54,7 +54,11 @@ def resend_profiles(profiles: Sequence[Profile]) -> int:
     for profile in profiles:
         message = validate_message(identify_message(profile), call_type=None, received_at=now)
         result = store_messages(
-            source_id=source_id, messages=[message], received_at=now, owner=profile.pk
+            source_id=source_id,
+            messages=[message],
+            received_at=now,
+            owner=profile.pk,
+            statement=True,
         )
         stored += result.stored
     return stored

@@ -59,13 +59,15 @@ def store_messages(
     refused: Sequence[RefusedMessage] = (),
     endpoint: str = "",
     owner: int | None = None,
+    statement: bool = False,
 ) -> StoreResult:
     """Keep each message once per (source, messageId); return when the rows are committed.
 
-    ``owner`` stores the messages as the given profile's without identity resolution: a
-    re-send states what a profile is, it does not bring news about it.
+    A ``statement`` is Switchboard's own event (a re-send, a system event): it is stored as
+    ``owner``'s without identity resolution or suppression, since it brings no news about
+    anyone and must not recreate a user it reports deleted.
     """
-    kept, suppressed = without_suppressed(messages)
+    kept, suppressed = (list(messages), 0) if statement else without_suppressed(messages)
     unique: dict[str, Message] = {}
     for message in kept:
         unique.setdefault(message.message_id, message)
@@ -80,9 +82,7 @@ def store_messages(
         fresh = [m for message_id, m in unique.items() if message_id not in existing]
         stored = 0
         if fresh:
-            owners = (
-                [owner] * len(fresh) if owner is not None else IdentityResolver().resolve(fresh)
-            )
+            owners = [owner] * len(fresh) if statement else IdentityResolver().resolve(fresh)
             ids = insert_events(source_id, fresh, owners, received_at)
             stored = len(ids)
             new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]

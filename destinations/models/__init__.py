@@ -25,6 +25,7 @@ from destinations.models.people import (
     Suppression,
     SuppressionKind,
 )
+from destinations.models.webhooks import CallOutcome, RefinerCall, RefinerReceiver, RefinerTrigger
 
 __all__ = [
     "FINISHED",
@@ -34,6 +35,7 @@ __all__ = [
     "AttemptOutcome",
     "AuditAction",
     "AuditEntry",
+    "CallOutcome",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryStatus",
@@ -49,6 +51,9 @@ __all__ = [
     "Membership",
     "Profile",
     "ProfileOrigin",
+    "RefinerCall",
+    "RefinerReceiver",
+    "RefinerTrigger",
     "Source",
     "Suppression",
     "SuppressionKind",

@@ -13,6 +13,8 @@ class AuditAction(models.TextChoices):
     DELETE = "delete", "Deleted a user"
     IMPORT = "import", "Imported billing customers"
     BULK_MERGE = "bulk_merge", "Merged duplicate-email groups"
+    REFINER_API_CALL = "refiner_api_call", "Called Refiner's API"
+    RECEIVER_CHANGED = "receiver_changed", "Changed a Refiner webhook receiver"
 
 
 class AuditEntry(models.Model):

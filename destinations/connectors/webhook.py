@@ -1,0 +1,204 @@
+"""Webhooks: POST an event as JSON to any URL, when it matches the webhook's trigger.
+
+Triggers: events received (optionally one call type and one event name), survey completed (the
+"Survey Completed" events Refiner receivers store), a user merged or deleted, and a delivery
+that failed permanently. The last two are Switchboard's own system events (track "User Merged",
+"User Deleted", "Delivery Failed") marked ``context.switchboard.system`` and routed to webhooks
+only. The body is the stored event. ``Authorization: Bearer <Secret Auth-Token>`` when a token
+is set; Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)
+when a signing secret is set. URLs on private or loopback addresses are refused at connect time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import requests
+
+from destinations.connectors.base import (
+    ConnectionFailed,
+    Connector,
+    DeliveryContext,
+    OutboundRequest,
+    SettingField,
+    Skip,
+    Verdict,
+    classify_http,
+)
+
+EVENTS = "events"
+SURVEY_COMPLETED = "Survey Completed"
+USER_CHANGED = "user_changed"
+DELIVERY_FAILED = "delivery_failed"
+TRIGGERS = (
+    (EVENTS, "Events received"),
+    (SURVEY_COMPLETED, "Survey completed"),
+    (USER_CHANGED, "User merged or deleted"),
+    (DELIVERY_FAILED, "Delivery failed permanently"),
+)
+CALL_TYPES = (
+    ("", "any call"),
+    *((t, t) for t in ("identify", "track", "page", "screen", "group", "alias")),
+)
+SYSTEM_EVENTS = {
+    USER_CHANGED: ("User Merged", "User Deleted"),
+    DELIVERY_FAILED: ("Delivery Failed",),
+}
+
+
+def is_system_event(payload: Mapping[str, Any]) -> bool:
+    context = payload.get("context")
+    marker = context.get("switchboard") if isinstance(context, Mapping) else None
+    return isinstance(marker, Mapping) and bool(marker.get("system"))
+
+
+class WebhookConnector(Connector):
+    kind = "webhook"
+    display_name = "Webhooks"
+    guarded_urls = True
+    test_label = "Send test"
+    accepts = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+    settings_fields = (
+        SettingField("url", "Destination URL"),
+        SettingField("trigger", "Trigger Event", default=EVENTS, choices=TRIGGERS),
+        SettingField(
+            "event_type",
+            "Event type",
+            required=False,
+            choices=CALL_TYPES,
+            help="With Events received: only this call type",
+        ),
+        SettingField(
+            "event_name",
+            "Event name",
+            required=False,
+            help="With Events received: only track events of this name",
+        ),
+        SettingField(
+            "auth_token",
+            "Secret Auth-Token",
+            secret=True,
+            required=False,
+            help="Sent as Authorization: Bearer <token>",
+        ),
+        SettingField(
+            "signing_secret",
+            "Signing secret",
+            secret=True,
+            required=False,
+            help="Standard Webhooks secret (whsec_...): adds webhook-signature headers",
+        ),
+    )
+
+    def route_context(self, destination: Any) -> Mapping[str, str]:
+        return dict(destination.settings or {})
+
+    def plan(self, payload: Mapping[str, Any], route_context: Any) -> Mapping[str, Any] | None:
+        return {} if triggered(payload, route_context or {}) else None
+
+    def translate(
+        self, payload: Mapping[str, Any], context: DeliveryContext
+    ) -> list[OutboundRequest] | Skip:
+        return [webhook_request(payload, context.config)]
+
+    def classify(self, response: requests.Response, request: OutboundRequest) -> Verdict:
+        return classify_http(response, "the webhook URL")
+
+    def test_connection(self, config: Mapping[str, str], session: requests.Session) -> str:
+        """Send test: a sample event, signed and authorised as real ones are."""
+        outbound = webhook_request(test_event(), config)
+        try:
+            response = session.post(
+                outbound.url, data=outbound.body, headers=dict(outbound.headers), timeout=10,
+                allow_redirects=False,
+            )  # fmt: skip
+        except requests.RequestException as exc:
+            raise ConnectionFailed(f"Could not send to {outbound.url}: {readable(exc)}") from exc
+        verdict = self.classify(response, outbound)
+        if not verdict.delivered:
+            raise ConnectionFailed(f"The test was not accepted: {verdict.reason}")
+        elapsed = int(response.elapsed.total_seconds() * 1000)
+        return f"Test event accepted: HTTP {response.status_code} in {elapsed} ms"
+
+
+def test_event() -> dict[str, Any]:
+    return {
+        "type": "track",
+        "event": "Switchboard Test",
+        "userId": "switchboard-test",
+        "messageId": f"switchboard-test-{int(time.time() * 1000)}",
+        "properties": {"note": "Sent with Send test from the Switchboard dashboard"},
+        "context": {"switchboard": {"test": True}},
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def readable(exc: Exception) -> str:
+    text = str(exc)
+    marker = text.find(" is a private or loopback address")
+    if marker >= 0:
+        start = text.rfind(": ", 0, marker)
+        return text[start + 2 : text.find("allows it)", marker) + len("allows it)")]
+    return text[:300]
+
+
+def triggered(payload: Mapping[str, Any], config: Mapping[str, str]) -> bool:
+    trigger = config.get("trigger") or EVENTS
+    if trigger in SYSTEM_EVENTS:
+        return is_system_event(payload) and payload.get("event") in SYSTEM_EVENTS[trigger]
+    if is_system_event(payload):
+        return False
+    if trigger == SURVEY_COMPLETED:
+        return payload.get("type") == "track" and payload.get("event") == SURVEY_COMPLETED
+    wanted_type, wanted_name = config.get("event_type"), config.get("event_name")
+    if wanted_type and payload.get("type") != wanted_type:
+        return False
+    return not wanted_name or payload.get("event") == wanted_name
+
+
+def webhook_request(
+    payload: Mapping[str, Any], config: Mapping[str, str], *, now: float | None = None
+) -> OutboundRequest:
+    body = orjson.dumps(payload)
+    headers = {"Content-Type": "application/json"}
+    if config.get("auth_token"):
+        headers["Authorization"] = f"Bearer {config['auth_token']}"
+    if config.get("signing_secret"):
+        # The same id on every retry, as Standard Webhooks asks, so receivers can dedupe.
+        message_id = f"msg_{payload.get('messageId', '')}"
+        timestamp = str(int(now if now is not None else time.time()))
+        headers.update(
+            {
+                "webhook-id": message_id,
+                "webhook-timestamp": timestamp,
+                "webhook-signature": sign(config["signing_secret"], message_id, timestamp, body),
+            }
+        )
+    return OutboundRequest(
+        method="POST", url=config.get("url", ""), body=body, headers=headers, guarded=True
+    )
+
+
+def sign(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks: ``v1,`` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"));
+    the key is the base64 after ``whsec_``."""
+    encoded = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        key = encoded.encode()  # a plain-text secret signs as its bytes
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def new_signing_secret() -> str:
+    import secrets
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()

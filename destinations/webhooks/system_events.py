@@ -1,0 +1,98 @@
+"""Switchboard's own events for webhooks: a user merged or deleted, a delivery failed for good.
+
+Stored under the internal source as track events marked ``context.switchboard.system`` with
+``{"All": false, "Webhooks": true}``: they reach webhooks subscribed to them and nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.utils import timezone
+
+from destinations.connectors.webhook import DELIVERY_FAILED, USER_CHANGED, is_system_event
+from destinations.delivery.routing import enabled_routes
+
+USER_MERGED = "User Merged"
+USER_DELETED = "User Deleted"
+DELIVERY_FAILED_EVENT = "Delivery Failed"
+
+
+def subscribed(trigger: str) -> bool:
+    """Whether any enabled webhook listens for ``trigger``: no subscriber, no event stored."""
+    return any(
+        route.kind == "webhook" and (route.context or {}).get("trigger") == trigger
+        for route in enabled_routes()
+    )
+
+
+def emit(name: str, properties: Mapping[str, Any], *, user_id: str | None = None) -> None:
+    from destinations.identity.resend import internal_source
+    from destinations.ingest.message import validate_message
+    from destinations.ingest.store import store_messages
+
+    message: dict[str, Any] = {
+        "type": "track",
+        "event": name,
+        "messageId": f"switchboard-system-{uuid.uuid4()}",
+        "properties": dict(properties),
+        "context": {"switchboard": {"system": True}, "library": {"name": "switchboard"}},
+        "integrations": {"All": False, "Webhooks": True},
+    }
+    if user_id:
+        message["userId"] = user_id
+    else:
+        message["anonymousId"] = "switchboard"
+    now = timezone.now()
+    validated = validate_message(message, call_type=None, received_at=now)
+    store_messages(
+        source_id=internal_source().pk, messages=[validated], received_at=now, statement=True
+    )
+
+
+def user_merged(
+    survivor: Mapping[str, Any], absorbed: Sequence[Mapping[str, Any]], audit: int
+) -> None:
+    if subscribed(USER_CHANGED):
+        emit(
+            USER_MERGED,
+            {
+                "survivor": dict(survivor),
+                "absorbed": [dict(a) for a in absorbed],
+                "audit_entry": audit,
+            },
+            user_id=survivor.get("user_id"),
+        )
+
+
+def user_deleted(identities: Sequence[Mapping[str, Any]], audit: int, events_deleted: int) -> None:
+    if subscribed(USER_CHANGED):
+        emit(
+            USER_DELETED,
+            {"users": [dict(i) for i in identities], "audit_entry": audit,
+             "events_deleted": events_deleted},
+            user_id=identities[0].get("user_id") if identities else None,
+        )  # fmt: skip
+
+
+def delivery_failed(failures: list[tuple[Any, str]]) -> None:
+    """``failures``: (delivery, reason) for deliveries that just failed for good. Failures of
+    system events' own deliveries are not reported, so a failing webhook cannot feed itself."""
+    wanted = [(d, r) for d, r in failures if not is_system_event(d.event.payload)]
+    if not wanted or not subscribed(DELIVERY_FAILED):
+        return
+    for delivery, reason in wanted:
+        emit(
+            DELIVERY_FAILED_EVENT,
+            {
+                "delivery_id": delivery.pk,
+                "destination": delivery.destination.name,
+                "event_id": delivery.event_id,
+                "event_message_id": delivery.event.message_id,
+                "reason": reason,
+                "attempts": delivery.attempts,
+            },
+            user_id=delivery.event.user_id,
+        )

@@ -1,0 +1,26 @@
+"""``POST /hooks/refiner/<receiver id>``: where a Refiner webhook posts."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from destinations.models import RefinerReceiver
+from destinations.webhooks.inbound import MAX_BODY, handle_call
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def refiner_webhook(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    receiver = RefinerReceiver.objects.filter(public_id=public_id).first()
+    raw = request.read(MAX_BODY + 1)
+    answer = handle_call(receiver, request.META.get("HTTP_AUTHORIZATION", ""), raw)
+    return HttpResponse(
+        orjson.dumps(answer.body), status=answer.status, content_type="application/json"
+    )
