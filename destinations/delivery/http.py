@@ -59,18 +59,32 @@ def address_allowed(ip: str) -> bool:
 
 class GuardedConnectionMixin:
     host: str
+    port: int
 
     def _new_conn(self) -> socket.socket:
+        # Before connecting: every address the name resolves to. After: the one connected to,
+        # in case the name resolved differently the second time.
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError:
+            infos = []  # the connection attempt below reports the lookup failure
+        for *_, sockaddr in infos:
+            self._refuse_unless_allowed(str(sockaddr[0]))
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        peer = sock.getpeername()[0]
-        if not address_allowed(peer):
+        try:
+            self._refuse_unless_allowed(sock.getpeername()[0])
+        except NewConnectionError:
             sock.close()
+            raise
+        return sock
+
+    def _refuse_unless_allowed(self, ip: str) -> None:
+        if not address_allowed(ip):
             raise NewConnectionError(
                 self,  # type: ignore[arg-type]
-                f"{self.host} ({peer}) {PRIVATE_ADDRESS}: refused "
+                f"{self.host} ({ip}) {PRIVATE_ADDRESS}: refused "
                 "(SWITCHBOARD_ALLOW_PRIVATE_URLS=true allows it)",
             )
-        return sock
 
 
 class GuardedHTTPConnection(GuardedConnectionMixin, HTTPConnection):
