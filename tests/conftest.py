@@ -106,6 +106,7 @@ def worker(transactional_db: None, settings: Any) -> Iterator[Worker]:
     """A real Celery worker and sweeper in another process, on the test database."""
     for name, value in TEST_DELIVERY_ENV.items():
         setattr(settings, name, float(value) if "." in value else int(value))
+    settings.ALLOW_PRIVATE_URLS = True
     started = Worker().start()
     yield started
     started.stop()

@@ -55,6 +55,8 @@ class Worker:
         self.env = {
             **os.environ,
             **TEST_DELIVERY_ENV,
+            # Fake destinations and webhook receivers listen on loopback.
+            "SWITCHBOARD_ALLOW_PRIVATE_URLS": "true",
             "DATABASE_URL": test_database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "SWITCHBOARD_QUEUE": TEST_QUEUE,
