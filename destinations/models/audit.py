@@ -15,6 +15,11 @@ class AuditAction(models.TextChoices):
     BULK_MERGE = "bulk_merge", "Merged duplicate-email groups"
     REFINER_API_CALL = "refiner_api_call", "Called Refiner's API"
     RECEIVER_CHANGED = "receiver_changed", "Changed a Refiner webhook receiver"
+    DESTINATION_CHANGED = "destination_changed", "Changed a destination"
+    SOURCE_CHANGED = "source_changed", "Changed a source"
+    RETRY = "retry", "Retried deliveries"
+    RULE_CHANGED = "rule_changed", "Changed a mapping rule or filter"
+    MEMBER_CHANGED = "member_changed", "Changed a member or role"
 
 
 class AuditEntry(models.Model):

@@ -29,6 +29,8 @@ class Destination(models.Model):
     # is not delivered here. See destinations.delivery.filters.
     event_filters = models.JSONField(default=list, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(default=0, help_text="0: connector default")
+    # Made by demo mode, and removed with it.
+    demo = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     # Health, written by the delivery engine.
     last_success_at = models.DateTimeField(null=True, blank=True)

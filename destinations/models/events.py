@@ -24,6 +24,8 @@ class Source(models.Model):
     rate_limit_per_second = models.PositiveIntegerField(
         default=1000, help_text="Requests per second accepted from this source before 429."
     )
+    # Made by demo mode, and removed with it.
+    demo = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,17 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise CommandError(f"the demo stand-in on port {port} did not start")
 
 
 class Child:
@@ -46,6 +57,12 @@ class Command(BaseCommand):
             help="Celery worker threads (each task also sends its HTTP requests in parallel)",
         )
         parser.add_argument(
+            "--demo",
+            action="store_true",
+            help="seed demo data and run local stand-ins for Refiner and Kana (removable in one "
+            "click from the dashboard)",
+        )
+        parser.add_argument(
             "--no-worker",
             action="store_true",
             help="web server only: workers and the scheduler run elsewhere (scale-out)",
@@ -58,6 +75,8 @@ class Command(BaseCommand):
         children = [self.web_server(host, port, options["web_workers"])]
         if not options["no_worker"]:
             children.append(self.delivery_worker(options["delivery_threads"]))
+        if options["demo"]:
+            children.append(self.demo(port))
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(
             self.style.SUCCESS(f"Switchboard is running at http://{shown_host}:{port}/")
@@ -120,6 +139,7 @@ class Command(BaseCommand):
                 sys.executable,
                 "-m",
                 "celery",
+                "--quiet",  # no banner: the start command prints what matters
                 "-A",
                 "dashboard",
                 "worker",
@@ -136,6 +156,37 @@ class Command(BaseCommand):
                 "--without-mingle",
             ],
         )
+
+    def demo(self, port: int) -> Child:
+        """Stand-ins on the next two ports, and the demo data pointed at them."""
+        from destinations.demo import seed_demo
+
+        refiner_port, kana_port = port + 1, port + 2
+        child = Child(
+            "demo stand-ins",
+            [
+                sys.executable,
+                "manage.py",
+                "demostandins",
+                "--refiner-port",
+                str(refiner_port),
+                "--kana-port",
+                str(kana_port),
+            ],
+        )
+        for stand_in_port in (refiner_port, kana_port):
+            wait_for_port(stand_in_port)
+        seeded = seed_demo(
+            refiner_url=f"http://127.0.0.1:{refiner_port}/v1",
+            kana_url=f"http://127.0.0.1:{kana_port}/graphql",
+        )
+        self.stdout.write(
+            self.style.WARNING(
+                f"Demo mode: stand-ins for Refiner on :{refiner_port} and Kana on :{kana_port}; "
+                f"{seeded['events']} demo events stored. Remove demo data from the Overview."
+            )
+        )
+        return child
 
     def supervise(self, children: list[Child]) -> None:
         stopping = False
