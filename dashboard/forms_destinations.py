@@ -1,21 +1,43 @@
 """The destination settings form, generated from the connector's ``settings_fields``.
 
 Secret fields are write-only: the input is always rendered empty, its placeholder shows the
-masked stored value, and leaving it blank keeps what is stored.
+masked stored value, and leaving it blank keeps what is stored. The exception is a secret
+Switchboard generates for the operator (a webhook's signing secret): it is shown in clear while
+it is new, because the operator has to copy it to the other side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from django import forms
 
 from destinations.connectors.base import Connector, SettingField
+from destinations.connectors.webhook import new_signing_secret
 from destinations.crypto import mask
 from destinations.models import Destination
 
 KEEP_SECRET_HELP = "Saved. Leave blank to keep it; type a new value to replace it."
+NEW_SECRET_HELP = (
+    "New secret, saved when you save. It is shown once more after saving: copy it into the "
+    "receiving side to verify signatures."
+)
+# Secrets Switchboard makes rather than a service issues, by setting name: the form offers a
+# Generate button for them, and shows a new one once after saving.
+GENERATED_SECRETS: dict[str, Callable[[], str]] = {"signing_secret": new_signing_secret}
+
+
+def generated_secret_name(connector: Connector) -> str | None:
+    """The connector's secret setting Switchboard generates, if it has one."""
+    return next(
+        (f.name for f in connector.settings_fields if f.secret and f.name in GENERATED_SECRETS),
+        None,
+    )
+
+
+def generate_secret(name: str) -> str:
+    return GENERATED_SECRETS[name]()
 
 
 class DestinationForm(forms.Form):
@@ -28,6 +50,7 @@ class DestinationForm(forms.Form):
         connector: Connector,
         instance: Destination | None = None,
         stored_secrets: Mapping[str, str] | None = None,
+        reveal: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
         if instance is not None:
@@ -39,10 +62,22 @@ class DestinationForm(forms.Form):
         self.connector = connector
         self.instance = instance
         self.stored_secrets = dict(stored_secrets or {})
+        # Secret fields rendered in clear: a generated secret the operator still has to copy.
+        self.reveal = frozenset(reveal)
         for setting in connector.settings_fields:
             self.fields[setting.name] = self._setting_field(setting)
 
     def _setting_field(self, setting: SettingField) -> forms.Field:
+        if setting.secret and setting.name in self.reveal:
+            return forms.CharField(
+                label=setting.label,
+                required=setting.required and not self.stored_secrets.get(setting.name),
+                strip=True,
+                widget=forms.TextInput(
+                    attrs={"autocomplete": "off", "spellcheck": "false", "class": "secret-new"}
+                ),
+                help_text=NEW_SECRET_HELP,
+            )
         if setting.secret:
             stored = self.stored_secrets.get(setting.name, "")
             attrs = {"autocomplete": "new-password"}
@@ -100,6 +135,12 @@ class DestinationForm(forms.Form):
             for f in self.connector.settings_fields
             if f.secret
         }
+
+    def new_generated_secret(self) -> tuple[str, str] | None:
+        """(label, value) of a generated secret entered in this form, to show once after saving."""
+        name = generated_secret_name(self.connector)
+        value = self.secret_values().get(name, "") if name else ""
+        return (str(self.fields[name].label), value) if name and value else None
 
     def connection_config(self) -> tuple[dict[str, str] | None, str]:
         """The settings as a connector reads them, for Test connection: typed values, the stored

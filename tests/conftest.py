@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
@@ -134,3 +135,35 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[N
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+@pytest.fixture
+def make_member(db: None) -> Callable[..., Any]:
+    """A dashboard member with a role (admin unless told otherwise)."""
+    from dashboard.members import set_role_groups
+
+    def make(username: str = "op", role: str = "admin", password: str = "correct horse battery"):
+        user = get_user_model().objects.create_user(username=username, password=password)
+        set_role_groups(user, role)
+        return user
+
+    return make
+
+
+# Kana, after the Refiner pattern. Imported here so the block above stays as it was.
+from tests.fakes.kana import FakeKana, serve_fake_kana  # noqa: E402
+
+
+@pytest.fixture
+def fake_kana() -> Iterator[FakeKana]:
+    yield from serve_fake_kana(api_keys={"prv_test"})
+
+
+@pytest.fixture
+def kana_destination(transactional_db: None, fake_kana: FakeKana) -> Destination:
+    return destination_create(
+        kind="kana",
+        name="Kana",
+        settings_values={"api_url": fake_kana.base_url},
+        secret_values={"api_key": "prv_test"},
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from destinations.connectors.kana import NEEDS_USER_ID, UNMAPPED
 from destinations.delivery import jobs
@@ -92,11 +93,14 @@ def test_a_new_rule_applies_to_stored_unmapped_events_once(post_ingest, kana) ->
         destination=kana, event_name="Report Exported", conditions=conditions, feature_id="exports"
     )
     assert preview(rule)[0] == 3
-    assert job is not None and job.total == 4
+    assert preview(rule, limit=2)[2] is False  # stopped before the end, and says so
+    # Candidates: all four on SQLite; PostgreSQL also narrows string equalities in SQL.
+    candidates = 4 if connection.vendor == "sqlite" else 3
+    assert job is not None and job.total == candidates
     jobs.run_job(job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.DONE
-    assert (job.counters["scanned"], job.counters["matched"]) == (4, 2)
+    assert (job.counters["scanned"], job.counters["matched"]) == (candidates, 2)
     by_user = {d.event.user_id: d for d in Delivery.objects.select_related("event")}
     assert by_user["u1"].status == DeliveryStatus.PENDING
     assert by_user["u1"].plan == {"featureId": "exports", "ruleId": rule.pk, "delta": 1}

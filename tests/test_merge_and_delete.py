@@ -185,3 +185,11 @@ def test_delete_with_events_and_suppression(post_ingest, twins) -> None:
         "Alive"
     ]
     assert Account.objects.count() == 2
+
+
+def test_a_merged_away_user_is_deleted_through_its_survivor(twins) -> None:
+    old, new = twins
+    profile_merge(survivor=old, absorbed=[new])
+    with pytest.raises(ValueError, match="was merged into another user: delete that user instead"):
+        profile_delete(Profile.objects.get(pk=new.pk), DeleteOptions())
+    assert Profile.objects.filter(pk=new.pk).exists()

@@ -1,17 +1,25 @@
 """Destinations: the list with health, add and edit (settings form from the connector),
-enable/disable, resume after the breaker paused it, and Test connection."""
+enable/disable, resume after the breaker paused it, Test connection, and generating a secret
+Switchboard makes itself (a webhook's signing secret), shown once more after saving."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from dashboard.forms_destinations import DestinationForm
+from dashboard.forms_destinations import (
+    DestinationForm,
+    generate_secret,
+    generated_secret_name,
+)
 from dashboard.selectors.destinations import (
     connector_of,
     destination_kinds,
@@ -21,7 +29,7 @@ from dashboard.selectors.destinations import (
 from dashboard.views.navigation import redirect_back
 from destinations.connectors.base import Connector
 from destinations.delivery import services
-from destinations.models import Destination
+from destinations.models import Destination, DestinationKind
 
 UNREADABLE_SECRETS = (
     "The saved secrets cannot be decrypted: SWITCHBOARD_ENCRYPTION_KEY has changed. "
@@ -34,6 +42,12 @@ def connector_or_404(kind: str) -> Connector:
     if connector is None:
         raise Http404(f"No destination kind {kind!r}")
     return connector
+
+
+def revealed(connector: Connector, data: Mapping[str, str]) -> set[str]:
+    """A generated secret typed or generated into the form stays visible when it comes back."""
+    name = generated_secret_name(connector)
+    return {name} if name and data.get(name) else set()
 
 
 @require_GET
@@ -49,7 +63,15 @@ def destination_choose_kind(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters()
 def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
     connector = connector_or_404(kind)
-    form = DestinationForm(request.POST or None, connector=connector)
+    generated = generated_secret_name(connector)
+    if request.method != "POST" and generated:
+        # Signed by default: the new form comes with a fresh secret the operator can clear.
+        secret = generate_secret(generated)
+        form = DestinationForm(connector=connector, initial={generated: secret}, reveal={generated})
+    else:
+        form = DestinationForm(
+            request.POST or None, connector=connector, reveal=revealed(connector, request.POST)
+        )
     if request.method == "POST" and form.is_valid():
         try:
             destination = services.destination_create(
@@ -63,7 +85,7 @@ def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Destination {destination.name!r} created.")
-            return redirect("destination-delivery", destination_id=destination.pk)
+            return saved(request, form, destination)
     return render_form(request, form, destination=None)
 
 
@@ -72,9 +94,26 @@ def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     connector = connector_or_404(destination.kind)
     secrets, readable = stored_secrets(destination)
-    form = DestinationForm(
-        request.POST or None, connector=connector, instance=destination, stored_secrets=secrets
-    )
+    generated = generated_secret_name(connector)
+    if request.method != "POST" and generated and "generate" in request.GET:
+        # Generate without JavaScript: the form as stored, with a new secret in the field.
+        initial = {"name": destination.name, "enabled": destination.enabled}
+        initial.update({**destination.settings, generated: generate_secret(generated)})
+        form = DestinationForm(
+            connector=connector,
+            instance=destination,
+            stored_secrets=secrets,
+            initial=initial,
+            reveal={generated},
+        )
+    else:
+        form = DestinationForm(
+            request.POST or None,
+            connector=connector,
+            instance=destination,
+            stored_secrets=secrets,
+            reveal=revealed(connector, request.POST),
+        )
     if not readable and request.method != "POST":
         form.add_error(None, UNREADABLE_SECRETS)
     if request.method == "POST" and form.is_valid():
@@ -90,8 +129,22 @@ def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Destination {destination.name!r} saved.")
-            return redirect("destination-delivery", destination_id=destination.pk)
+            return saved(request, form, destination)
     return render_form(request, form, destination=destination)
+
+
+def saved(request: HttpRequest, form: DestinationForm, destination: Destination) -> HttpResponse:
+    """To the Event delivery page; or, when a generated secret was just set, a page showing it
+    this once, to copy to the receiver. It is in this response only (not the session or a
+    message), and the response is not cached, so Back does not bring it up again."""
+    new_secret = form.new_generated_secret()
+    if new_secret is None:
+        return redirect("destination-delivery", destination_id=destination.pk)
+    label, value = new_secret
+    context = {"destination": destination, "secret_label": label, "secret": value}
+    response = render(request, "destinations/secret_once.html", context)
+    add_never_cache_headers(response)
+    return response
 
 
 def render_form(
@@ -101,16 +154,27 @@ def render_form(
     destination: Destination | None,
     test_result: tuple[bool, str] | None = None,
 ) -> HttpResponse:
+    generated = generated_secret_name(form.connector)
     if destination is None:
         test_url = reverse("destination-test-new", args=[form.connector.kind])
+        form_url = reverse("destination-new-kind", args=[form.connector.kind])
     else:
         test_url = reverse("destination-test", args=[destination.pk])
+        form_url = reverse("destination-edit", args=[destination.pk])
     context = {
         "form": form,
         "destination": destination,
         "connector": form.connector,
+        "kind_label": DestinationKind(form.connector.kind).label,
         "test_url": test_url,
         "test_result": test_result,
+        # Generate: a link to this form with a new secret (no JS), or just the field (htmx).
+        "generate_href": f"{form_url}?generate=1" if generated else "",
+        "generate_url": (
+            reverse("destination-generate-secret", args=[form.connector.kind]) if generated else ""
+        ),
+        "generated_field": generated,
+        "generated_label": form.fields[generated].label if generated else "",
     }
     return render(request, "destinations/form.html", context)
 
@@ -131,7 +195,11 @@ def destination_test(
         secrets, _ = stored_secrets(destination)
     connector = connector_or_404(kind or "")
     form = DestinationForm(
-        request.POST, connector=connector, instance=destination, stored_secrets=secrets
+        request.POST,
+        connector=connector,
+        instance=destination,
+        stored_secrets=secrets,
+        reveal=revealed(connector, request.POST),
     )
     config, problem = form.connection_config()
     result = (
@@ -141,6 +209,24 @@ def destination_test(
         context = {"test_result": result}
         return render(request, "destinations/form.html#test-result", context)
     return render_form(request, form, destination=destination, test_result=result)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def destination_generate_secret(request: HttpRequest, kind: str) -> HttpResponse:
+    """Generate, with htmx: the field's input again, holding a fresh secret in clear. Nothing is
+    stored until the form is saved. Without htmx the link itself (the form with ``?generate``)
+    does the same for the whole form."""
+    connector = connector_or_404(kind)
+    name = generated_secret_name(connector)
+    if name is None:
+        raise Http404(f"{connector.display_name} has no secret to generate")
+    if not getattr(request, "htmx", False):
+        return redirect(reverse("destination-new-kind", args=[kind]) + "?generate=1")
+    form = DestinationForm(
+        connector=connector, initial={name: generate_secret(name)}, reveal={name}
+    )
+    return render(request, "destinations/form.html#generated-secret", {"field": form[name]})
 
 
 @require_POST

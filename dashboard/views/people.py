@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import json
 
+from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
 
 from dashboard.forms import SearchForm
-from dashboard.selectors import people
+from dashboard.forms_conflicts import DeleteUserForm
+from dashboard.selectors import conflicts, people
 from dashboard.selectors.pagination import parse_cursor
+from dashboard.views.request_info import acting_user
+from destinations.identity.delete import profile_delete
 
 
 @require_GET
@@ -30,8 +34,38 @@ def user_show(request: HttpRequest, profile_id: int) -> HttpResponse:
         "anonymous_ids": profile.anonymous_ids.order_by("linked_at"),
         "accounts": people.profile_accounts(profile),
         "events": people.recent_events_for_profile(profile),
+        "conflicts": conflicts.profile_conflicts(profile),
     }
     return render(request, "users/detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def user_delete(request: HttpRequest, profile_id: int) -> HttpResponse:
+    profile = people.profile_detail(profile_id)
+    if profile is None:
+        raise Http404("No such user")
+    if profile.merged_into is not None:
+        # Deleting a merged-away user alone would leave its merge unable to undo cleanly.
+        messages.warning(
+            request,
+            f"{profile} was merged into {profile.merged_into}: delete that user instead "
+            "(the users merged into it go with it), or undo the merge first.",
+        )
+        return redirect("user-detail", profile_id=profile.pk)
+    # Bound on POST even with every box unticked: an empty POST still means "delete".
+    form = DeleteUserForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        entry = profile_delete(profile, form.options(), actor=acting_user(request))
+        conflicts.forget_conflict_counts()
+        messages.success(request, f"{entry.summary}.")
+        return redirect("conflicts")
+    context = {
+        "profile": profile,
+        "form": form,
+        "summary": conflicts.delete_summary(profile),
+        "refiner_destinations": conflicts.refiner_destinations(),
+    }
+    return render(request, "users/delete.html", context)
 
 
 @require_GET

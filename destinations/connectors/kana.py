@@ -62,6 +62,9 @@ FEATURES = "query Features { features { id name } }"
 # characters, such as an email or another Stripe object's id ("sub_..."), is neither.
 STRIPE_CUSTOMER = re.compile(r"^cus_[A-Za-z0-9]+$")
 CHARGEBEE_CUSTOMER = re.compile(r"^[A-Za-z0-9]{1,50}$")
+# Kana's words for usage of a user it does not know ("User u1 not found"), and only those: a
+# missing feature ("Feature users not found") is a permanent refusal.
+UNKNOWN_USER = re.compile(r"(?:^|; )User [^;]* not found")
 # GraphQL error codes worth retrying; any other code is a permanent refusal.
 RETRYABLE_CODES = frozenset(
     {"INTERNAL_SERVER_ERROR", "RATE_LIMITED", "SERVICE_UNAVAILABLE", "TIMEOUT", "UNAVAILABLE"}
@@ -184,7 +187,7 @@ def fetch_features(config: Mapping[str, str], session: requests.Session) -> list
     request = graphql(config, FEATURES, {})
     try:
         response = session.post(
-            request.url, json=request.json, headers=dict(request.headers), timeout=10
+            request.url, json=request.json, headers=dict(request.headers), timeout=5
         )
     except requests.RequestException as exc:
         raise ConnectionFailed(f"Could not reach {request.url}: {exc}") from exc
@@ -251,9 +254,17 @@ def graphql(
         url=config.get("api_url") or DEFAULT_API_URL,
         json={"query": query, "variables": dict(variables)},
         headers={"Authorization": config.get("api_key", "")},
-        subject=subject or (variables.get("input") or {}).get("userId") or variables.get("id"),
+        subject=subject or subject_of_variables(variables),
         fallback=fallback,
     )
+
+
+def subject_of_variables(variables: Mapping[str, Any]) -> str | None:
+    """The user a request is about: ``recordUsage`` names it ``input.userId``, ``createUser``
+    ``input.id``, ``updateUser`` ``id``. It decides the lane, so identify goes before usage."""
+    given = variables.get("input") or {}
+    value = given.get("userId") or given.get("id") or variables.get("id")
+    return str(value) if value else None
 
 
 def operation_of(request: OutboundRequest) -> str:
@@ -285,7 +296,7 @@ def classify_errors(errors: Any, operation: str, *, has_fallback: bool) -> Verdi
         # identify: the user exists, so update it instead. Creating a user before recording
         # usage: it exists, which is all that was needed.
         return Verdict(delivered=not has_fallback, use_fallback=has_fallback, reason=reason)
-    if operation == "recordUsage" and "not found" in text.lower() and "user" in text.lower():
+    if operation == "recordUsage" and UNKNOWN_USER.search(text):
         return Verdict(
             delivered=False, use_fallback=True, reason=f"Kana does not know the user yet: {text}"
         )

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import requests
 from django.contrib.auth.models import User
@@ -138,8 +138,10 @@ def confined_url(destination: Destination, path: str, query: str) -> str:
     if parts.scheme or parts.netloc or relative.startswith("//"):
         raise RefinerApiError("URL must be relative to the Refiner API, e.g. /contacts")
     segments = [s for s in parts.path.split("/") if s]
-    if any(s in ("..", ".") or "\\" in s for s in segments):
-        raise RefinerApiError("URL must not contain . or .. segments")
+    # Checked decoded too: a proxy that decodes %2e%2e would otherwise climb out of the API.
+    decoded = [unquote(s) for s in segments]
+    if any(s in ("..", ".") or "\\" in s or "/" in s for s in decoded):
+        raise RefinerApiError("URL must not contain . or .. segments (encoded or not)")
     url = base + "/" + "/".join(segments)
     pairs = parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(
         query.strip().lstrip("?"), keep_blank_values=True
@@ -203,14 +205,21 @@ def console_call(
     except requests.RequestException as exc:
         raise RefinerApiError(f"Could not reach Refiner: {exc}") from exc
     shown = urlsplit(url)
+    # Parameter names only: their values may be people's emails or ids.
+    names = sorted({name for name, _ in parse_qsl(shown.query, keep_blank_values=True)})
+    asked = f"{shown.path}" + (f" (parameters: {', '.join(names)})" if names else "")
     AuditEntry.objects.create(
         actor=actor,
         action=AuditAction.REFINER_API_CALL,
-        summary=f"{method} {shown.path}{'?' + shown.query if shown.query else ''} on "
-        f"{destination.name}: HTTP {response.status_code}",
-        data={"destination": destination.pk, "method": method, "url": url,
-              "status": response.status_code},
-    )  # fmt: skip
+        summary=f"{method} {asked} on {destination.name}: HTTP {response.status_code}",
+        data={
+            "destination": destination.pk,
+            "method": method,
+            "path": shown.path,
+            "parameters": names,
+            "status": response.status_code,
+        },
+    )
     try:
         pretty = json.dumps(response.json(), indent=2, ensure_ascii=False)
     except ValueError:

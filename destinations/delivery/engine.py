@@ -257,7 +257,11 @@ def mask(value: str) -> str:
     return f"{scheme} {shown}".strip()
 
 
-def outcome_of(result: Result) -> str:
+def outcome_of(result: Result, delivery: Delivery | None = None) -> str:
+    if delivery is not None and delivery.status == DeliveryStatus.FAILED and not result.skipped:
+        # A retryable failure that used up the retry window ends the delivery: it is the
+        # failed attempt, whatever the verdict said before the window was looked at.
+        return AttemptOutcome.FAILED
     if result.skipped:
         return AttemptOutcome.SKIPPED
     if result.verdict.delivered:
@@ -375,7 +379,7 @@ def attempt_row(delivery: Delivery, result: Result, now: datetime) -> DeliveryAt
         number=delivery.attempts,
         started_at=now - timedelta(milliseconds=result.duration_ms),
         duration_ms=result.duration_ms,
-        outcome=outcome_of(result),
+        outcome=outcome_of(result, delivery),
         status_code=result.status_code,
         error="" if result.verdict.delivered else result.verdict.reason,
         request=result.request,

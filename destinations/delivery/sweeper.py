@@ -27,6 +27,7 @@ from destinations.models import (
     DeliveryStatus,
     Job,
     JobStatus,
+    Upload,
 )
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def sweep() -> int:
     """Returns how many deliveries were enqueued."""
     recover_expired_claims()
     recover_jobs()
+    forget_old_uploads()
     now = timezone.now()
     with transaction.atomic():
         due = Delivery.objects.filter(
@@ -103,6 +105,14 @@ def recover_expired_claims() -> int:
             for d in rows
         )
     return len(rows)
+
+
+def forget_old_uploads() -> int:
+    """Uploaded files are kept for their job; one a failed or abandoned job left is dropped
+    after a day."""
+    old = timezone.now() - timedelta(days=1)
+    deleted, _ = Upload.objects.filter(created_at__lt=old).delete()
+    return deleted
 
 
 def recover_jobs() -> int:

@@ -34,6 +34,10 @@ def profile_delete(
     profile: Profile, options: DeleteOptions, *, actor: User | None = None
 ) -> AuditEntry:
     """Profiles merged into this one go with it: they are the same person."""
+    if profile.merged_into_id:
+        # Its events now belong to the survivor; deleting the row alone would only break the
+        # merge's undo. The person is the survivor.
+        raise ValueError(f"{profile} was merged into another user: delete that user instead")
     with transaction.atomic():
         people = list(Profile.objects.filter(pk=profile.pk)) + list(
             Profile.objects.filter(merged_into=profile)
@@ -47,16 +51,16 @@ def profile_delete(
         if options.suppress:
             suppressed = suppress(people)
         Profile.objects.filter(pk__in=ids).delete()
-        parts = [f"Deleted {profile}"]
+        summary = f"Deleted {profile}"
         if len(people) > 1:
-            parts.append(f"with {len(people) - 1} merged profile(s)")
-        parts.append(f"and {events} events" if options.delete_events else "(events kept)")
+            summary += f" with {len(people) - 1} merged profile(s)"
+        summary += f" and {events} events" if options.delete_events else " (events kept)"
         if suppressed:
-            parts.append("; future events suppressed for " + ", ".join(suppressed))
+            summary += "; future events suppressed for " + ", ".join(suppressed)
         entry = AuditEntry.objects.create(
             actor=actor,
             action=AuditAction.DELETE,
-            summary=" ".join(parts),
+            summary=summary,
             data={
                 "profiles": ids,
                 "identities": identities,

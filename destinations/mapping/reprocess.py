@@ -33,8 +33,11 @@ def reprocess(job: Job) -> None:
     run_pass(job, rule, counters)
     # Events stored while ingest still used its cached rule list were marked unmapped after
     # the scan passed them: one more pass, once every cache has the rule, catches them.
-    time.sleep(DESTINATION_CACHE_SECONDS + 0.5)
+    settled = rule.updated_at + timedelta(seconds=DESTINATION_CACHE_SECONDS + 0.5)
+    time.sleep(max(0.0, (settled - timezone.now()).total_seconds()))
     run_pass(job, rule, counters)
+    # Written even when nothing was there to scan, so the job always reports its counts.
+    Job.objects.filter(pk=job.pk).update(counters=counters, heartbeat_at=timezone.now())
 
 
 def run_pass(job: Job, rule: MappingRule, counters: dict[str, Any]) -> None:

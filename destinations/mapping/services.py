@@ -10,10 +10,18 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from destinations.conditions import InvalidCondition, check_condition
+from destinations.conditions import InvalidCondition, check_condition, describe
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.mapping.unmapped import rule_scope
-from destinations.models import Destination, DestinationKind, Job, JobKind, MappingRule
+from destinations.models import (
+    AuditAction,
+    AuditEntry,
+    Destination,
+    DestinationKind,
+    Job,
+    JobKind,
+    MappingRule,
+)
 
 
 class InvalidRule(ValueError):
@@ -68,6 +76,13 @@ def rule_save(
         rule.updated_at = timezone.now()
         rule.save()
         job = reprocess_start(rule, user) if enabled else None
+        AuditEntry.objects.create(
+            actor=user,
+            action=AuditAction.RULE_CHANGED,
+            summary=f"Saved mapping rule {rule.pk} on {destination.name}: {rule_words(rule)}"
+            + ("" if enabled else " (disabled)"),
+            data={"rule": rule.pk, "destination": destination.pk, "job": job.pk if job else None},
+        )
     forget_cached_destinations()
     return rule, job
 
@@ -85,10 +100,21 @@ def reprocess_start(rule: MappingRule, user: User | None) -> Job:
     return job
 
 
-def rule_delete(rule: MappingRule) -> None:
+def rule_delete(rule: MappingRule, *, user: User | None = None) -> None:
     """Usage already recorded stays recorded: Kana keeps it, and so does the delivery log."""
+    AuditEntry.objects.create(
+        actor=user,
+        action=AuditAction.RULE_CHANGED,
+        summary=f"Deleted mapping rule {rule.pk} on {rule.destination.name}: {rule_words(rule)}",
+        data={"rule": rule.pk, "destination": rule.destination_id},
+    )
     rule.delete()
     forget_cached_destinations()
+
+
+def rule_words(rule: MappingRule) -> str:
+    conditions = " and ".join(describe(c) for c in rule.all_conditions())
+    return f"{conditions} -> {rule.feature_id}"
 
 
 def rule_move(rule: MappingRule, *, up: bool) -> None:

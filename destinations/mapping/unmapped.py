@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from destinations.conditions import matches_all
@@ -21,11 +22,45 @@ def unmapped_deliveries(destination: Destination | int) -> QuerySet[Delivery]:
 
 
 def rule_scope(rule: MappingRule) -> QuerySet[Delivery]:
-    """Unmapped rows the rule could match, narrowed in SQL by the event name when it has one."""
+    """Unmapped rows the rule could match, narrowed in SQL where that is exact: by the event
+    name, and on PostgreSQL by plain string equalities (JSONB containment). Every condition is
+    still checked in Python on what comes back, so SQL only ever removes non-matches."""
     rows = unmapped_deliveries(rule.destination_id)
     if rule.event_name:
         rows = rows.filter(event__event=rule.event_name)
+    if connection.vendor == "postgresql":
+        for condition in rule.conditions or []:
+            contained = containment(condition)
+            if contained is not None:
+                rows = rows.filter(event__payload__contains=contained)
     return rows
+
+
+def containment(condition: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``{"properties": {"plan": "pro"}}`` for ``properties.plan equals "pro"``, when JSONB
+    containment means exactly what the condition means: the value is a string that the lenient
+    comparison would not also match as a number, a boolean or null."""
+    value = condition.get("value")
+    if condition.get("op") != "equals" or not isinstance(value, str) or not value:
+        return None
+    if value.lower() in ("true", "false", "none", "null") or _looks_numeric(value):
+        return None
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = str(condition["path"]).split(".")
+    for part in parts[:-1]:
+        cursor[part] = {}
+        cursor = cursor[part]
+    cursor[parts[-1]] = value
+    return nested
+
+
+def _looks_numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def scan(
@@ -48,11 +83,21 @@ def scan(
         )
 
 
-def preview(rule: MappingRule, examples: int = 5) -> tuple[int, list[Mapping[str, Any]]]:
-    """How many stored unmapped events ``rule`` would match, with a few examples."""
-    count = 0
+PREVIEW_SCAN_LIMIT = 100_000
+
+
+def preview(
+    rule: MappingRule, examples: int = 5, limit: int = PREVIEW_SCAN_LIMIT
+) -> tuple[int, list[Mapping[str, Any]], bool]:
+    """How many stored unmapped events ``rule`` would match, with a few examples, and whether
+    every unmapped event was looked at. It runs inside a web request, so it stops after
+    ``limit`` rows; the count is then a lower bound (the job itself has no limit)."""
+    count = scanned = 0
     samples: list[Mapping[str, Any]] = []
-    for _, matched in scan(rule_scope(rule), rule.all_conditions()):
+    for ids, matched in scan(rule_scope(rule), rule.all_conditions()):
+        scanned += len(ids)
         count += len(matched)
         samples.extend(payload for _, payload in matched[: examples - len(samples)])
-    return count, samples
+        if scanned >= limit:
+            return count, samples, False
+    return count, samples, True

@@ -26,7 +26,7 @@ class Destination(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     secrets_encrypted = models.TextField(blank=True, default="")
     # Drop rules: a list of condition lists; an event matching every condition of any one rule
-    # is not delivered here. See destinations.delivery.filters.
+    # is not delivered here. See destinations.delivery.routing.why_not_routed.
     event_filters = models.JSONField(default=list, blank=True)
     rate_limit_per_minute = models.PositiveIntegerField(default=0, help_text="0: connector default")
     # Made by demo mode, and removed with it.

@@ -31,6 +31,14 @@ class Profile(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            # Duplicate-email groups and email claims look at live profiles only.
+            models.Index(
+                fields=["email"],
+                condition=models.Q(merged_into__isnull=True),
+                name="profile_live_email_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.user_id or self.email or f"profile {self.pk}"

@@ -63,6 +63,7 @@ class RefinerCall(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["receiver", "-id"], name="refiner_call_log_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["receiver", "idempotency_key"], name="refiner_call_idempotency_uniq"

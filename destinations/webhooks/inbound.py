@@ -57,8 +57,11 @@ def refused(receiver: RefinerReceiver | None, status: int, reason: str, raw: byt
 
 
 def handle_call(receiver: RefinerReceiver | None, authorization: str, raw: bytes) -> Answer:
-    if receiver is None or not receiver.enabled:
+    if receiver is None:
         return refused(None, 404, "No such webhook receiver")
+    if not receiver.enabled:
+        # Logged: the operator should see that Refiner still calls a receiver turned off.
+        return refused(receiver, 404, "This webhook receiver is disabled")
     if not authorization:
         return refused(receiver, 401, "Missing Authorization: Bearer <Secret Auth-Token>")
     if not token_matches(receiver, authorization):

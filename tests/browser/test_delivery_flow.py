@@ -37,7 +37,7 @@ def add_refiner(page: Page, fake_refiner: FakeRefiner) -> None:
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Destinations").click()
     expect(page.get_by_text("No destinations yet.")).to_be_visible()
     page.get_by_role("link", name="New destination").click()
-    page.get_by_role("link", name="Refiner").click()
+    page.locator("main").get_by_role("link", name="Refiner").click()
     expect(page.get_by_label("Base URL")).to_have_value("https://api.refiner.io/v1")
     page.get_by_label("Name").fill("Refiner")
     page.get_by_label("Base URL").fill(fake_refiner.base_url)

@@ -36,3 +36,50 @@ document.addEventListener("htmx:afterSettle", () => {
   });
   detailsState.clear();
 });
+
+// Condition editors (mapping rules, event filters): "Remove" takes its row away in place.
+// Without JavaScript the same button submits the form, which comes back without the row.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-remove-row]");
+  if (!button) return;
+  const row = button.closest(".condition-row");
+  const rows = row && row.parentElement;
+  if (!row || !rows) return;
+  event.preventDefault();
+  if (rows.querySelectorAll(".condition-row").length > 1) {
+    row.remove();
+  } else {
+    // The last row stays, emptied, so there is always one to type into.
+    row.querySelectorAll("input").forEach((input) => { input.value = ""; });
+    row.querySelector("select").selectedIndex = 0;
+    row.classList.remove("invalid");
+  }
+});
+
+// Copy a value shown in a readonly input (webhook URLs, tokens, signing secrets):
+// <button data-copy-value="#input-id" hidden>. Without JavaScript the button stays hidden and the
+// value is selectable in its input; with it, the button appears and copies.
+function revealCopyButtons(root) {
+  root.querySelectorAll("button[data-copy-value][hidden]").forEach((button) => {
+    button.hidden = false;
+  });
+}
+revealCopyButtons(document);
+document.addEventListener("htmx:load", (event) => revealCopyButtons(event.target));
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-copy-value]");
+  if (!button) return;
+  const input = document.querySelector(button.dataset.copyValue);
+  if (!input) return;
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch {
+    // The Clipboard API needs a secure context: select the value and copy the old way.
+    input.focus();
+    input.select();
+    document.execCommand("copy");
+  }
+  const label = button.textContent;
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = label; }, 1500);
+});

@@ -1,0 +1,57 @@
+"""Role checks before every view, and the security headers every response carries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.template.loader import render_to_string
+
+from dashboard.roles import has_role, needed_role, role_of
+
+
+class RoleMiddleware:
+    """Runs after authentication: an anonymous visitor was already sent to the login page by
+    LoginRequiredMiddleware, so here the user is known and only the role is in question."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view: Any, args: Any, kwargs: Any
+    ) -> HttpResponse | None:
+        match = request.resolver_match
+        if match is None or match.namespace == "admin":
+            # Django's admin has its own checks: staff and permissions.
+            return None
+        needed = needed_role(match.url_name, request.method or "GET")
+        if needed is None or not request.user.is_authenticated:
+            return None
+        if has_role(request.user, needed):
+            return None
+        body = render_to_string(
+            "forbidden.html",
+            {"needed": needed, "role": role_of(request.user) or "none"},
+            request=request,
+        )
+        return HttpResponseForbidden(body)
+
+
+class SecurityHeadersMiddleware:
+    """A Content-Security-Policy without inline scripts, and no framing."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        response.headers.setdefault(
+            "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
+        )
+        return response

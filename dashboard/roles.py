@@ -1,0 +1,137 @@
+"""Who may do what: three roles, each able to do everything the one below it can.
+
+- viewer: reads every page;
+- operator: also merges, deletes and imports users, edits mapping rules and filters, retries
+  deliveries, resumes destinations;
+- admin: also manages API keys, sources, destinations, webhooks and members.
+
+A user's role is the Django group of that name (superusers are admins; an active user in no
+role group, e.g. one made in Django's admin, is a viewer: least privilege, still useful).
+What each URL needs is declared once, in ``URL_ROLES``, and enforced by
+``dashboard.middleware.RoleMiddleware`` before any view runs; a URL missing from the table is
+admin-only, and a test fails until it is listed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
+ROLES = (VIEWER, OPERATOR, ADMIN)
+ROLE_LABELS = {
+    VIEWER: "Viewer (read only)",
+    OPERATOR: "Operator (merge, delete, rules, retries)",
+    ADMIN: "Admin (API keys, destinations, webhooks, members)",
+}
+RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+# URLs anyone may call: SDKs, Refiner, health checks, the login page itself.
+PUBLIC_PREFIXES = ("ingest-",)
+PUBLIC = frozenset({"refiner-webhook", "healthz", "login", "logout"})
+
+# url name -> (role to read with GET/HEAD, role to change with POST and other methods)
+URL_ROLES: dict[str, tuple[str, str]] = {
+    "home": (VIEWER, ADMIN),
+    "overview": (VIEWER, ADMIN),
+    # Sources hold write keys: changing them is an admin's job.
+    "source-list": (VIEWER, ADMIN),
+    "source-new": (ADMIN, ADMIN),
+    "source-detail": (VIEWER, ADMIN),
+    "source-edit": (ADMIN, ADMIN),
+    "source-rotate": (ADMIN, ADMIN),
+    "source-debugger": (VIEWER, ADMIN),
+    "event-list": (VIEWER, ADMIN),
+    "event-detail": (VIEWER, ADMIN),
+    "user-list": (VIEWER, ADMIN),
+    "user-detail": (VIEWER, ADMIN),
+    "account-list": (VIEWER, ADMIN),
+    "account-detail": (VIEWER, ADMIN),
+    # Destinations: settings and keys are the admin's; retrying and resuming the operator's.
+    "destination-list": (VIEWER, ADMIN),
+    "destination-new": (ADMIN, ADMIN),
+    "destination-new-kind": (ADMIN, ADMIN),
+    "destination-test-new": (ADMIN, ADMIN),
+    "destination-delivery": (VIEWER, ADMIN),
+    "destination-edit": (ADMIN, ADMIN),
+    "destination-test": (ADMIN, ADMIN),
+    "destination-toggle": (ADMIN, ADMIN),
+    "destination-resume": (OPERATOR, OPERATOR),
+    "destination-retry-failed": (OPERATOR, OPERATOR),
+    "delivery-retry": (OPERATOR, OPERATOR),
+    "job-detail": (VIEWER, OPERATOR),
+    # Kana mapping rules and destination filters: the operator's.
+    "mapping-rules-index": (VIEWER, OPERATOR),
+    "mapping-rules": (VIEWER, OPERATOR),
+    "mapping-rule-new": (OPERATOR, OPERATOR),
+    "mapping-rule-preview": (OPERATOR, OPERATOR),
+    "mapping-rule-job": (VIEWER, OPERATOR),
+    "mapping-rule-edit": (OPERATOR, OPERATOR),
+    "mapping-rule-toggle": (OPERATOR, OPERATOR),
+    "mapping-rule-move": (OPERATOR, OPERATOR),
+    "mapping-rule-delete": (OPERATOR, OPERATOR),
+    "mapping-unmapped": (VIEWER, OPERATOR),
+    "condition-row": (OPERATOR, OPERATOR),
+    "destination-filters": (VIEWER, OPERATOR),
+    "destination-filter-remove": (OPERATOR, OPERATOR),
+    # User conflicts: resolving them is the operator's; the audit log is for everyone to read.
+    "conflicts": (VIEWER, OPERATOR),
+    "conflicts-export": (OPERATOR, OPERATOR),
+    "conflicts-merge": (OPERATOR, OPERATOR),
+    "conflicts-merge-preview": (OPERATOR, OPERATOR),
+    "conflicts-merge-confirm": (OPERATOR, OPERATOR),
+    "conflicts-merge-all": (OPERATOR, OPERATOR),
+    "conflicts-job": (VIEWER, OPERATOR),
+    "conflicts-import": (OPERATOR, OPERATOR),
+    "conflicts-import-preview": (OPERATOR, OPERATOR),
+    "conflicts-import-start": (OPERATOR, OPERATOR),
+    "user-delete": (OPERATOR, OPERATOR),
+    "audit-list": (VIEWER, ADMIN),
+    "audit-detail": (VIEWER, ADMIN),
+    "audit-undo": (OPERATOR, OPERATOR),
+    "demo-remove": (ADMIN, ADMIN),
+    "members": (ADMIN, ADMIN),
+    "member-new": (ADMIN, ADMIN),
+    "member-role": (ADMIN, ADMIN),
+    # Refiner's data and webhooks: reading is everyone's. Receivers and their tokens, generated
+    # signing secrets and the API console (it acts with the API key) are the admin's.
+    "refiner-home": (VIEWER, ADMIN),
+    "refiner-contacts": (VIEWER, ADMIN),
+    "refiner-contact": (VIEWER, ADMIN),
+    "refiner-segments": (VIEWER, ADMIN),
+    "refiner-forms": (VIEWER, ADMIN),
+    "refiner-responses": (VIEWER, ADMIN),
+    "refiner-console": (ADMIN, ADMIN),
+    "receiver-list": (VIEWER, ADMIN),
+    "receiver-new": (ADMIN, ADMIN),
+    "receiver-detail": (VIEWER, ADMIN),
+    "receiver-rotate": (ADMIN, ADMIN),
+    "receiver-toggle": (ADMIN, ADMIN),
+    "outbound-webhook-list": (VIEWER, ADMIN),
+    "destination-generate-secret": (ADMIN, ADMIN),
+}
+
+
+def role_of(user: Any) -> str | None:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    cached: str | None = getattr(user, "_switchboard_role", None)
+    if cached is None:
+        names = set(user.groups.values_list("name", flat=True))
+        cached = next((r for r in reversed(ROLES) if r in names), VIEWER)
+        user._switchboard_role = cached
+    return cached
+
+
+def has_role(user: Any, needed: str) -> bool:
+    role = role_of(user)
+    return role is not None and RANK[role] >= RANK[needed]
+
+
+def needed_role(url_name: str | None, method: str) -> str | None:
+    """None for public URLs; otherwise the least role allowed (admin when unlisted)."""
+    if url_name in PUBLIC or (url_name or "").startswith(PUBLIC_PREFIXES):
+        return None
+    read, write = URL_ROLES.get(url_name or "", (ADMIN, ADMIN))
+    return read if method in ("GET", "HEAD", "OPTIONS") else write

@@ -1,0 +1,33 @@
+"""Showing Refiner's values: its ISO timestamps as dates, its answers and attributes as text."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.utils.dateparse import parse_datetime
+
+register = template.Library()
+
+
+@register.filter
+def iso_datetime(value: Any) -> datetime | Any:
+    """Refiner's "2024-05-14T16:02:11Z" as a datetime for the date filter; anything else as is."""
+    if isinstance(value, str):
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed
+    return value
+
+
+@register.filter
+def plain(value: Any) -> str:
+    """An attribute or an answer as one line: strings as they are, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)

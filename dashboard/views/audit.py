@@ -1,0 +1,70 @@
+"""The audit log: merges, undos, deletes, imports and bulk merges, and undoing a merge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from dashboard.forms_conflicts import AuditFilterForm
+from dashboard.selectors import audit
+from dashboard.selectors.conflicts import forget_conflict_counts
+from dashboard.selectors.pagination import parse_cursor
+from dashboard.views.navigation import redirect_back
+from dashboard.views.request_info import acting_user, is_htmx
+from destinations.identity.merge import MergeRefused, merge_undo
+from destinations.models import AuditAction, AuditEntry
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def audit_list(request: HttpRequest) -> HttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    action = form.action_value()
+    page = audit.audit_page(action=action, before=parse_cursor(request.GET.get("before")))
+    problems = audit.undo_problems(page.rows)
+    context = {
+        "form": form,
+        "page": page,
+        "action": action,
+        "rows": [(entry, problems.get(entry.pk)) for entry in page.rows],
+    }
+    template = "audit/list.html"
+    if is_htmx(request):
+        template += "#audit-table"
+    return render(request, template, context)
+
+
+@require_GET
+def audit_detail(request: HttpRequest, entry_id: int) -> HttpResponse:
+    entry = audit.audit_entry(entry_id)
+    if entry is None:
+        raise Http404("No such audit entry")
+    context: dict[str, Any] = {
+        "entry": entry,
+        "undo_problem": audit.undo_problems([entry]).get(entry.pk),
+        "job": audit.entry_job(entry),
+    }
+    if entry.action == AuditAction.MERGE:
+        context["merge"] = audit.merge_detail(entry)
+    if entry.action == AuditAction.MERGE_UNDONE:
+        context["undone_merge"] = audit.audit_entry(int(entry.data.get("merge", 0)))
+    return render(request, "audit/detail.html", context)
+
+
+@require_POST
+def audit_undo(request: HttpRequest, entry_id: int) -> HttpResponse:
+    entry = get_object_or_404(AuditEntry, pk=entry_id)
+    try:
+        undo = merge_undo(entry, actor=acting_user(request))
+    except MergeRefused as exc:
+        messages.error(request, f"This merge cannot be undone: {exc}.")
+    else:
+        forget_conflict_counts()
+        messages.success(request, undo.summary)
+    return redirect_back(request, reverse("audit-detail", args=[entry.pk]))
