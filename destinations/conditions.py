@@ -45,6 +45,21 @@ def check_condition(condition: Mapping[str, Any]) -> None:
         raise InvalidCondition(f"{OPERATORS[op]} needs a number, got {condition.get('value')!r}")
 
 
+CONDITION_KEYS = ("path", "op", "value")
+
+
+def clean_conditions(conditions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Checked and reduced to what is stored; the error names the condition by number."""
+    cleaned: list[dict[str, Any]] = []
+    for number, condition in enumerate(conditions, start=1):
+        try:
+            check_condition(condition)
+        except InvalidCondition as exc:
+            raise InvalidCondition(f"condition {number}: {exc}") from exc
+        cleaned.append({k: condition[k] for k in CONDITION_KEYS if k in condition})
+    return cleaned
+
+
 def matches(payload: Mapping[str, Any], condition: Mapping[str, Any]) -> bool:
     op = condition["op"]
     actual = lookup(payload, condition["path"])

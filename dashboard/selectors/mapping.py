@@ -3,7 +3,6 @@ filters."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from destinations.connectors.base import ConnectionFailed
 from destinations.connectors.kana import DEFAULT_API_URL, fetch_features
 from destinations.crypto import SecretsUnreadable
 from destinations.delivery.engine import connection_reason
+from destinations.delivery.filters import fingerprint
 from destinations.delivery.http import session
 from destinations.mapping.unmapped import preview, unmapped_deliveries
 from destinations.models import (
@@ -261,17 +261,12 @@ class DropRule:
     fingerprint: str  # names this rule's content, so a removal cannot hit a rule changed since
 
 
-def drop_rule_fingerprint(rule: Sequence[Mapping[str, Any]]) -> str:
-    text = json.dumps(list(rule), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def drop_rules(destination: Destination) -> list[DropRule]:
     return [
         DropRule(
             number=number,
             conditions=[describe(condition) for condition in rule],
-            fingerprint=drop_rule_fingerprint(rule),
+            fingerprint=fingerprint(rule),
         )
         for number, rule in enumerate(destination.event_filters or [], start=1)
     ]

@@ -14,12 +14,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dashboard.forms_mapping import EventFilterForm
 from dashboard.selectors.mapping import drop_rules
 from dashboard.selectors.pagination import parse_cursor
-from dashboard.services_filters import (
-    InvalidFilter,
-    destination_filter_add,
-    destination_filter_remove,
-)
+from dashboard.views.request_info import acting_user
 from destinations.conditions import OPERATORS
+from destinations.delivery.filters import InvalidFilter, filter_add, filter_remove
 from destinations.models import Destination
 
 CONDITION_NUMBER = re.compile(r"^condition (\d+):")
@@ -31,7 +28,7 @@ def destination_filters(request: HttpRequest, destination_id: int) -> HttpRespon
     form = EventFilterForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and not form.row_action and form.is_valid():
         try:
-            saved = destination_filter_add(destination, form.drop_rule())
+            saved = filter_add(destination, form.drop_rule(), user=acting_user(request))
         except InvalidFilter as exc:
             report_invalid(form, exc)
         else:
@@ -64,8 +61,11 @@ def report_invalid(form: EventFilterForm, exc: InvalidFilter) -> None:
 def destination_filter_delete(request: HttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     number = parse_cursor(request.POST.get("number")) or 0
-    removed = destination_filter_remove(
-        destination, number=number, fingerprint=request.POST.get("fingerprint", "")
+    removed = filter_remove(
+        destination,
+        number=number,
+        seen=request.POST.get("fingerprint", ""),
+        user=acting_user(request),
     )
     if removed:
         messages.success(

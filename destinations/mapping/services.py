@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from destinations.conditions import InvalidCondition, check_condition, describe
+from destinations.conditions import InvalidCondition, clean_conditions, describe
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.mapping.unmapped import rule_scope
 from destinations.models import (
@@ -33,18 +33,16 @@ def validate_rule(
 ) -> list[dict[str, Any]]:
     if not feature_id.strip():
         raise InvalidRule("choose the Kana feature this rule records usage of")
-    cleaned: list[dict[str, Any]] = []
-    for number, condition in enumerate(conditions, start=1):
-        try:
-            check_condition(condition)
-        except InvalidCondition as exc:
-            raise InvalidRule(f"condition {number}: {exc}") from exc
+    try:
+        cleaned = clean_conditions(conditions)
+    except InvalidCondition as exc:
+        raise InvalidRule(str(exc)) from exc
+    for number, condition in enumerate(cleaned, start=1):
         if condition["path"] == "event":
             raise InvalidRule(
                 f"condition {number}: a rule has at most one event-name condition; "
                 "use the Event name field"
             )
-        cleaned.append({k: condition[k] for k in ("path", "op", "value") if k in condition})
     if not event_name.strip() and not cleaned:
         raise InvalidRule("a rule needs an event name or at least one property condition")
     return cleaned
