@@ -6,7 +6,10 @@ import os
 
 from celery import Celery
 
+from dashboard.broker import register
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+register()
 
 app = Celery("switchboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")

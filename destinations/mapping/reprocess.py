@@ -34,7 +34,10 @@ def reprocess(job: Job) -> None:
     # Events stored while ingest still used its cached rule list were marked unmapped after
     # the scan passed them: one more pass, once every cache has the rule, catches them.
     settled = rule.updated_at + timedelta(seconds=DESTINATION_CACHE_SECONDS + 0.5)
-    time.sleep(max(0.0, (settled - timezone.now()).total_seconds()))
+    while (left := (settled - timezone.now()).total_seconds()) > 0:
+        # Alive while it waits: the sweeper re-queues a job whose heartbeat goes stale.
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+        time.sleep(min(left, 0.5))
     run_pass(job, rule, counters)
     # Written even when nothing was there to scan, so the job always reports its counts.
     Job.objects.filter(pk=job.pk).update(counters=counters, heartbeat_at=timezone.now())
