@@ -110,6 +110,8 @@ def test_unmapped_anonymous_and_bad_delta_are_decided_at_routing() -> None:
         refusal = kana.plan(track(featureId="seats", delta=bad), RULES)
         assert isinstance(refusal, Skip) and refusal.failed
         assert refusal.reason == f"properties.delta must be a whole number, got {bad!r}"
+    huge = kana.plan(track(featureId="seats", delta=2**31), RULES)
+    assert huge == Skip("properties.delta 2147483648 is outside Kana's range (32-bit)", failed=True)
 
 
 def test_usage_waits_for_the_user_then_creates_it() -> None:

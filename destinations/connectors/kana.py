@@ -218,6 +218,9 @@ def usage_delta(properties: Mapping[str, Any]) -> int | Skip:
         return 1
     if isinstance(delta, bool) or not isinstance(delta, int):
         return Skip(f"properties.delta must be a whole number, got {delta!r}", failed=True)
+    if not -(2**31) <= delta < 2**31:
+        # Kana's Int is 32 bits: refused here with the reason rather than by Kana later.
+        return Skip(f"properties.delta {delta} is outside Kana's range (32-bit)", failed=True)
     return delta
 
 

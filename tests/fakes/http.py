@@ -95,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     allow_reuse_address = True  # rebind the same port right after refuse_connections()
+    # socketserver's default backlog of 5 resets connections when many senders start at once.
+    request_queue_size = 128
     daemon_threads = True  # a handler in a timeout fault must not hold up shutdown
 
     def __init__(self, address: tuple[str, int], fake: FakeHttpServer[Any]) -> None:
