@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
+
+from destinations.audit import record
 from destinations.ingest.auth import forget_cached_sources
-from destinations.models import Source, new_write_key
+from destinations.models import AuditAction, Source, new_write_key
 
 
-def source_create(*, name: str, rate_limit_per_second: int | None = None) -> Source:
+def source_create(
+    *, name: str, rate_limit_per_second: int | None = None, actor: User | None = None
+) -> Source:
     if Source.objects.filter(name=name).exists():
         raise ValueError(f"A source named {name!r} already exists")
     source = Source(name=name)
     if rate_limit_per_second is not None:
         source.rate_limit_per_second = rate_limit_per_second
     source.save()
+    record(AuditAction.SOURCE_CHANGED, f"Created source {name!r}", actor=actor, source=source.pk)
     return source
 
 
 def source_update(
-    *, source: Source, name: str, enabled: bool, rate_limit_per_second: int
+    *,
+    source: Source,
+    name: str,
+    enabled: bool,
+    rate_limit_per_second: int,
+    actor: User | None = None,
 ) -> Source:
     source.name = name
     source.enabled = enabled
     source.rate_limit_per_second = rate_limit_per_second
     source.save(update_fields=["name", "enabled", "rate_limit_per_second"])
     forget_cached_sources()
+    state = "enabled" if enabled else "disabled"
+    summary = f"Changed source {name!r}: {state}, {rate_limit_per_second} requests/s"
+    record(AuditAction.SOURCE_CHANGED, summary, actor=actor, source=source.pk)
     return source
 
 
-def source_rotate_write_key(*, source: Source) -> Source:
+def source_rotate_write_key(*, source: Source, actor: User | None = None) -> Source:
     """A new write key; SDKs still using the old one get 401 from now on."""
     source.write_key = new_write_key()
     source.save(update_fields=["write_key"])
     forget_cached_sources()
+    summary = f"Issued a new write key for source {source.name!r}"
+    record(AuditAction.SOURCE_CHANGED, summary, actor=actor, source=source.pk)
     return source

@@ -131,3 +131,28 @@ def test_security_headers(client: Client) -> None:
     assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
     assert "frame-ancestors 'none'" in policy
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_key_changes_edits_and_retries_are_audited(
+    make_member: Any, refiner_destination: Any, source: Any
+) -> None:
+    from destinations.models import AuditEntry
+
+    client = Client()
+    client.force_login(make_member(username="boss", role=ADMIN))
+    client.post(f"/sources/{source.pk}/rotate-key/")
+    client.post(
+        f"/destinations/{refiner_destination.pk}/edit/",
+        {"name": "Refiner", "enabled": "on", "api_key": "rk_rotated_key_1234", "base_url": ""},
+    )
+    client.post(f"/destinations/{refiner_destination.pk}/toggle/")
+    client.post(f"/destinations/{refiner_destination.pk}/retry-failed/")
+    mine = AuditEntry.objects.filter(actor__username="boss").order_by("id")
+    summaries = list(mine.values_list("summary", flat=True))
+    assert summaries == [
+        "Issued a new write key for source 'Web app'",
+        "Changed destination 'Refiner' (new API Key)",
+        "Disabled destination 'Refiner'",
+        "Retried all 0 failed deliveries of 'Refiner'",
+    ]
+    assert not any("rk_rotated" in str(e.data) + e.summary for e in AuditEntry.objects.all())

@@ -15,6 +15,7 @@ from dashboard.selectors.delivery_stats import WINDOWS, delivery_report, deliver
 from dashboard.selectors.destinations import failed_count, job_with_destination
 from dashboard.selectors.pagination import parse_cursor
 from dashboard.views.navigation import redirect_back
+from dashboard.views.request_info import acting_user
 from destinations.delivery import services
 from destinations.models import Delivery, Destination, JobStatus
 
@@ -46,7 +47,7 @@ def destination_delivery(request: HttpRequest, destination_id: int) -> HttpRespo
 @require_POST
 def delivery_retry(request: HttpRequest, delivery_id: int) -> HttpResponse:
     delivery = get_object_or_404(Delivery.objects.select_related("destination"), pk=delivery_id)
-    if services.delivery_retry(delivery):
+    if services.delivery_retry(delivery, actor=acting_user(request)):
         messages.success(request, f"Delivery to {delivery.destination.name} queued again.")
     else:
         messages.warning(request, "Only a failed or skipped delivery can be retried.")

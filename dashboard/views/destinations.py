@@ -27,6 +27,7 @@ from dashboard.selectors.destinations import (
     stored_secrets,
 )
 from dashboard.views.navigation import redirect_back
+from dashboard.views.request_info import acting_user
 from destinations.connectors.base import Connector
 from destinations.delivery import services
 from destinations.models import Destination, DestinationKind
@@ -80,6 +81,7 @@ def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
                 enabled=form.cleaned_data["enabled"],
                 settings_values=form.settings_values(),
                 secret_values=form.secret_values(),
+                actor=acting_user(request),
             )
         except ValueError as exc:
             form.add_error(None, str(exc))
@@ -124,6 +126,7 @@ def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
                 enabled=form.cleaned_data["enabled"],
                 settings_values=form.settings_values(),
                 secret_values=form.secret_values(),
+                actor=acting_user(request),
             )
         except ValueError as exc:
             form.add_error(None, str(exc))
@@ -232,7 +235,9 @@ def destination_generate_secret(request: HttpRequest, kind: str) -> HttpResponse
 @require_POST
 def destination_toggle(request: HttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
-    services.destination_set_enabled(destination, not destination.enabled)
+    services.destination_set_enabled(
+        destination, not destination.enabled, actor=acting_user(request)
+    )
     if destination.enabled:
         messages.success(request, f"{destination.name} enabled: new events are routed to it.")
     else:
@@ -247,7 +252,7 @@ def destination_toggle(request: HttpRequest, destination_id: int) -> HttpRespons
 @require_POST
 def destination_resume(request: HttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
-    woken = services.destination_resume(destination)
+    woken = services.destination_resume(destination, actor=acting_user(request))
     messages.success(
         request, f"{destination.name} resumed: {woken} waiting deliveries will be sent now."
     )

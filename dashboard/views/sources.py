@@ -12,6 +12,7 @@ from dashboard.selectors.sources import (
     source_last_event,
     sources_with_health,
 )
+from dashboard.views.request_info import acting_user
 from destinations.models import Source
 from destinations.sources import source_create, source_rotate_write_key, source_update
 
@@ -26,6 +27,7 @@ def source_new(request: HttpRequest) -> HttpResponse:
         source = source_create(
             name=form.cleaned_data["name"],
             rate_limit_per_second=form.cleaned_data["rate_limit_per_second"],
+            actor=acting_user(request),
         )
         messages.success(request, f"Source {source.name!r} created. Point your SDK at it below.")
         return redirect("source-detail", source_id=source.pk)
@@ -41,7 +43,7 @@ def source_edit(request: HttpRequest, source_id: int) -> HttpResponse:
     }
     form = SourceForm(request.POST or None, initial=initial, instance=source)
     if request.method == "POST" and form.is_valid():
-        source_update(source=source, **form.cleaned_data)
+        source_update(source=source, actor=acting_user(request), **form.cleaned_data)
         messages.success(request, f"Source {source.name!r} saved.")
         return redirect("source-detail", source_id=source.pk)
     return render(request, "sources/form.html", {"form": form, "source": source})
@@ -50,7 +52,7 @@ def source_edit(request: HttpRequest, source_id: int) -> HttpResponse:
 @require_POST
 def source_rotate(request: HttpRequest, source_id: int) -> HttpResponse:
     source = get_object_or_404(Source, pk=source_id)
-    source_rotate_write_key(source=source)
+    source_rotate_write_key(source=source, actor=acting_user(request))
     messages.warning(request, "New write key issued: SDKs using the old key now get 401.")
     return redirect("source-detail", source_id=source.pk)
 

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from destinations.audit import record
 from destinations.connectors import connector_for
 from destinations.connectors.base import ConnectionFailed
 from destinations.crypto import SecretsUnreadable
@@ -19,6 +20,7 @@ from destinations.delivery.http import session
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.models import (
     WAITING,
+    AuditAction,
     Delivery,
     DeliveryStatus,
     Destination,
@@ -34,6 +36,7 @@ def destination_create(
     settings_values: Mapping[str, str],
     secret_values: Mapping[str, str],
     enabled: bool = True,
+    actor: User | None = None,
 ) -> Destination:
     connector = connector_for(kind)
     missing = [
@@ -56,6 +59,12 @@ def destination_create(
     destination.set_secrets({k: v for k, v in secret_values.items() if v})
     destination.save()
     forget_cached_destinations()
+    record(
+        AuditAction.DESTINATION_CHANGED,
+        f"Created {connector.display_name} destination {name!r}",
+        actor=actor,
+        destination=destination.pk,
+    )
     return destination
 
 
@@ -66,6 +75,7 @@ def destination_update(
     enabled: bool,
     settings_values: Mapping[str, str],
     secret_values: Mapping[str, str],
+    actor: User | None = None,
 ) -> Destination:
     """Secrets left blank keep their stored value: they are never rendered back to the form."""
     connector = connector_for(destination.kind)
@@ -92,13 +102,22 @@ def destination_update(
     destination.set_secrets(secrets)
     destination.save()
     forget_cached_destinations()
+    # Which secrets changed is recorded, never their values.
+    changed = sorted(f.label for f in connector.settings_fields if f.name in entered)
+    summary = f"Changed destination {name!r}" + (f" (new {', '.join(changed)})" if changed else "")
+    record(AuditAction.DESTINATION_CHANGED, summary, actor=actor, destination=destination.pk)
     return destination
 
 
-def destination_set_enabled(destination: Destination, enabled: bool) -> None:
+def destination_set_enabled(
+    destination: Destination, enabled: bool, *, actor: User | None = None
+) -> None:
     Destination.objects.filter(pk=destination.pk).update(enabled=enabled)
     destination.enabled = enabled
     forget_cached_destinations()
+    verb = "Enabled" if enabled else "Disabled"
+    summary = f"{verb} destination {destination.name!r}"
+    record(AuditAction.DESTINATION_CHANGED, summary, actor=actor, destination=destination.pk)
 
 
 def test_connection(kind: str, config: Mapping[str, str]) -> tuple[bool, str]:
@@ -109,7 +128,7 @@ def test_connection(kind: str, config: Mapping[str, str]) -> tuple[bool, str]:
         return False, str(exc)
 
 
-def destination_resume(destination: Destination) -> int:
+def destination_resume(destination: Destination, *, actor: User | None = None) -> int:
     """Lift the breaker's pause. Waiting deliveries get a fresh retry window (they waited
     through the pause, not through failures) and are woken now; returns how many."""
     now = timezone.now()
@@ -123,6 +142,8 @@ def destination_resume(destination: Destination) -> int:
             retry_until=now + timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS),
         )
         count = waiting.count()
+        summary = f"Resumed destination {destination.name!r} ({count} deliveries waiting)"
+        record(AuditAction.DESTINATION_CHANGED, summary, actor=actor, destination=destination.pk)
     forget_cached_destinations()
     from destinations.delivery.sweeper import sweep
 
@@ -130,7 +151,7 @@ def destination_resume(destination: Destination) -> int:
     return count
 
 
-def delivery_retry(delivery: Delivery) -> bool:
+def delivery_retry(delivery: Delivery, *, actor: User | None = None) -> bool:
     """Send a finished (failed or skipped) delivery again, with a fresh retry window."""
     now = timezone.now()
     window = timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)
@@ -146,6 +167,8 @@ def delivery_retry(delivery: Delivery) -> bool:
             reason="",
         )
         if updated:
+            summary = f"Retried delivery {delivery.pk} of event {delivery.event_id}"
+            record(AuditAction.RETRY, summary, actor=actor, delivery=delivery.pk)
             ids = {delivery.destination_id: [delivery.pk]}
             transaction.on_commit(lambda: enqueue_deliveries(ids), robust=True)
     return bool(updated)
@@ -164,4 +187,6 @@ def retry_failed_start(destination: Destination, user: User | None) -> Job:
         created_by=user,
     )
     transaction.on_commit(lambda: run_job_task.delay(job.pk), robust=True)
+    summary = f"Retried all {total} failed deliveries of {destination.name!r}"
+    record(AuditAction.RETRY, summary, actor=user, destination=destination.pk, job=job.pk)
     return job
