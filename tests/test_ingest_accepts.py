@@ -199,3 +199,24 @@ def test_alias_links_previous_id_to_the_user(post_ingest):
     post_ingest("track", {"anonymousId": "old-anon", "event": "Before", "messageId": "b1"})
     post_ingest("alias", {"userId": "u5", "previousId": "old-anon"})
     assert Event.objects.get(message_id="b1").profile == Profile.objects.get(user_id="u5")
+
+
+@pytest.mark.parametrize(("short", "call"), [("t", "track"), ("i", "identify"), ("p", "page")])
+def test_analytics_js_short_paths(post_ingest, short, call):
+    fields = {"event": "Clicked"} if call == "track" else {}
+    response = post_ingest(short, {"userId": "u1", "messageId": f"m-{short}", **fields})
+    assert response.status_code == 200, response.content
+    assert Event.objects.get(message_id=f"m-{short}").type == call
+
+
+def test_preflight_allows_the_headers_browser_sdks_add(client, db):
+    preflight = client.options(
+        "/v1/t",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Headers": "x-retry-count, anonymousid, bad header",
+        },
+    )
+    allowed = preflight["Access-Control-Allow-Headers"]
+    assert "x-retry-count" in allowed and "anonymousid" in allowed
+    assert "bad header" not in allowed

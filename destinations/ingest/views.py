@@ -7,6 +7,7 @@ A 200 is sent only after the transaction storing the events has committed.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -41,6 +42,9 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
     "Access-Control-Max-Age": "86400",
 }
+
+
+HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 def json_response(
@@ -93,7 +97,7 @@ def excerpt(value: Any) -> str:
 @login_not_required
 def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
     if request.method == "OPTIONS":
-        return _preflight()
+        return _preflight(request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", ""))
     if request.method != "POST":
         return error_response(405, "Use POST", {"Allow": "POST, OPTIONS"})
     endpoint = call_type or "batch"
@@ -138,10 +142,18 @@ def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
         return error_response(error.status, error.message, error.headers)
 
 
-def _preflight() -> HttpResponse:
+def _preflight(requested_headers: str) -> HttpResponse:
+    """Browser SDKs add headers of their own (analytics.js ``X-Retry-Count``, RudderStack's
+    ``AnonymousId``): every header asked for is allowed. No cookies are involved, so allowing
+    them grants nothing that a page could not send anyway."""
     response = HttpResponse(status=204)
     for name, value in CORS_HEADERS.items():
         response[name] = value
+    asked = [h.strip() for h in requested_headers.split(",") if HEADER_NAME.match(h.strip())]
+    if asked:
+        known = [h.strip() for h in CORS_HEADERS["Access-Control-Allow-Headers"].split(",")]
+        extra = [h for h in asked if h.lower() not in {k.lower() for k in known}]
+        response["Access-Control-Allow-Headers"] = ", ".join(known + extra)
     return response
 
 
