@@ -18,10 +18,11 @@ from django.http import HttpRequest
 
 def client_address(request: HttpRequest) -> str:
     # Behind a proxy, REMOTE_ADDR is the proxy; SWITCHBOARD_BEHIND_HTTPS_PROXY trusts its header.
+    # The last address is the one the proxy added; earlier ones are whatever the client sent.
     if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            return forwarded.split(",")[-1].strip()
     return str(request.META.get("REMOTE_ADDR", ""))
 
 

@@ -7,6 +7,7 @@ first start. Production (``SWITCHBOARD_PRODUCTION=true``) refuses to start witho
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -21,7 +22,9 @@ DEBUG = env_bool("DJANGO_DEBUG", default=False)
 
 SECRET_KEY = env_str("SECRET_KEY")
 ENCRYPTION_KEY = env_str("SWITCHBOARD_ENCRYPTION_KEY")
-if PRODUCTION:
+# Making the key must work before the key exists: that one command skips the check.
+MAKING_KEYS = len(sys.argv) > 1 and sys.argv[1] == "generateencryptionkey"
+if PRODUCTION and not MAKING_KEYS:
     if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure"):
         raise ImproperlyConfigured(
             "SECRET_KEY must be set to a random value of at least 50 characters in production "
@@ -171,8 +174,6 @@ SECURE_REFERRER_POLICY = "same-origin"
 if env_bool("SWITCHBOARD_BEHIND_HTTPS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Ingest: the Segment HTTP Tracking API limits, and the per-source default rate limit.
-INGEST_DEFAULT_RATE_LIMIT = env_int("INGEST_DEFAULT_RATE_LIMIT", 1000)  # requests per second
 # Ingest reads its own body with its own limit; this only guards the dashboard's forms.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

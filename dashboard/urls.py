@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from dashboard.login_throttle import ThrottledLoginForm
 from dashboard.views import (
+    debugger,
     deliveries,
     demo,
     destinations,
@@ -11,6 +12,7 @@ from dashboard.views import (
     home,
     mapping,
     members,
+    overview,
     people,
     receivers,
     refiner,
@@ -29,12 +31,13 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", home.home, name="home"),
+    path("", overview.overview_page, name="home"),
     path("sources/", sources.source_list, name="source-list"),
     path("sources/new/", sources.source_new, name="source-new"),
     path("sources/<int:source_id>/", sources.source_detail, name="source-detail"),
     path("sources/<int:source_id>/edit/", sources.source_edit, name="source-edit"),
     path("sources/<int:source_id>/rotate-key/", sources.source_rotate, name="source-rotate"),
+    path("sources/<int:source_id>/debugger/", debugger.source_debugger, name="source-debugger"),
     path("events/", events.event_list, name="event-list"),
     path("events/<int:event_id>/", events.event_show, name="event-detail"),
     path("users/", people.user_list, name="user-list"),

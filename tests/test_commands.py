@@ -57,3 +57,14 @@ def test_adddestination_refuses_a_duplicate_name() -> None:
     with pytest.raises(CommandError, match="a destination named 'R' already exists"):
         run("adddestination", "refiner", "--name", "R", "--api-key", "k2")
     assert Destination.objects.count() == 1
+
+
+def test_adddestination_webhook_takes_its_defaults_and_refuses_bad_values() -> None:
+    run("adddestination", "webhook", "--name", "W", "--url", "https://hooks.example.com/in")
+    assert Destination.objects.get().settings["trigger"] == "events"
+    with pytest.raises(CommandError, match="invalid choice: 'nope'"):
+        run("adddestination", "webhook", "--name", "X", "--url", "https://h.example/",
+            "--trigger", "nope")  # fmt: skip
+    with pytest.raises(CommandError, match="Signing secret must be whsec_"):
+        run("adddestination", "webhook", "--name", "Y", "--url", "https://h.example/",
+            "--signing-secret", "plain text")  # fmt: skip

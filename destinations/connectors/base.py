@@ -122,6 +122,14 @@ class Connector:
     def test_connection(self, config: Mapping[str, str], session: requests.Session) -> str:
         raise NotImplementedError
 
+    def check_config(self, config: Mapping[str, str]) -> None:
+        """Raise ValueError naming a setting that cannot work; called before saving."""
+        for setting in self.settings_fields:
+            value = config.get(setting.name)
+            if value and setting.choices and value not in {c for c, _ in setting.choices}:
+                allowed = ", ".join(c or "(blank)" for c, _ in setting.choices)
+                raise ValueError(f"{setting.label} must be one of {allowed}, got {value!r}")
+
     @classmethod
     def secret_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in cls.settings_fields if f.secret)

@@ -110,6 +110,15 @@ class WebhookConnector(Connector):
     def classify(self, response: requests.Response, request: OutboundRequest) -> Verdict:
         return classify_http(response, "the webhook URL")
 
+    def check_config(self, config: Mapping[str, str]) -> None:
+        super().check_config(config)
+        secret = config.get("signing_secret")
+        if secret and not signing_key(secret):
+            raise ValueError(
+                "Signing secret must be whsec_ followed by base64 (Standard Webhooks), "
+                "so receivers can verify it; use Generate for a new one"
+            )
+
     def test_connection(self, config: Mapping[str, str], session: requests.Session) -> str:
         """Send test: a sample event, signed and authorised as real ones are."""
         outbound = webhook_request(test_event(), config)
@@ -188,14 +197,21 @@ def webhook_request(
 def sign(secret: str, message_id: str, timestamp: str, body: bytes) -> str:
     """Standard Webhooks: ``v1,`` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"));
     the key is the base64 after ``whsec_``."""
-    encoded = secret.removeprefix("whsec_")
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except ValueError:
-        key = encoded.encode()  # a plain-text secret signs as its bytes
+    key = signing_key(secret) or secret.encode()
     signed = f"{message_id}.{timestamp}.".encode() + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+def signing_key(secret: str) -> bytes | None:
+    """The HMAC key of a ``whsec_<base64>`` secret; None when it is not one."""
+    if not secret.startswith("whsec_"):
+        return None
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        return None
+    return key or None
 
 
 def new_signing_secret() -> str:

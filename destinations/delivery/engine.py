@@ -412,6 +412,8 @@ def note_health(destination_id: int, *, successes: int, failures: int, last_erro
             consecutive_failures__gte=settings.DELIVERY_BREAKER_FAILURES,
         )
         .exclude(last_success_at__gt=quiet_since)
+        # Never succeeded: counted from when it was made, not paused in its first minutes.
+        .exclude(created_at__gt=quiet_since)
         .update(
             paused_at=now,
             paused_reason=(

@@ -42,7 +42,9 @@ def destination_create(
     missing = [
         f.label
         for f in connector.settings_fields
-        if f.required and not (settings_values.get(f.name) or secret_values.get(f.name))
+        if f.required
+        and not f.default
+        and not (settings_values.get(f.name) or secret_values.get(f.name))
     ]
     if missing:
         raise ValueError(
@@ -50,6 +52,7 @@ def destination_create(
         )
     if Destination.objects.filter(name=name).exists():
         raise ValueError(f"a destination named {name!r} already exists")
+    connector.check_config({**settings_values, **secret_values})
     destination = Destination(kind=kind, name=name, enabled=enabled)
     destination.settings = {
         f.name: settings_values.get(f.name) or f.default
@@ -79,6 +82,7 @@ def destination_update(
 ) -> Destination:
     """Secrets left blank keep their stored value: they are never rendered back to the form."""
     connector = connector_for(destination.kind)
+    connector.check_config({**settings_values, **secret_values})
     destination.name = name
     destination.enabled = enabled
     destination.settings = {

@@ -70,6 +70,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        if settings.PRODUCTION:
+            # Production serves hashed static files from STATIC_ROOT: they must be collected.
+            call_command("collectstatic", interactive=False, verbosity=0)
         self.ensure_admin()
         host, port = options["host"], options["port"]
         children = [self.web_server(host, port, options["web_workers"])]
@@ -183,7 +186,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.WARNING(
                 f"Demo mode: stand-ins for Refiner on :{refiner_port} and Kana on :{kana_port}; "
-                f"{seeded['events']} demo events stored. Remove demo data from the Overview."
+                f"{seeded['events']} demo events stored. Remove them with the button in the "
+                "demo banner."
             )
         )
         return child

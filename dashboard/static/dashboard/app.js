@@ -83,3 +83,19 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = label; }, 1500);
 });
+
+// Live lists that grow at the top (the source debugger): keep the newest rows only, as many as
+// data-keep-rows says, so a page left open does not grow without end; and if a poll ever
+// brings a row the list already has, keep the one already there (it may be open).
+document.addEventListener("htmx:afterSwap", (event) => {
+  const list = event.detail.target;
+  const keep = Number(list && list.dataset ? list.dataset.keepRows : 0);
+  if (!keep) return;
+  const seen = new Set();
+  [...list.children].reverse().forEach((row) => {
+    if (!row.id) return;
+    if (seen.has(row.id)) row.remove();
+    else seen.add(row.id);
+  });
+  while (list.children.length > keep) list.lastElementChild.remove();
+});

@@ -35,7 +35,12 @@ class Command(BaseCommand):
                 if field.name in seen:
                     continue
                 seen.add(field.name)
-                parser.add_argument(option_name(field.name), dest=field.name, help=field.label)
+                parser.add_argument(
+                    option_name(field.name),
+                    dest=field.name,
+                    help=field.label + (f" (default {field.default})" if field.default else ""),
+                    choices=[c for c, _ in field.choices if c] or None,
+                )
                 if field.secret:
                     parser.add_argument(
                         option_name(field.name) + "-env",
