@@ -3,8 +3,10 @@ at the test database and the same broker as the test process."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,8 +90,16 @@ class Worker:
             "--without-heartbeat",
         ]
         log = self.log_path.open("wb")
+        # Its own process group: the beat scheduler runs in a child process, which kill() must
+        # take down too (a parent-death signal does not pass on to grandchildren).
         self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=log, preexec_fn=die_with_parent
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            preexec_fn=die_with_parent,
+            start_new_session=True,
         )
         wait_until(lambda: b" ready." in self.log_path.read_bytes(), timeout, self.describe)
         return self
@@ -97,7 +107,7 @@ class Worker:
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, messages in flight are not given back to the broker."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
@@ -107,6 +117,11 @@ class Worker:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.process:
+            # Whatever of its group outlived it (the beat child) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.schedule.parent, ignore_errors=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

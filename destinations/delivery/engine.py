@@ -22,7 +22,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from destinations.connectors import connector_for
@@ -37,7 +37,6 @@ from destinations.connectors.base import (
 from destinations.delivery import ratelimit
 from destinations.delivery.http import PRIVATE_ADDRESS, session
 from destinations.models import (
-    WAITING,
     AttemptOutcome,
     Delivery,
     DeliveryAttempt,
@@ -98,11 +97,15 @@ def deliver(delivery_ids: Sequence[int]) -> RunStats:
 def claim(delivery_ids: Sequence[int]) -> tuple[datetime, list[Delivery]]:
     """Move waiting rows to ``sending`` with a lease. The lease's exact timestamp doubles as
     this claim's token when the outcome is written back."""
-    lease = timezone.now() + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     with transaction.atomic():
+        # A retry waits out its backoff (and Retry-After) even if a stray or duplicate wake-up
+        # names it early; a row the sweeper woke is handed back as pending, so it is taken.
         waiting = Delivery.objects.filter(
+            Q(status=DeliveryStatus.PENDING)
+            | Q(status=DeliveryStatus.RETRYING, next_attempt_at__lte=now),
             id__in=list(delivery_ids),
-            status__in=WAITING,
             destination__enabled=True,
             destination__paused_at__isnull=True,
         )
@@ -362,15 +365,23 @@ def apply_result(delivery: Delivery, result: Result, now: datetime) -> None:
             delivery.next_attempt_at = wake
             delivery.reason = verdict.reason[:300]
             return
-        window = settings.DELIVERY_RETRY_WINDOW_SECONDS / 3600
         verdict = Verdict.fail(
-            f"gave up after {delivery.attempts} attempts over the {window:g} h retry window: "
-            f"{verdict.reason}"
+            f"gave up after {delivery.attempts} attempts over the "
+            f"{span(settings.DELIVERY_RETRY_WINDOW_SECONDS)} retry window: {verdict.reason}"
         )
         delivery.last_error = verdict.reason
     delivery.status = DeliveryStatus.FAILED
     delivery.reason = verdict.reason[:300]
     delivery.finished_at = now
+
+
+def span(seconds: float) -> str:
+    """A duration in the unit an operator would say it in: 4 h, 10 min, 3 s."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60:g} min"
+    return f"{seconds:g} s"
 
 
 def attempt_row(delivery: Delivery, result: Result, now: datetime) -> DeliveryAttempt:
@@ -418,7 +429,7 @@ def note_health(destination_id: int, *, successes: int, failures: int, last_erro
             paused_at=now,
             paused_reason=(
                 f"Paused after {settings.DELIVERY_BREAKER_FAILURES}+ failures in a row with no "
-                f"success for {settings.DELIVERY_BREAKER_SECONDS // 60} min. Last error: "
+                f"success for {span(settings.DELIVERY_BREAKER_SECONDS)}. Last error: "
                 f"{last_error[:300]}"
             ),
         )

@@ -54,7 +54,11 @@ def sweep() -> int:
         if not rows:
             return 0
         grace = now + timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
-        Delivery.objects.filter(id__in=[pk for pk, _ in rows]).update(next_attempt_at=grace)
+        # Pending: a wake-up is on its way now, so the claim takes it (a retrying row is only
+        # taken once due, which keeps stray wake-ups from cutting a backoff short).
+        Delivery.objects.filter(id__in=[pk for pk, _ in rows]).update(
+            next_attempt_at=grace, status=DeliveryStatus.PENDING
+        )
         by_destination: dict[int, list[int]] = defaultdict(list)
         for pk, destination_id in rows:
             by_destination[destination_id].append(pk)
