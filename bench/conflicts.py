@@ -1,5 +1,6 @@
 """Conflicts page benchmark: the two boxes, search, paging, the merge page and the CSV export at
-100,000 users of whom 25,000 share 10,000 emails.
+100,000 users of whom 25,000 share 10,000 emails; then a merge of a user with 50,000 events (and
+its undo) and an import of a 100,000-row Stripe customers CSV, both through the app's services.
 
 Run from the repository root::
 
@@ -11,7 +12,18 @@ Setup (not timed): a fresh database, migrated; N users bulk-inserted, ``groups``
 two to four users each (one in three of those users without a billing id), the rest unique,
 one in four of them without a billing id. Timed: each page through Django's test client as a
 logged-in admin, best of five, with its query count: the target is every page well under a
-second, with the same number of queries at any size. A PostgreSQL database is dropped at the end.
+second, with the same number of queries at any size (conflicts page: under 200 ms).
+
+Merge (target under 2 s): two more users share an email; the absorbed one gets ``--events``
+stored events (bulk-inserted, untimed; ~300-byte payloads, unique message ids). Timed: one
+``profile_merge`` call, then one ``merge_undo`` call, wall clock; the events are checked to
+have moved to the survivor and back.
+
+Import (target under 30 s): a Stripe-style CSV (``id,Email,Name``) of ``--rows`` rows with
+unique emails, a third of them held by existing single users (their billing id is replaced)
+and the rest new. Timed: one ``imports.apply_all`` call, as the import job runs it.
+
+A PostgreSQL database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -33,6 +45,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=50_000, help="events of the merged user")
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the imported CSV")
     parser.add_argument("--db", default="", help="a PostgreSQL URL; SQLite when absent")
     args = parser.parse_args()
 
@@ -102,6 +116,9 @@ def main() -> None:
     size = sum(len(bytes(chunk)) for chunk in export)
     print(f"{'export CSV':<28}{(time.perf_counter() - start) * 1000:>10.0f}"
           f"{'':>11}{'':>9}  {size / 1e6:.1f} MB")  # fmt: skip
+    bench_merge(args.events)
+    bench_import(args.rows)
+    print("load average: " + " ".join(f"{n:.2f}" for n in os.getloadavg()))
     connection.close()
     if args.db:
         drop_postgres(args.db)
@@ -129,6 +146,94 @@ def seed(users: int, groups: int) -> None:
             billing_id=None if n % 4 == 0 else f"cus_U{n}", created_at=now,
         ))  # fmt: skip
     Profile.objects.bulk_create(rows, batch_size=5000)
+
+
+def bench_merge(events: int) -> None:
+    import json
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from destinations.identity.merge import merge_undo, profile_merge
+    from destinations.models import Event, EventType, Profile, Source
+
+    now = timezone.now()
+    survivor = Profile.objects.create(
+        user_id="u-merge-keep", email="merge-bench@example.com", name="Merge Keep", created_at=now
+    )
+    absorbed = Profile.objects.create(
+        user_id="u-merge-gone", email="merge-bench@example.com", name="Merge Gone", created_at=now
+    )
+    source = Source.objects.create(name="Bench merge")
+    started = time.perf_counter()
+    batch: list[Event] = []
+    for n in range(events):
+        at = now - timedelta(seconds=events - n)
+        message_id = f"merge-bench-{n:08}"
+        payload = {
+            "type": "track",
+            "event": "Order Completed",
+            "userId": "u-merge-gone",
+            "messageId": message_id,
+            "timestamp": at.isoformat(),
+            "properties": {"order_id": f"ord_{n:08}", "total": 42.5, "currency": "EUR"},
+            "context": {"library": {"name": "analytics.js", "version": "4.1.0"}, "ip": "1.2.3.4"},
+        }
+        batch.append(Event(
+            source=source, message_id=message_id, type=EventType.TRACK,
+            user_id="u-merge-gone", event="Order Completed", timestamp=at, received_at=at,
+            profile=absorbed, payload=payload,
+        ))  # fmt: skip
+        if len(batch) == 5000:
+            Event.objects.bulk_create(batch)
+            batch = []
+    Event.objects.bulk_create(batch)
+    size = len(json.dumps(payload))
+    print(f"merge setup: {events:,} events of ~{size} bytes payload "
+          f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
+
+    start = time.perf_counter()
+    entry = profile_merge(survivor=survivor, absorbed=[absorbed])
+    merge_s = time.perf_counter() - start
+    mine = Event.objects.filter(source=source)  # not the identify each merge and undo resends
+    moved = mine.filter(profile=survivor, merged_from=absorbed).count()
+    assert moved == events, (moved, events)
+    assert not mine.filter(profile=absorbed).exists()
+
+    start = time.perf_counter()
+    merge_undo(entry)
+    undo_s = time.perf_counter() - start
+    back = mine.filter(profile=absorbed, merged_from__isnull=True).count()
+    assert back == events, (back, events)
+    assert not mine.filter(merged_from=absorbed).exists()
+    print(f"merge {events:,} events: {merge_s:.2f} s (target < 2 s: "
+          f"{'MET' if merge_s < 2 else 'MISSED'}); undo: {undo_s:.2f} s; verified")  # fmt: skip
+
+
+def bench_import(count: int) -> None:
+    from destinations.identity import imports
+    from destinations.models import Profile
+
+    existing = list(
+        Profile.objects.filter(email__startswith="solo")
+        .order_by("pk")
+        .values_list("email", flat=True)[: count // 3]
+    )
+    lines = ["id,Email,Name"]
+    for n in range(count):
+        email = existing[n] if n < len(existing) else f"import{n:07}@example.com"
+        lines.append(f"cus_Imp{n:07},{email},Imported {n}")
+    data = ("\n".join(lines) + "\n").encode()
+    mapping = imports.guess_mapping(imports.header(data))
+    before = Profile.objects.count()
+    start = time.perf_counter()
+    outcome = imports.apply_all(data, mapping, imports.Outcome())
+    took = time.perf_counter() - start
+    assert Profile.objects.count() == before + outcome.created
+    print(f"import {count:,} rows ({len(data) / 1e6:.1f} MB, {len(existing):,} existing emails): "
+          f"{took:.1f} s (target < 30 s: {'MET' if took < 30 else 'MISSED'}); "
+          f"created {outcome.created:,}, updated {outcome.updated:,}, "
+          f"unchanged {outcome.unchanged:,}, failed {len(outcome.failed):,}")  # fmt: skip
 
 
 def recreate_postgres(url: str) -> None:
