@@ -12,13 +12,15 @@ from dashboard.selectors.delivery_stats import WINDOWS, delivery_window
 from dashboard.selectors.overview import overview, overview_numbers
 
 TEMPLATE = "overview.html"
+NUMBERS_TARGET = "overview-numbers"  # the tiles' element, which polls for itself
 
 
 @require_GET
-@vary_on_headers("HX-Request")
+@vary_on_headers("HX-Request", "HX-Target")
 def overview_page(request: HttpRequest) -> HttpResponse:
     window = delivery_window(request.GET.get("window"))
-    if getattr(request, "htmx", False):
+    htmx = getattr(request, "htmx", None)
+    if htmx and htmx.target == NUMBERS_TARGET:
         # The tiles refresh themselves every few seconds: count only what they show.
         numbers = overview_numbers(window=window)
         return render(
