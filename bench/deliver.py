@@ -288,7 +288,7 @@ def setup_role(argv: Sequence[str]) -> int:
     """``deliver.py setup PORT``: the source and the Refiner destination; prints their ids."""
     django_setup()
     from destinations.delivery.services import destination_create
-    from destinations.models import Destination, Source
+    from destinations.models import Destination
     from destinations.sources import source_create
 
     source = source_create(name=SOURCE_NAME, rate_limit_per_second=LIFTED_LIMIT)
@@ -299,7 +299,6 @@ def setup_role(argv: Sequence[str]) -> int:
         secret_values={"api_key": API_KEY},
     )
     Destination.objects.filter(pk=destination.pk).update(rate_limit_per_minute=LIFTED_LIMIT)
-    Source.objects.filter(pk=source.pk).update(rate_limit_per_second=LIFTED_LIMIT)
     print(json.dumps({"write_key": source.write_key, "destination_id": destination.pk}))
     return 0
 
@@ -341,7 +340,7 @@ def seed_role(argv: Sequence[str]) -> int:
         result = store_messages(source_id=source_id, messages=messages, received_at=received_at)
         stored += result.stored
     print(json.dumps({"stored": stored}))
-    return stored != total
+    return 0 if stored == total else 1
 
 
 # Backends -------------------------------------------------------------------------------------

@@ -987,7 +987,8 @@ def markdown(runs: list[BackendRun], plan: Plan) -> str:
     for backend_run in runs:
         lines += [
             "",
-            f"### Results: {backend_run.backend.title} ({backend_run.version})",
+            f"### Results: {backend_run.version}"
+            + (" (embedded default, WAL)" if backend_run.backend.kind == "sqlite" else ""),
             "",
             "| phase | requests | events | events/s | requests/s | p50 ms | p99 ms | max ms "
             "| CPU ms per request: server / database "

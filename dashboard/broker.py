@@ -9,6 +9,7 @@ a consumer only ever sees whole messages.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any
 
@@ -20,7 +21,9 @@ from kombu.utils.json import dumps
 
 class Channel(filesystem.Channel):
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        name = f"{round(filesystem.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # Zero-padded nanoseconds: the consumer takes files in name order, which is then the
+        # order they were sent in (milliseconds alone tie, and the uuid then decides).
+        name = f"{time.monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         # Not "<queue>.msg" at the end: the consumer skips it until it is renamed.
         partial = final + ".partial"
