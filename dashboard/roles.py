@@ -32,7 +32,6 @@ PUBLIC = frozenset({"refiner-webhook", "healthz", "login", "logout"})
 # url name -> (role to read with GET/HEAD, role to change with POST and other methods)
 URL_ROLES: dict[str, tuple[str, str]] = {
     "home": (VIEWER, ADMIN),
-    "overview": (VIEWER, ADMIN),
     # Sources hold write keys: changing them is an admin's job.
     "source-list": (VIEWER, ADMIN),
     "source-new": (ADMIN, ADMIN),

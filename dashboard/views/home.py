@@ -1,17 +1,11 @@
+"""The health check load balancers and the start command's supervisor call."""
+
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.views.decorators.http import require_GET
-
-from dashboard.selectors.home import home_counts
-
-
-@require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html", {"counts": home_counts()})
 
 
 @require_GET

@@ -123,7 +123,13 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
             models.Index(fields=["destination", "status", "id"], name="delivery_destination_idx"),
-            models.Index(fields=["destination", "created_at"], name="delivery_dest_created_idx"),
+            # Status included (PostgreSQL): the Overview's counts per destination, slot and
+            # status are then read from the index alone.
+            models.Index(
+                fields=["destination", "created_at"],
+                include=["status"],
+                name="delivery_dest_created_idx",
+            ),
         ]
 
     def __str__(self) -> str:

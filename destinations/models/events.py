@@ -98,6 +98,8 @@ class Event(models.Model):
             models.Index(fields=["event", "id"], name="event_name_idx"),
             models.Index(fields=["profile", "id"], name="event_profile_idx"),
             models.Index(fields=["received_at"], name="event_received_at_idx"),
+            # The live debugger: a source's newest events, even a small source among big ones.
+            models.Index(fields=["source", "id"], name="event_source_id_idx"),
             models.Index(
                 fields=["merged_from"],
                 condition=models.Q(merged_from__isnull=False),
