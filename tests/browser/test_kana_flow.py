@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import segment.analytics.request as segment_request
+from django.db import connection
 from playwright.sync_api import Page, expect
 from segment.analytics.client import Client as SegmentClient
 
@@ -133,16 +134,19 @@ def test_operator_maps_unmapped_events_to_a_feature_and_usage_reaches_kana(
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "Applying a mapping rule to stored events"
     )
+    # The events the job looks at: all three on SQLite; PostgreSQL narrows string equalities
+    # in SQL first (docs/decisions/0011), so only the two that can match.
+    candidates = 3 if connection.vendor == "sqlite" else 2
     expect(page.locator(".messages")).to_contain_text(
-        "Rule saved: applying it to 3 stored unmapped events."
+        f"Rule saved: applying it to {candidates} stored unmapped events."
     )
     job = page.locator(".job")
     expect(job).to_contain_text(
-        "Done: 2 of 3 unmapped events matched; 2 usage events delivered by this rule.",
+        f"Done: 2 of {candidates} unmapped events matched; 2 usage events delivered by this rule.",
         timeout=WORKER_TIMEOUT_MS,
     )
     expect(job.get_by_role("progressbar")).to_have_attribute("value", "100")
-    expect(job.locator("#job-scanned")).to_have_text("3")
+    expect(job.locator("#job-scanned")).to_have_text(str(candidates))
     expect(job.locator("#job-matched")).to_have_text("2")
     expect(job.locator("#job-delivered")).to_have_text("2")
     expect(job).not_to_have_attribute("hx-get", re.compile(".+"))  # polling stopped
