@@ -392,22 +392,19 @@ class PostgresBackend(Backend):
     def create(self) -> None:
         self.drop()
         self.admin(f"CREATE DATABASE {PG_BENCH_DB}")
-        self.flush_redis()
 
     def drop(self) -> None:
         self.admin(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
-        self.flush_redis()
-
-    def flush_redis(self) -> None:
-        import redis
-
-        for url in (BROKER_URL, CACHE_URL):
-            redis.Redis.from_url(url).flushdb()
+        self.purge_broker()
 
     def purge_broker(self) -> None:
+        """Delete this bench's queue (and its priority lists) only: the Redis database may be
+        shared. The rate-limit counters in the cache expire by themselves."""
         import redis
 
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        client = redis.Redis.from_url(BROKER_URL)
+        for key in client.scan_iter(match=f"{queue_name(self.kind)}*"):
+            client.delete(key)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.dsn, autocommit=True) as connection:
@@ -445,6 +442,10 @@ class SqliteBackend(Backend):
 
     def broker_title(self) -> str:
         return "file-system broker in the data directory, per-process cache"
+
+
+def queue_name(kind: str) -> str:
+    return f"bench-deliver-{kind}"
 
 
 def moment(value: Any) -> datetime:
@@ -795,7 +796,7 @@ class Bench:
             if not k.startswith(hidden) and not k.startswith("DELIVERY_")
         }
         # Its own queue name too, as installations sharing a broker do.
-        queue = {"SWITCHBOARD_QUEUE": f"bench-deliver-{backend.kind}"}
+        queue = {"SWITCHBOARD_QUEUE": queue_name(backend.kind)}
         self.env = env | backend.env() | queue | {"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
         self.destination_id = 0
         self.write_key = ""

@@ -367,26 +367,22 @@ def process_cpu_seconds(pid: int) -> float:
     return 0.0
 
 
-def pids_named(names: Sequence[str]) -> list[int]:
+def pids_named(name: str) -> list[int]:
     pids = []
-    for entry in Path("/proc").iterdir() if names else []:
+    for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() in names:
+                if (entry / "comm").read_text().strip() == name:
                     pids.append(int(entry.name))
     return pids
 
 
 class CpuMeter:
-    """Average cores busy during a phase: machine, server processes, databases, this process.
+    """Average cores busy during a phase: machine, server processes, databases, this process."""
 
-    SQLite runs inside the server's processes; PostgreSQL's and Redis's processes may also
-    serve other clients of theirs, whose work is then counted as the database's.
-    """
-
-    def __init__(self, server_pid: int, database_processes: Sequence[str]) -> None:
+    def __init__(self, server_pid: int, database_pids: Callable[[], list[int]]) -> None:
         self.server_pid = server_pid
-        self.database_processes = database_processes
+        self.database_pids = database_pids
         self.start = self.totals()
         self.start_pids = self.pids()
 
@@ -401,7 +397,7 @@ class CpuMeter:
 
     def pids(self) -> dict[str, dict[int, float]]:
         server = [self.server_pid, *descendants(self.server_pid)]
-        database = pids_named(self.database_processes)
+        database = self.database_pids()
         return {
             "server": {pid: process_cpu_seconds(pid) for pid in server},
             "database": {pid: process_cpu_seconds(pid) for pid in database},
@@ -449,7 +445,6 @@ class SqliteBackend:
 
     kind = "sqlite"
     title = "SQLite (embedded default, WAL)"
-    processes: tuple[str, ...] = ()
     placeholder = "?"
     ceiling_methods = ("executemany INSERT",)
 
@@ -481,6 +476,9 @@ class SqliteBackend:
     def version(self) -> str:
         return f"SQLite {sqlite3.sqlite_version}"
 
+    def database_pids(self) -> list[int]:
+        return []  # SQLite works inside the server's processes
+
     def insert(self, method: str, rows: list[tuple[Any, ...]]) -> None:
         sql = (
             f"INSERT INTO destinations_event ({', '.join(EVENT_COLUMNS)}) "
@@ -498,7 +496,6 @@ class PostgresBackend:
 
     kind = "postgres"
     title = "PostgreSQL"
-    processes = ("postgres", "redis-server")
     placeholder = "%s"
     ceiling_methods = ("multi-row INSERT", "COPY")
     dsn = f"postgresql://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
@@ -531,6 +528,16 @@ class PostgresBackend:
 
     def version(self) -> str:
         return "PostgreSQL " + str(self.query("SHOW server_version")[0][0]).split()[0]
+
+    def database_pids(self) -> list[int]:
+        """The PostgreSQL processes working for the bench database (the server is shared), the
+        WAL writer, checkpointer and background writer, and Redis."""
+        rows = self.query(
+            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND (datname = "
+            "current_database() OR backend_type IN ('walwriter', 'checkpointer', "
+            "'background writer'))"
+        )
+        return [int(pid) for (pid,) in rows] + pids_named("redis-server")
 
     def insert(self, method: str, rows: list[tuple[Any, ...]]) -> None:
         columns = ", ".join(EVENT_COLUMNS)
@@ -794,7 +801,7 @@ def run_backend(backend: Backend, plan: Plan, profile_dir: Path | None) -> Backe
 
         def phase(prefix: str, name: str, note: str, load: Coroutine[Any, Any, Tally]) -> None:
             assert server is not None
-            meter = functools.partial(CpuMeter, server.process.pid, backend.processes)
+            meter = functools.partial(CpuMeter, server.process.pid, backend.database_pids)
             wait_for_quiet(meter)
             if prefix != "s":
                 profiler.start(f"{backend.kind}-{prefix}", server.worker_pids())
@@ -840,7 +847,7 @@ def run_backend(backend: Backend, plan: Plan, profile_dir: Path | None) -> Backe
         ceilings = []
         for prefix, method in zip("de", backend.ceiling_methods, strict=False):
             rows = copied_rows(backend, "b", prefix)
-            wait_for_quiet(functools.partial(CpuMeter, os.getpid(), backend.processes))
+            wait_for_quiet(functools.partial(CpuMeter, os.getpid(), backend.database_pids))
             started = time.perf_counter()
             backend.insert(method, rows)
             ceiling = Ceiling(method, len(rows), time.perf_counter() - started)
