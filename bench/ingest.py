@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    uv run python bench/ingest.py                   # SQLite, then PostgreSQL: about 4 minutes
+    uv run python bench/ingest.py                   # SQLite, then PostgreSQL: about 3 minutes
     uv run python bench/ingest.py --write-docs      # the same, then rewrite docs/benchmarks.md
     uv run python bench/ingest.py --db postgres     # one backend
     uv run python bench/ingest.py --quick           # short phases: a smoke test
@@ -27,9 +27,11 @@ d. the ceiling, with the server stopped: phase b's rows (new messageIds) inserte
    ``executemany`` on SQLite), and COPY on PostgreSQL.
 
 The load generator is an asyncio HTTP/1.1 client in this process, separate from the server's
-processes but sharing the machine's cores with them; the CPU each side used is printed. After
-each phase the rows are counted by messageId prefix and must match what was sent and what the
-answers reported. The server is stopped and the bench database dropped whatever happens.
+processes but sharing the machine's cores with them; the CPU each side used is printed, and
+what other processes used. The machine may be shared, so before each phase the script waits
+(up to 30 s) for them to go quiet. After each phase the rows are counted by messageId prefix
+and must match what was sent and what the answers reported. The server is stopped and the
+bench database dropped whatever happens.
 
 ``--profile DIR`` samples the gunicorn workers with py-spy (``--gil``: only the thread running
 Python, so the samples show where CPU time goes) and prints the heaviest application functions;
@@ -1088,11 +1090,11 @@ def write_docs(section: str) -> None:
         after = rest.split(END, 1)[1]
         text = f"{before}{BEGIN}\n{section}{END}{after}"
     else:
-        text = (
-            f"{text.rstrip()}\n\n## Ingest\n\nProduced by `bench/ingest.py --write-docs`: "
-            "it rewrites what is between its markers; the analysis after them is kept.\n\n"
-            f"{BEGIN}\n{section}{END}\n"
+        produced = wrap(
+            "Produced by `bench/ingest.py --write-docs`: it rewrites what is between its "
+            "markers; the analysis after them is kept."
         )
+        text = f"{text.rstrip()}\n\n## Ingest\n\n{produced}\n\n{BEGIN}\n{section}{END}\n"
     DOCS.write_text(text)
     print(f"\nwrote {DOCS.relative_to(ROOT)}")
 
