@@ -126,6 +126,8 @@ if _cache_url:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": _cache_url,
+            # Installations sharing one Redis keep their counters and locks apart by prefix.
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX") or "switchboard",
         }
     }
 else:

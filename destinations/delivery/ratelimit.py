@@ -1,4 +1,5 @@
-"""Per-destination request budgets over one-minute windows, counted in the Django cache.
+"""Per-destination request budgets over one-minute windows, counted in the Django cache
+(``dashboard.counters``).
 
 With ``CACHE_URL`` on Redis every worker process shares the count; with the embedded per-process
 cache each worker process counts for itself (documented in docs/decisions).
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from django.core.cache import cache
+from dashboard.counters import add_to_counters
 
 WINDOW_SECONDS = 60
 
@@ -21,20 +22,20 @@ def window_end() -> float:
     return now - (now % WINDOW_SECONDS) + WINDOW_SECONDS
 
 
-def take(key: str, amount: int, limit: int) -> int:
-    """Take up to ``amount`` of the window's ``limit``; returns how many were granted."""
-    if limit <= 0 or amount <= 0:
-        return amount
+def take_all(wanted: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """For each key, take up to ``amount`` of the window's ``limit`` (``wanted[key] = (amount,
+    limit)``); returns how many each was granted. All counters move in one round trip."""
     window = int(time.time() // WINDOW_SECONDS)
-    name = f"deliver-rl:{key}:{window}"
-    cache.add(name, 0, timeout=WINDOW_SECONDS * 2)
-    try:
-        used = cache.incr(name, amount)
-    except ValueError:  # expired between add and incr
-        cache.set(name, amount, timeout=WINDOW_SECONDS * 2)
-        used = amount
-    before = used - amount
-    return max(0, min(amount, limit - before))
+    counted = {key: want for key, want in wanted.items() if want[0] > 0 and want[1] > 0}
+    used = add_to_counters(
+        {f"deliver-rl:{key}:{window}": amount for key, (amount, _) in counted.items()},
+        ttl_seconds=WINDOW_SECONDS * 2,
+    )
+    granted = {key: amount for key, (amount, _) in wanted.items()}
+    for key, (amount, limit) in counted.items():
+        before = used[f"deliver-rl:{key}:{window}"] - amount
+        granted[key] = max(0, min(amount, limit - before))
+    return granted
 
 
 def grant(
@@ -49,15 +50,17 @@ def grant(
     allowed = [True] * len(wanted)
     if subject_per_minute > 0:
         counts = Counter(s for s in wanted if s)
-        granted = {
-            s: take(f"{destination_id}:s:{s}", n, subject_per_minute) for s, n in counts.items()
-        }
+        taken = take_all(
+            {f"{destination_id}:s:{s}": (n, subject_per_minute) for s, n in counts.items()}
+        )
+        granted = {s: taken[f"{destination_id}:s:{s}"] for s in counts}
         for index, subject in enumerate(wanted):
             if subject:
                 allowed[index] = granted[subject] > 0
                 granted[subject] -= 1
     if per_minute > 0:
-        budget = take(f"{destination_id}", sum(allowed), per_minute)
+        key = f"{destination_id}"
+        budget = take_all({key: (sum(allowed), per_minute)})[key]
         for index, ok in enumerate(allowed):
             if ok:
                 allowed[index] = budget > 0

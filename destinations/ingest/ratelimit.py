@@ -1,4 +1,5 @@
-"""Per-source request rate limit over one-second windows in the Django cache.
+"""Per-source request rate limit over one-second windows in the Django cache
+(``dashboard.counters``).
 
 With ``CACHE_URL`` pointing at Redis every web process shares the count; with the embedded
 default's local-memory cache each process counts on its own.
@@ -8,8 +9,7 @@ from __future__ import annotations
 
 import time
 
-from django.core.cache import cache
-
+from dashboard.counters import add_to_counters
 from destinations.ingest.auth import SourceRef
 from destinations.ingest.errors import IngestError
 
@@ -18,14 +18,7 @@ def check_rate_limit(source: SourceRef) -> None:
     now = time.time()
     window = int(now)
     key = f"ingest-rate:{source.id}:{window}"
-    if cache.add(key, 1, timeout=5):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=5)
-            count = 1
+    count = add_to_counters({key: 1}, ttl_seconds=5)[key]
     if count > source.rate_limit_per_second:
         retry_after = max(1, int(window + 1 - now + 0.999))
         raise IngestError(
