@@ -49,4 +49,4 @@ def redis_client() -> Any | None:
     backend = caches["default"]  # ``cache`` is a proxy to it
     if not isinstance(backend, RedisCache):
         return None
-    return backend._cache.get_client(write=True)
+    return backend._cache.get_client(write=True)  # type: ignore[attr-defined]

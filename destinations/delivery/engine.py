@@ -9,10 +9,12 @@ that stalled past its lease cannot overwrite the outcome of the worker that took
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
+import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from destinations.connectors.base import (
     Verdict,
 )
 from destinations.delivery import ratelimit
+from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.http import PRIVATE_ADDRESS, session
 from destinations.models import (
     AttemptOutcome,
@@ -47,6 +50,7 @@ from destinations.webhooks import system_events
 
 logger = logging.getLogger(__name__)
 
+HEALTH_WRITE_SECONDS = 5
 MASKED_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "webhook-signature"})
 CONNECTION_ERRORS = {
     "Connection refused": "connection refused",
@@ -64,7 +68,9 @@ class Result:
     status_code: int | None = None
     duration_ms: int = 0
     skipped: bool = False
-    deferred_until: datetime | None = None  # held back by the rate limit: not an attempt
+    # Not sent (held back by the rate limit, or out of time): not an attempt; waits until then.
+    deferred_until: datetime | None = None
+    released: bool = False  # out of time: woken again at once
     request: dict[str, Any] | None = None
     response: dict[str, Any] | None = None
 
@@ -78,6 +84,7 @@ class RunStats:
 def deliver(delivery_ids: Sequence[int]) -> RunStats:
     """Claim what is still waiting among ``delivery_ids``, send it, record the outcomes."""
     stats = RunStats()
+    deadline = time.monotonic() + sending_time()
     lease, claimed = claim(delivery_ids)
     stats.claimed = len(claimed)
     if not claimed:
@@ -85,13 +92,29 @@ def deliver(delivery_ids: Sequence[int]) -> RunStats:
     by_destination: dict[int, list[Delivery]] = defaultdict(list)
     for delivery in claimed:
         by_destination[delivery.destination_id].append(delivery)
-    for deliveries in by_destination.values():
+    released: dict[int, list[int]] = {}
+    for destination_id, deliveries in by_destination.items():
         destination = deliveries[0].destination
-        results = send_all(destination, deliveries)
+        results = send_all(destination, deliveries, deadline=deadline)
         record(destination, deliveries, results, lease)
         for result in results:
             stats.outcomes[outcome_of(result)] += 1
+        unsent = [d.pk for d, r in zip(deliveries, results, strict=True) if r.released]
+        if unsent:
+            released[destination_id] = unsent
+    if released:
+        enqueue_deliveries(released)
     return stats
+
+
+def sending_time() -> float:
+    """How long a task may go on starting deliveries. It must record every outcome before its
+    lease runs out (after that the sweeper hands the rows to another worker and this worker's
+    outcomes are thrown away), so it stops starting new ones in time for the slowest delivery
+    (two requests, each up to the timeout) to finish; the rest go back to waiting, unsent."""
+    lease = settings.DELIVERY_LEASE_SECONDS
+    reserve = 2 * settings.DELIVERY_TIMEOUT_SECONDS + 10
+    return max(lease - reserve, lease / 2)
 
 
 def claim(delivery_ids: Sequence[int]) -> tuple[datetime, list[Delivery]]:
@@ -126,7 +149,9 @@ def claim(delivery_ids: Sequence[int]) -> tuple[datetime, list[Delivery]]:
     return lease, claimed
 
 
-def send_all(destination: Destination, deliveries: Sequence[Delivery]) -> list[Result]:
+def send_all(
+    destination: Destination, deliveries: Sequence[Delivery], *, deadline: float
+) -> list[Result]:
     connector = connector_for(destination.kind)
     config = destination.config()
     planned: list[list[OutboundRequest] | Skip] = []
@@ -154,23 +179,81 @@ def send_all(destination: Destination, deliveries: Sequence[Delivery]) -> list[R
         elif not allowed[index]:
             resume = datetime.fromtimestamp(ratelimit.window_end(), tz=UTC)
             results[index] = Result(
-                Verdict.retry("held back by the rate limit"), deferred_until=resume
+                Verdict.retry("held back by the rate limit"),
+                # Spread over the next window's first seconds, not all at its first instant.
+                deferred_until=resume + timedelta(seconds=random.uniform(0, 5)),
             )
         else:
             lanes[subjects[index] or f"#{index}"].append((index, plan))
-    if lanes:
-        workers = min(settings.DELIVERY_CONCURRENCY, len(lanes))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for lane_results in pool.map(lambda lane: send_lane(connector, lane), lanes.values()):
-                for index, result in lane_results:
-                    results[index] = result
+    for index, result in send_lanes(connector, list(lanes.values()), deadline):
+        results[index] = result
     return [r for r in results if r is not None]
 
 
-def send_lane(
-    connector: Connector, lane: Sequence[tuple[int, list[OutboundRequest]]]
+Lane = Sequence[tuple[int, list[OutboundRequest]]]
+
+
+def send_lanes(
+    connector: Connector, lanes: Sequence[Lane], deadline: float
 ) -> list[tuple[int, Result]]:
-    return [(index, send_one(connector, plan)) for index, plan in lane]
+    """Send the lanes with at most ``DELIVERY_CONCURRENCY`` requests in flight. One lane is sent
+    on the task's own thread; more are taken by runners on the process's sending pool."""
+    if len(lanes) <= 1:
+        return [pair for lane in lanes for pair in send_lane(connector, lane, deadline)]
+    queue = deque(lanes)
+
+    def runner() -> list[tuple[int, Result]]:
+        done: list[tuple[int, Result]] = []
+        while True:
+            try:
+                lane = queue.popleft()  # deque.popleft is atomic: runners share the queue
+            except IndexError:
+                return done
+            done.extend(send_lane(connector, lane, deadline))
+
+    runners = min(settings.DELIVERY_CONCURRENCY, len(lanes))
+    futures = [sending_pool().submit(runner) for _ in range(runners)]
+    return [pair for future in futures for pair in future.result()]
+
+
+def send_lane(connector: Connector, lane: Lane, deadline: float) -> list[tuple[int, Result]]:
+    done: list[tuple[int, Result]] = []
+    for index, plan in lane:
+        if time.monotonic() >= deadline:
+            out_of_time = Verdict.retry("not started before the task's time ran out")
+            result = Result(out_of_time, deferred_until=timezone.now(), released=True)
+        else:
+            result = send_one(connector, plan)
+        done.append((index, result))
+    return done
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def sending_pool() -> ThreadPoolExecutor:
+    """One pool per process, kept from task to task: its threads keep their HTTP sessions
+    (``http.session`` is per thread), so connections to a destination stay open between tasks
+    instead of being opened, and threads started, for every task. Threads are started only as
+    tasks need them; each task uses at most ``DELIVERY_CONCURRENCY`` of them."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(64, settings.DELIVERY_CONCURRENCY * 16),
+                thread_name_prefix="deliver",
+            )
+        return _pool
+
+
+def forget_pool_after_fork() -> None:
+    # A prefork child inherits the pool object but none of its threads.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=forget_pool_after_fork)
 
 
 def send_one(connector: Connector, plan: Sequence[OutboundRequest]) -> Result:
@@ -279,6 +362,19 @@ def backoff_seconds(attempt: int, retry_after: float | None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+# What a recorded outcome writes; ``retry_until`` is set when the row is made and never changes.
+OUTCOME_FIELDS = (
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "lease_expires_at",
+    "finished_at",
+    "last_status_code",
+    "last_error",
+    "reason",
+)
+
+
 def record(
     destination: Destination,
     deliveries: Sequence[Delivery],
@@ -293,12 +389,16 @@ def record(
     last_error = ""
     failed_for_good: list[tuple[Delivery, str]] = []
     with transaction.atomic():
+        # Locked until commit, so the sweeper cannot take back a claim between this check and
+        # the write (where the database has row locks; SQLite's write transaction is one lock).
         still_ours = set(
-            Delivery.objects.filter(
+            Delivery.objects.select_for_update(of=("self",))
+            .filter(
                 id__in=[d.pk for d in deliveries],
                 status=DeliveryStatus.SENDING,
                 lease_expires_at=lease,
-            ).values_list("id", flat=True)
+            )
+            .values_list("id", flat=True)
         )
         for delivery, result in zip(deliveries, results, strict=True):
             if delivery.pk not in still_ours:
@@ -314,25 +414,22 @@ def record(
             elif not result.skipped and result.deferred_until is None:
                 failures += 1
                 last_error = result.verdict.reason
-        Delivery.objects.bulk_update(
-            changed,
-            [
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "retry_until",
-                "lease_expires_at",
-                "finished_at",
-                "last_status_code",
-                "last_error",
-                "reason",
-            ],
-            batch_size=500,
-        )
+        write_outcomes(changed)
         DeliveryAttempt.objects.bulk_create(attempts, batch_size=500)
         note_health(destination.pk, successes=successes, failures=failures, last_error=last_error)
     if failed_for_good:
         system_events.delivery_failed(failed_for_good)
+
+
+def write_outcomes(changed: Sequence[Delivery]) -> None:
+    """One ``UPDATE ... WHERE id IN (...)`` per distinct set of new values. A task's rows
+    nearly always share their outcome (delivered, status 200), so this is one statement where
+    ``bulk_update`` would build and compile a CASE per field and row."""
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for delivery in changed:
+        groups[tuple(getattr(delivery, name) for name in OUTCOME_FIELDS)].append(delivery.pk)
+    for values, ids in groups.items():
+        Delivery.objects.filter(id__in=ids).update(**dict(zip(OUTCOME_FIELDS, values, strict=True)))
 
 
 def apply_result(delivery: Delivery, result: Result, now: datetime) -> None:
@@ -345,7 +442,7 @@ def apply_result(delivery: Delivery, result: Result, now: datetime) -> None:
         delivery.status = (
             DeliveryStatus.PENDING if delivery.attempts == 0 else DeliveryStatus.RETRYING
         )
-        delivery.next_attempt_at = result.deferred_until + timedelta(seconds=random.uniform(0, 5))
+        delivery.next_attempt_at = result.deferred_until
         return
     if verdict.delivered:
         delivery.status = DeliveryStatus.DELIVERED
@@ -403,9 +500,13 @@ def note_health(destination_id: int, *, successes: int, failures: int, last_erro
     success for a while, is paused until an operator resumes it."""
     now = timezone.now()
     if successes:
-        Destination.objects.filter(pk=destination_id).update(
-            last_success_at=now, consecutive_failures=0
-        )
+        # Written at most every few seconds while all is well: every task of every worker
+        # would otherwise write the same row, one after another.
+        Destination.objects.filter(pk=destination_id).filter(
+            Q(consecutive_failures__gt=0)
+            | Q(last_success_at__isnull=True)
+            | Q(last_success_at__lt=now - timedelta(seconds=HEALTH_WRITE_SECONDS))
+        ).update(last_success_at=now, consecutive_failures=0)
     if not failures:
         return
     Destination.objects.filter(pk=destination_id).update(
