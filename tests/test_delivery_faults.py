@@ -683,3 +683,38 @@ def test_the_per_destination_rate_limit_holds_the_rest_for_the_next_minute(
         assert not delivery.attempt_log.exists()
     assert DeliveryAttempt.objects.count() == 5
     assert len(fake_refiner.requests_to("/track-event")) == 5
+
+
+# --- a task slower than its lease ---------------------------------------------------------------
+
+
+def test_a_task_out_of_time_hands_back_what_it_has_not_started(
+    live_server: Any,
+    source: Source,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
+    start_worker: StartWorker,
+) -> None:
+    # An 8 s lease with a 2 s timeout leaves a task 4 s to start deliveries (engine.sending_time).
+    # One request at a time, each answered after 1.5 s: six take 9 s, longer than the lease. A
+    # task that went on sending would see the sweeper hand its last rows to another claim and
+    # send them twice; instead it stops starting new ones and hands them back, unsent.
+    fake_refiner.hang(1.5)
+    # Two task threads: one wake-up carries all six, the other thread runs the sweeper meanwhile.
+    worker = start_worker(concurrency=2, DELIVERY_LEASE_SECONDS="8", DELIVERY_CONCURRENCY="1")
+    assert engine.sending_time() == 4
+    users = [f"u-slow-{n}" for n in range(6)]
+    send_batch(source, live_server, users)
+
+    describe = explain(worker, fake_refiner)
+    wait_until(lambda: Delivery.objects.filter(status__in=FINISHED).count() == 6, 40, describe)
+    requests = fake_refiner.requests_to("/track-event")
+    assert sorted(r.body["id"] for r in requests) == users, describe()
+    for user in users:
+        delivery = delivery_for(user)
+        assert delivery.status == DeliveryStatus.DELIVERED
+        # Handed back is not an attempt: one claim that sent, one attempt logged.
+        assert delivery.attempts == 1
+        [attempt] = attempts_of(delivery)
+        assert (attempt.number, attempt.outcome) == (1, AttemptOutcome.DELIVERED)
+    assert not DeliveryAttempt.objects.filter(error=LOST_ATTEMPT).exists()
