@@ -220,10 +220,12 @@ def test_conflicts_page_queries_are_bounded_and_pages_walk(
     many_conflicts(groups=1, missing=1, prefix="few-")
     with CaptureQueriesContext(connection) as baseline:
         staff_client.get(reverse("conflicts"))
-    # Two counts for the headings, then per box: its rows, and what the rows show (members of
-    # each group, which emails are shared), in one query each.
+    # The page of groups (carrying their total, the heading's count), the count of users
+    # without a billing id, their page, and what the rows show (members of each group, which
+    # emails are shared), in one query each.
     ours = [q for q in baseline.captured_queries if "destinations_profile" in q["sql"]]
-    assert len(ours) == 6
+    assert len(ours) == 5
+    assert len(grouping_every_user(ours)) == 1
     many_conflicts(groups=3 * CONFLICT_PAGE_SIZE - 1, missing=2 * CONFLICT_PAGE_SIZE + 4)
     limit = len(baseline.captured_queries)  # the same however many conflicts there are
     with django_assert_max_num_queries(limit):
@@ -252,6 +254,53 @@ def test_conflicts_page_queries_are_bounded_and_pages_walk(
         if before is None:
             break
     assert len(users) == len(set(users)) == 2 * CONFLICT_PAGE_SIZE + 5
+
+
+def grouping_every_user(queries: list[dict[str, str]]) -> list[str]:
+    """The queries that group all users by email (not just the emails a page shows)."""
+    return [q["sql"] for q in queries if "GROUP BY" in q["sql"] and " IN (" not in q["sql"]]
+
+
+def test_groups_pages_count_in_the_same_query_and_stay_right_as_groups_change(
+    staff_client,
+) -> None:
+    many_conflicts(groups=2 * CONFLICT_PAGE_SIZE + 3, missing=0)
+    with CaptureQueriesContext(connection) as queries:
+        last = staff_client.get(reverse("conflicts"), {"groups_page": 3}).context["groups"]
+    assert (last.total, last.pages, last.number, len(last.groups)) == (53, 3, 3, 3)
+    assert len(grouping_every_user(queries.captured_queries)) == 1
+    # Past the end (a stale link): counted apart, and the last page shown.
+    past = staff_client.get(reverse("conflicts"), {"groups_page": 9}).context["groups"]
+    assert (past.total, past.number) == (53, 3)
+    assert [g.email for g in past.groups] == [g.email for g in last.groups]
+    # Nothing is kept between requests: a new group is counted, and moves the pages.
+    now = timezone.now()
+    Profile.objects.bulk_create(
+        [Profile(user_id=f"late-{k}", email="zz-late@x.co", created_at=now) for k in "ab"]
+    )
+    box = words_of(
+        staff_client.get(
+            reverse("conflicts"),
+            {"groups_page": 3},
+            headers={"HX-Request": "true", "HX-Target": "duplicate-emails"},
+        )
+    )
+    assert "Page 3 of 3" in box
+    assert box.count("Review & merge") == 4  # two users, and last by email
+    assert "zz-late@x.co" in box
+
+
+def test_no_groups_and_a_page_past_the_end_is_page_one(staff_client) -> None:
+    groups = staff_client.get(reverse("conflicts"), {"groups_page": 4}).context["groups"]
+    assert (groups.total, groups.number, groups.pages, groups.groups) == (0, 1, 1, [])
+
+
+def test_a_search_on_the_full_page_keeps_the_headings_unsearched(staff_client, post_ingest) -> None:
+    make_conflicts(post_ingest)
+    response = staff_client.get(reverse("conflicts"), {"email_q": "pair"})
+    assert response.context["groups"].total == 1
+    assert response.context["counts"]["duplicate_emails"] == 2
+    assert "2 emails" in text_of(response)
 
 
 def test_nav_link_counts_conflicts_and_caches_them(post_ingest, django_assert_num_queries) -> None:

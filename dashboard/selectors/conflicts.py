@@ -22,6 +22,7 @@ from dashboard.selectors.pagination import KeysetPage, keyset_page
 from destinations.connectors.kana import billing_id_problem
 from destinations.identity.conflicts import (
     conflict_counts,
+    counted_email_groups,
     duplicate_email_groups,
     live_profiles,
     without_billing_id,
@@ -60,9 +61,10 @@ def cached_conflict_counts() -> dict[str, int]:
     return counts if isinstance(counts, dict) else conflict_counts()
 
 
-def fresh_conflict_counts() -> dict[str, int]:
-    """Counted now (the Conflicts page shows them as its content), and kept for the nav."""
-    counts = conflict_counts()
+def fresh_conflict_counts(*, duplicate_emails: int | None = None) -> dict[str, int]:
+    """Counted now (the Conflicts page shows them as its content), and kept for the nav.
+    ``duplicate_emails``: the groups' total when the page has just counted them."""
+    counts = conflict_counts(duplicate_emails=duplicate_emails)
     cache.set(COUNTS_CACHE_KEY, counts, timeout=COUNTS_CACHE_SECONDS)
     return counts
 
@@ -106,20 +108,29 @@ class EmailGroupsPage:
         return self.number + 1 if self.number < self.pages else None
 
 
-def email_groups_page(*, search: str, number: int, total: int | None = None) -> EmailGroupsPage:
+def email_groups_page(*, search: str, number: int) -> EmailGroupsPage:
     """Emails held by several users, most users first. Numbered pages (offset), because the
-    order is by a count: three queries whatever the page, 10,000 groups or ten (two when the
-    caller already counted the groups)."""
-    groups = duplicate_email_groups(search)
-    total = groups.count() if total is None else total
+    order is by a count. The page's rows carry the groups' total (``counted_email_groups``), so
+    grouping every user happens once per page: two queries with the members, whatever the page.
+    A page past the end has no row to carry the total: it is counted, and the last page shown
+    (two more queries, only for a stale or edited link)."""
     size = CONFLICT_PAGE_SIZE
-    number = max(1, min(number, max(1, -(-total // size))))
-    return EmailGroupsPage(
-        groups=with_members(groups[(number - 1) * size : number * size]),
-        number=number,
-        total=total,
-        size=size,
-    )
+    number = max(1, number)
+    rows = groups_slice(search, number, size)
+    if rows:
+        total = int(rows[0]["total"])
+    elif number == 1:
+        total = 0
+    else:
+        total = duplicate_email_groups(search).count()
+        number = max(1, -(-total // size))
+        rows = groups_slice(search, number, size) if total else []
+        total = int(rows[0]["total"]) if rows else 0
+    return EmailGroupsPage(groups=with_members(rows), number=number, total=total, size=size)
+
+
+def groups_slice(search: str, number: int, size: int) -> list[dict[str, Any]]:
+    return list(counted_email_groups(search)[(number - 1) * size : number * size])
 
 
 def with_members(rows: Iterable[dict[str, Any]]) -> list[EmailGroup]:
@@ -311,11 +322,13 @@ class BulkMergePreview:
 
 
 def bulk_merge_preview() -> BulkMergePreview:
-    groups = duplicate_email_groups()
-    users = live_profiles().filter(email__in=groups.values("email")).count()
-    return BulkMergePreview(
-        groups=groups.count(), users=users, examples=with_members(groups[:BULK_EXAMPLES])
-    )
+    """Two groupings of every user: the examples (carrying the groups' total) and the users
+    the groups hold."""
+    examples: list[dict[str, Any]] = list(counted_email_groups()[:BULK_EXAMPLES])
+    groups = int(examples[0]["total"]) if examples else 0
+    emails = duplicate_email_groups().values("email")
+    users = live_profiles().filter(email__in=emails).count() if groups else 0
+    return BulkMergePreview(groups=groups, users=users, examples=with_members(examples))
 
 
 # A user's page and its delete page ----------------------------------------------------------

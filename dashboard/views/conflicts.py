@@ -43,15 +43,18 @@ def conflict_list(request: HttpRequest) -> HttpResponse:
         "before": before,
         "groups_number": groups_number,
     }
-    # The headings' counts, on a full page; without a search they are the boxes' totals too.
-    counts = None if target in BOXES else conflicts.fresh_conflict_counts()
-    context["counts"] = counts
     # A search or page link in one box re-renders that box alone.
+    groups = None
     if target != MISSING_BOX:
-        total = counts["duplicate_emails"] if counts and not email_search else None
-        context["groups"] = conflicts.email_groups_page(
-            search=email_search, number=groups_number, total=total
-        )
+        groups = conflicts.email_groups_page(search=email_search, number=groups_number)
+        context["groups"] = groups
+    # The headings' counts, on a full page. Without a search the page of groups has counted
+    # them already, and the count of users without a billing id is that box's total too.
+    counts = None
+    if target not in BOXES:
+        counted = groups.total if groups is not None and not email_search else None
+        counts = conflicts.fresh_conflict_counts(duplicate_emails=counted)
+    context["counts"] = counts
     if target != GROUPS_BOX:
         total = counts["without_billing_id"] if counts and not user_search else None
         context["missing"] = conflicts.missing_billing_page(
