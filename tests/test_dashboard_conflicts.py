@@ -24,8 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.selectors.conflicts import CONFLICT_PAGE_SIZE
+from destinations.connectors.kana import billing_id_problem
 from destinations.delivery import jobs
 from destinations.delivery.services import destination_create
+from destinations.identity.conflicts import without_valid_billing_id
 from destinations.identity.refiner_contacts import delete_contacts
 from destinations.models import (
     AnonymousId,
@@ -205,7 +207,7 @@ def many_conflicts(groups: int, missing: int, prefix: str = "") -> None:
     Profile.objects.bulk_create(
         [
             Profile(user_id=f"{prefix}g{n}-{k}", email=f"{prefix}group{n:04}@x.co",
-                    billing_id=f"cus_{n}_{k}", created_at=now)
+                    billing_id=f"cus_{n}x{k}", created_at=now)
             for n in range(groups)
             for k in range(2 + n % 3)
         ]
@@ -312,12 +314,81 @@ def test_nav_link_counts_conflicts_and_caches_them(post_ingest, django_assert_nu
     assert (
         '<span class="badge nav-count">5</span>' in link
     )  # 2 shared emails + 3 without billing id
-    assert "2 emails shared by several users · 3 users without a billing id" in link
+    assert "2 emails shared by several users · 3 users without a valid billing id" in link
     send(post_ingest, [{"type": "identify", "userId": "u9", "traits": {"email": "n@x.co"}}])
     with django_assert_num_queries(0):  # counted a moment ago: not again on every page
         assert '<span class="badge nav-count">5</span>' in template.render(
             Context({"request": request})
         )
+
+
+# Billing ids Kana would refuse, as the database finds them: (value, whether Kana takes it).
+BILLING_SAMPLES = [
+    ("cus_A1", True),
+    ("cus_" + "x" * 80, True),  # Stripe's ids have no length limit here
+    ("AzZTZgSs9sXh71Xo", True),  # a generated Chargebee id
+    ("a" * 50, True),
+    ("a" * 51, False),
+    ("12345", True),
+    ("cus_", False),
+    ("CUS_abc", False),
+    ("cus_a-b", False),
+    ("sub_9xK", False),
+    ("x y", False),
+    ("ada@x.co", False),
+    ("é1", False),
+    ("١٢٣", False),  # digits, but not 0-9
+    ("cus_ab\nc", False),
+]
+
+
+def test_the_databases_rule_for_billing_ids_is_kanas(db: None) -> None:
+    now = timezone.now()
+    Profile.objects.bulk_create(
+        [Profile(user_id=f"b{n}", billing_id=value, created_at=now)
+         for n, (value, _) in enumerate(BILLING_SAMPLES)]
+    )  # fmt: skip
+    listed = set(without_valid_billing_id().values_list("billing_id", flat=True))
+    refused = {value for value, accepted in BILLING_SAMPLES if not accepted}
+    assert listed == refused
+    assert refused == {value for value, _ in BILLING_SAMPLES if billing_id_problem(value)}
+
+
+def test_invalid_billing_ids_are_listed_with_the_problem(staff_client, post_ingest) -> None:
+    make_conflicts(post_ingest)  # u0, u2 and u5 have no billing id
+    send(
+        post_ingest,
+        [
+            {"type": "identify", "userId": "u-space", "traits": {"billingId": "x y"}},
+            {"type": "identify", "userId": "u-sub", "traits": {"email": "dup@x.co",
+             "billingId": "sub_9xK"}},
+            {"type": "identify", "userId": "u-good", "traits": {"billingId": "AzZTZgSs9sXh71Xo"}},
+        ],
+    )  # fmt: skip
+    response = staff_client.get(reverse("conflicts"))
+    missing = response.context["missing"]
+    assert [p.user_id for p in missing.page.rows] == ["u-sub", "u-space", "u5", "u2", "u0"]
+    assert missing.total == 5 and response.context["counts"]["without_billing_id"] == 5
+    assert "5 users" in text_of(response)
+    box = words_of(response).split("Users without a valid billing id")[1]
+    assert (
+        "u-space invalid billing id billing id 'x y' is not a Stripe (cus_...) or Chargebee "
+        "customer id"
+    ) in box
+    assert "billing id 'sub_9xK' is not a Stripe" in box
+    assert "u-good" not in box
+    # They are searched, and counted in the navigation, like the rest of the box.
+    searched = staff_client.get(reverse("conflicts"), {"user_q": "u-s"}).context["missing"]
+    assert [p.user_id for p in searched.page.rows] == ["u-sub", "u-space"]
+    assert '<span class="badge nav-count">7</span>' in text_of(response)  # 2 emails + 5 users
+    # The export says what to correct before importing the file back.
+    export = staff_client.get(reverse("conflicts-export"))
+    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    why = {row[1]: row[5] for row in rows[1:]}
+    assert why["u-space"] == (
+        "invalid billing id: billing id 'x y' is not a Stripe (cus_...) or Chargebee customer id"
+    )
+    assert why["u-sub"].endswith("; shared email") and why["u0"] == "no billing id; shared email"
 
 
 def test_export_csv_streams_both_lists(staff_client, post_ingest) -> None:

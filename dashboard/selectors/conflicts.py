@@ -25,7 +25,7 @@ from destinations.identity.conflicts import (
     counted_email_groups,
     duplicate_email_groups,
     live_profiles,
-    without_billing_id,
+    without_valid_billing_id,
 )
 from destinations.identity.traits import normalize_email
 from destinations.models import (
@@ -170,7 +170,9 @@ class MissingBillingPage:
 def missing_billing_page(
     *, search: str, before: int | None, total: int | None = None
 ) -> MissingBillingPage:
-    rows = without_billing_id(search)
+    """Users with no billing id or one Kana would refuse, newest first, one query per page (the
+    template says what is wrong with each billing id, with the rule the connector applies)."""
+    rows = without_valid_billing_id(search)
     page = keyset_page(rows, before=before, size=CONFLICT_PAGE_SIZE)
     emails = {p.email for p in page.rows if p.email}
     return MissingBillingPage(
