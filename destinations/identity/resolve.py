@@ -18,6 +18,7 @@ from typing import Any
 
 from django.db import connection
 
+from destinations.identity.bulk_write import bulk_write, concrete_field, update_from_values
 from destinations.identity.traits import trait_billing_id, trait_email, trait_name
 from destinations.ingest.message import Message
 from destinations.models import Account, AnonymousId, Event, Membership, Profile
@@ -177,50 +178,69 @@ class IdentityResolver:
         return profile
 
     def apply(self, profile: Profile, message: Message) -> None:
+        changed = False
         seen = message.timestamp
         if profile.first_seen_at is None or seen < profile.first_seen_at:
             profile.first_seen_at = seen
+            changed = True
         if profile.last_seen_at is None or seen > profile.last_seen_at:
             profile.last_seen_at = seen
+            changed = True
         if message.type == "identify":
-            traits = message.traits
-            if traits:
-                profile.traits = {**(profile.traits or {}), **traits}
-            email = trait_email(traits)
-            if email:
-                profile.email = email
-            name = trait_name(traits)
-            if name:
-                profile.name = name
-            billing_id = trait_billing_id(traits)
-            if billing_id:
-                profile.billing_id = billing_id
-        self.dirty_profiles.add(profile.pk)
+            changed = self.apply_traits(profile, message.traits) or changed
+        # A profile this request leaves as it was is not rewritten (its row is locked and
+        # unchanged, so writing it would store the same values).
+        if changed:
+            self.dirty_profiles.add(profile.pk)
+
+    @staticmethod
+    def apply_traits(profile: Profile, traits: dict[str, Any]) -> bool:
+        """Merge identify traits into the profile; True if anything it stores changed."""
+        changed = False
+        if traits and not contains_same(profile.traits or {}, traits):
+            profile.traits = {**(profile.traits or {}), **traits}
+            changed = True
+        for attribute, value in (
+            ("email", trait_email(traits)),
+            ("name", trait_name(traits)),
+            ("billing_id", trait_billing_id(traits)),
+        ):
+            if value and getattr(profile, attribute) != value:
+                setattr(profile, attribute, value)
+                changed = True
+        return changed
 
     def apply_group(self, profile: Profile | None, message: Message) -> None:
         account = self.accounts[message.group_id or ""]
+        changed = False
         traits = message.traits
         if traits:
-            account.traits = {**(account.traits or {}), **traits}
+            if not contains_same(account.traits or {}, traits):
+                account.traits = {**(account.traits or {}), **traits}
+                changed = True
             name = traits.get("name")
-            if isinstance(name, str) and name.strip():
+            if isinstance(name, str) and name.strip() and account.name != name.strip():
                 account.name = name.strip()
+                changed = True
         if account.last_seen_at is None or message.timestamp > account.last_seen_at:
             account.last_seen_at = message.timestamp
-        self.dirty_accounts.add(account.pk)
+            changed = True
+        if changed:
+            self.dirty_accounts.add(account.pk)
         if profile is not None:
             self.memberships.add((profile.pk, account.pk))
 
     # Writing --------------------------------------------------------------------------------
 
     def flush(self) -> None:
+        # In id order, the order the rows were locked in (deadlock avoidance).
         if self.dirty_profiles:
-            Profile.objects.bulk_update(
-                [self.by_id[pk] for pk in sorted(self.dirty_profiles)], PROFILE_FIELDS
+            bulk_write(
+                Profile, [self.by_id[pk] for pk in sorted(self.dirty_profiles)], PROFILE_FIELDS
             )
         if self.dirty_accounts:
             dirty = [a for a in self.accounts.values() if a.pk in self.dirty_accounts]
-            Account.objects.bulk_update(dirty, ACCOUNT_FIELDS)
+            bulk_write(Account, sorted(dirty, key=lambda a: a.pk), ACCOUNT_FIELDS)
         if self.memberships:
             Membership.objects.bulk_create(
                 [Membership(profile_id=p, account_id=a) for p, a in sorted(self.memberships)],
@@ -231,8 +251,32 @@ class IdentityResolver:
                 [AnonymousId(value=v, profile_id=p) for v, p in self.new_links.items()],
                 ignore_conflicts=True,
             )
-            # Events sent before the user was known now belong to the profile too.
-            for value, profile_id in self.new_links.items():
-                Event.objects.filter(anonymous_id=value, profile__isnull=True).update(
-                    profile_id=profile_id
-                )
+            self.attach_anonymous_events()
+
+    def attach_anonymous_events(self) -> None:
+        """Events sent before the user was known now belong to the profile too: one statement
+        for all the new links, touching only events that have no profile yet."""
+        update_from_values(
+            Event,
+            key=concrete_field(Event, "anonymous_id"),
+            fields=[concrete_field(Event, "profile")],
+            rows=list(self.new_links.items()),
+            only_where_null=True,
+        )
+
+
+def contains_same(current: dict[str, Any], update: dict[str, Any]) -> bool:
+    """True if merging ``update`` into ``current`` would store exactly the same JSON."""
+    return all(key in current and same_json(current[key], value) for key, value in update.items())
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as stored JSON: unlike ``==``, 1, 1.0 and True differ, and so does key order
+    (SQLite keeps JSON as text)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

@@ -53,7 +53,14 @@ class Event(models.Model):
     to link a profile once an anonymous id becomes known.
     """
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="events")
+    source = models.ForeignKey(
+        Source,
+        on_delete=models.PROTECT,
+        related_name="events",
+        # event_source_message_uniq and event_source_id_idx both start with source_id, so its
+        # own index would only cost every insert one more index entry.
+        db_index=False,
+    )
     message_id = models.CharField(max_length=100)
     type = models.CharField(max_length=16, choices=EventType.choices)
     user_id = models.CharField(max_length=255, null=True, blank=True)
