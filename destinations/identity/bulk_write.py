@@ -67,7 +67,10 @@ def update_from_values(
 ) -> int:
     """For each row ``(key value, value for each of fields...)``, set ``fields`` in the rows
     of ``model`` whose ``key`` column equals the key value. ``only_where_null`` leaves rows
-    alone whose ``fields`` are already set. Returns the number of rows updated."""
+    alone whose ``fields`` are already set. Returns the number of rows updated.
+
+    Each key value must appear once: were it given twice, which of its rows is stored would
+    be up to the database."""
     if not rows:
         return 0
     connection = connections[using]
