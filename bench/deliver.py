@@ -70,8 +70,21 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 import requests
+from measure import (
+    Profiler,
+    command_output,
+    cpu_model,
+    descendants,
+    machine_busy_seconds,
+    percentile,
+    pg_admin,
+    pg_query,
+    pg_recreate,
+    pg_version,
+    pids_named,
+    process_cpu_seconds,
+)
 from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +92,6 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 SELF = (sys.executable, str(Path(__file__).resolve()))
 HOST = "127.0.0.1"
 MANAGE_START = (sys.executable, "manage.py", "start", "--host", HOST, "--no-worker")
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_DB = "switchboard_bench_deliver"
 BROKER_URL = "redis://127.0.0.1:6379/5"
 CACHE_URL = "redis://127.0.0.1:6379/6"
@@ -385,16 +397,12 @@ class PostgresBackend(Backend):
             "CACHE_URL": CACHE_URL,
         }
 
-    def admin(self, sql: str) -> None:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-            connection.execute(sql)  # type: ignore[arg-type]
-
     def create(self) -> None:
         self.drop()
-        self.admin(f"CREATE DATABASE {PG_BENCH_DB}")
+        pg_recreate(PG_BENCH_DB)
 
     def drop(self) -> None:
-        self.admin(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+        pg_admin(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
         self.purge_broker()
 
     def purge_broker(self) -> None:
@@ -407,12 +415,10 @@ class PostgresBackend(Backend):
             client.delete(key)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.dsn, autocommit=True) as connection:
-            cursor = connection.execute(sql, params)  # type: ignore[arg-type]
-            return cursor.fetchall() if cursor.description else []
+        return pg_query(self.dsn, sql, params)
 
     def version(self) -> str:
-        return "PostgreSQL " + str(self.query("SHOW server_version")[0][0]).split()[0]
+        return pg_version(self.dsn)
 
     def service_pids(self) -> list[int]:
         """The server processes serving the bench database, and Redis."""
@@ -486,18 +492,6 @@ def manage(env: dict[str, str], *args: str) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid: int) -> list[int]:
-    found = children(pid)
-    return found + [d for child in found for d in descendants(child)]
 
 
 class Group:
@@ -594,22 +588,8 @@ class TaskStats:
 # CPU accounting from /proc --------------------------------------------------------------------
 
 
-def process_cpu_seconds(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
 def redis_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == "redis-server":
-                    pids.append(int(entry.name))
-    return pids
+    return pids_named("redis-server")
 
 
 class CpuMeter:
@@ -644,11 +624,6 @@ class CpuMeter:
         return cores
 
 
-def machine_busy_seconds() -> float:
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # not idle, not iowait
-
-
 def wait_until_quiet(most_cores: float = 0.3, timeout: float = 5) -> float:
     """Other jobs on the machine skew every number: wait (bounded) until it is nearly idle.
     Returns the cores busy in the last second looked at."""
@@ -669,89 +644,6 @@ def wait_until_quiet(most_cores: float = 0.3, timeout: float = 5) -> float:
 
 def cpu_text(cpu: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.2f}" for name, value in cpu.items())
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] if ordered else math.nan
-
-
-# Profiling -------------------------------------------------------------------------------------
-
-
-# Sampling the thread that holds the GIL shows where CPU time goes; --subprocesses follows
-# prefork's children.
-PY_SPY_OPTIONS = ("--subprocesses", "--rate", "250", "--gil", "--nonblocking", "--format", "raw")
-
-
-class Profiler:
-    """py-spy on each worker process for one phase: raw collapsed stacks, GIL holder only."""
-
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-        self.running: list[subprocess.Popen[bytes]] = []
-        self.outputs: list[Path] = []
-
-    def start(self, label: str, pids: list[int]) -> None:
-        if self.directory is None:
-            return
-        py_spy = shutil.which("py-spy")
-        if py_spy is None:
-            raise RuntimeError("--profile needs py-spy: uv run --with py-spy python bench/...")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.outputs = [self.directory / f"{label}-{pid}.txt" for pid in pids]
-        self.running = [
-            subprocess.Popen(
-                [py_spy, "record", "--pid", str(pid), *PY_SPY_OPTIONS, "--output", str(output)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for pid, output in zip(pids, self.outputs, strict=True)
-        ]
-        time.sleep(1)  # let py-spy attach
-
-    def finish(self) -> None:
-        if not self.running:
-            return
-        for child in self.running:
-            child.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        for child in self.running:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        self.running = []
-        print_profile(self.outputs)
-
-
-def print_profile(outputs: Sequence[Path], top: int = 15) -> None:
-    """Where the GIL-holding samples were: the app's functions (inclusive) and the packages
-    whose code was running (exclusive), heaviest first."""
-    total = 0
-    app: Counter[str] = Counter()
-    packages: Counter[str] = Counter()
-    for output in outputs:
-        if not output.exists():
-            continue
-        for line in output.read_text().splitlines():
-            stack, _, count = line.rpartition(" ")
-            samples = int(count)
-            total += samples
-            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
-            for frame in set(frames):
-                if frame.split("(")[-1].startswith(("destinations/", "dashboard/")):
-                    app[frame] += samples
-            where = frames[-1].split("(")[-1]
-            packages[where.split("/")[0] if "/" in where else "stdlib/other"] += samples
-    print(f"   profile: {total:,} samples in {', '.join(str(o) for o in outputs)}")
-    print("   app functions, inclusive:")
-    for frame, samples in app.most_common(top):
-        print(f"   {100 * samples / max(total, 1):5.1f}%  {frame}")
-    print("   running code by package, exclusive:")
-    for package, samples in packages.most_common(top):
-        print(f"   {100 * samples / max(total, 1):5.1f}%  {package}")
 
 
 # Phase 1: throughput ----------------------------------------------------------------------------
@@ -1258,27 +1150,13 @@ BEGIN = "<!-- bench/deliver.py writes from here -->"
 END = "<!-- bench/deliver.py writes up to here -->"
 
 
-def command_output(*argv: str) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "unavailable"
-
-
 def machine_lines(runs: Sequence[BackendRun]) -> list[str]:
     import celery
     import django
     import kombu
     import urllib3
 
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
+    cpu = cpu_model()
     memory = command_output("free", "-h").splitlines()
     total = memory[1].split()[1] if len(memory) > 1 else "unknown"
     versions = ", ".join(run.version for run in runs)

@@ -69,11 +69,25 @@ from typing import Any
 
 import orjson
 import psycopg
+from measure import (
+    PG_ADMIN_DSN,
+    Profiler,
+    children,
+    command_output,
+    cpu_model,
+    descendants,
+    percentile,
+    pg_admin,
+    pg_query,
+    pg_recreate,
+    pg_version,
+    pids_named,
+    process_cpu_seconds,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 HOST = "127.0.0.1"
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_DB = "switchboard_bench"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 RATE_LIMIT = 1_000_000_000  # requests/s: the per-source limiter must never answer 429 here
@@ -340,45 +354,6 @@ async def open_loop(port: int, rate: float, seconds: float, make: MakeRequest) -
     return tally
 
 
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] if ordered else math.nan
-
-
-# CPU accounting from /proc -----------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def descendants(pid: int) -> list[int]:
-    found = children(pid)
-    return found + [d for child in found for d in descendants(child)]
-
-
-def process_cpu_seconds(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return 0.0
-
-
-def pids_named(name: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if (entry / "comm").read_text().strip() == name:
-                    pids.append(int(entry.name))
-    return pids
-
-
 class CpuMeter:
     """Average cores busy during a phase: machine, server processes, databases, this process."""
 
@@ -506,16 +481,12 @@ class PostgresBackend:
         self.data_dir = data_dir
         self.cache_url = cache_url
 
-    def admin(self, sql: str) -> None:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-            connection.execute(sql)  # type: ignore[arg-type]
-
     def create(self) -> None:
         self.drop()
-        self.admin(f"CREATE DATABASE {PG_BENCH_DB}")
+        pg_recreate(PG_BENCH_DB)
 
     def drop(self) -> None:
-        self.admin(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+        pg_admin(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
 
     def server_env(self) -> dict[str, str]:
         env = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}"}
@@ -524,12 +495,10 @@ class PostgresBackend:
         return env
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.dsn, autocommit=True) as connection:
-            cursor = connection.execute(sql, params)  # type: ignore[arg-type]
-            return cursor.fetchall() if cursor.description else []
+        return pg_query(self.dsn, sql, params)
 
     def version(self) -> str:
-        return "PostgreSQL " + str(self.query("SHOW server_version")[0][0]).split()[0]
+        return pg_version(self.dsn)
 
     def database_pids(self) -> list[int]:
         """The PostgreSQL processes working for the bench database (the server is shared), the
@@ -652,69 +621,6 @@ class Server:
         with contextlib.suppress(ProcessLookupError):  # anything left of the group
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
-
-
-class Profiler:
-    """py-spy on each gunicorn worker for one phase: raw collapsed stacks, GIL holder only."""
-
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-        self.running: list[subprocess.Popen[bytes]] = []
-        self.outputs: list[Path] = []
-
-    def start(self, label: str, pids: list[int]) -> None:
-        if self.directory is None:
-            return
-        py_spy = shutil.which("py-spy") or "py-spy"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.outputs = [self.directory / f"{label}-{pid}.txt" for pid in pids]
-        self.running = [
-            subprocess.Popen(
-                [
-                    *(py_spy, "record", "--pid", str(pid), "--output", str(output)),
-                    *("--rate", "200", "--gil", "--nonblocking", "--format", "raw"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for pid, output in zip(pids, self.outputs, strict=True)
-        ]
-        time.sleep(1)  # let py-spy attach before the load starts
-
-    def finish(self) -> None:
-        """Stop sampling (py-spy writes its output on SIGINT) and print the summary."""
-        if not self.running:
-            return
-        for child in self.running:
-            child.send_signal(signal.SIGINT)
-        for child in self.running:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        self.running = []
-        print_profile(self.outputs)
-
-
-def print_profile(outputs: list[Path], top: int = 12) -> None:
-    """Share of samples spent under each function of this repository, heaviest first."""
-    total = 0
-    under: Counter[str] = Counter()
-    for output in outputs:
-        for line in output.read_text().splitlines() if output.exists() else []:
-            stack, _, count = line.rpartition(" ")
-            if not count.isdigit():
-                continue
-            total += int(count)
-            # "function (path:line)" -> "function (path)", once per stack.
-            frames = {f.rsplit(":", 1)[0] + ")" for f in stack.split(";")}
-            for frame in frames:
-                if frame.split("(")[-1].startswith(("destinations/", "dashboard/")):
-                    under[frame] += int(count)
-    print(f"   profile: {total:,} samples in {', '.join(str(o) for o in outputs)}")
-    for frame, samples in under.most_common(top):
-        print(f"   {100 * samples / max(total, 1):5.1f}%  {frame}")
 
 
 # One backend, all phases ----------------------------------------------------------------------
@@ -907,19 +813,8 @@ BEGIN = "<!-- bench/ingest.py writes from here -->"
 END = "<!-- bench/ingest.py writes up to here -->"
 
 
-def run(*argv: str) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout.rstrip()
-
-
 def machine_lines() -> list[str]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
+    cpu = cpu_model()
     try:
         with psycopg.connect(PG_ADMIN_DSN) as connection:
             shown = ", ".join(
@@ -928,11 +823,13 @@ def machine_lines() -> list[str]:
             )
     except psycopg.Error as exc:
         shown = f"unavailable ({exc})"
-    dirty = run("git", "-C", str(ROOT), "status", "--porcelain", "--", "destinations", "dashboard")
+    dirty = command_output(
+        "git", "-C", str(ROOT), "status", "--porcelain", "--", "destinations", "dashboard"
+    )
     return [
-        f"- Code: commit {run('git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD')}"
+        f"- Code: commit {command_output('git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD')}"
         + (" with uncommitted changes to the app" if dirty else ""),
-        f"- `nproc`: {run('nproc')}; CPU: {cpu} (`/proc/cpuinfo` model name)",
+        f"- `nproc`: {command_output('nproc')}; CPU: {cpu} (`/proc/cpuinfo` model name)",
         wrap(
             f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version} (Python's "
             f"sqlite3 module, in the server's processes), PostgreSQL: {shown}",
@@ -942,7 +839,7 @@ def machine_lines() -> list[str]:
         "- `free -h`:",
         "",
         "```",
-        run("free", "-h"),
+        command_output("free", "-h"),
         "```",
     ]
 
