@@ -5,8 +5,9 @@ and retries, the retry job's progress, and deliveries on an event's page."""
 from __future__ import annotations
 
 import html
+import itertools
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.charts import nice_ceiling, volume_chart
-from dashboard.selectors.delivery_stats import VolumeBucket, percentile
+from dashboard.selectors.delivery_stats import (
+    VolumeBucket,
+    delivery_report,
+    delivery_window,
+    percentile,
+)
 from destinations.delivery import jobs
 from destinations.delivery.services import destination_create
 from destinations.models import (
@@ -455,7 +461,7 @@ def test_event_delivery_counts_latency_and_chart(
     assert sum(b.delivered for b in report.buckets) == 20
     assert sum(b.not_delivered for b in report.buckets) == 8
     assert sum(b.pending for b in report.buckets) == 3
-    assert len(report.buckets) == 24
+    assert len(report.buckets) == 25  # the window's first and last hours are partial
     assert response.context["failed_total"] == 8  # every failed one, whatever the window
     body = text_of(response)
     assert '<strong id="count-delivered">20</strong>' in body
@@ -466,11 +472,62 @@ def test_event_delivery_counts_latency_and_chart(
     hour = delivery_page(staff_client, seeded["destination"], "1h").context["report"]
     assert (hour.counts.delivered, hour.counts.not_delivered, hour.counts.pending) == (19, 3, 3)
     assert hour.latency.p95_seconds == 19.0
-    assert len(hour.buckets) == 12
+    assert len(hour.buckets) == 13
     week = delivery_page(staff_client, seeded["destination"], "7d").context["report"]
     assert (week.counts.delivered, week.counts.not_delivered) == (21, 9)
-    assert len(week.buckets) == 28
+    assert len(week.buckets) == 29
     assert sum(b.total for b in week.buckets) == 33
+
+
+def seed_delivered_at(destination: Destination, source: Source, moments: list[datetime]) -> None:
+    for n, moment in enumerate(moments):
+        Delivery.objects.create(
+            event=make_event(source, n),
+            destination=destination,
+            status=DeliveryStatus.DELIVERED,
+            created_at=moment,
+            received_at=moment,
+            retry_until=moment + timedelta(hours=4),
+            finished_at=moment,
+        )
+
+
+@pytest.mark.parametrize("key", ["1h", "24h", "7d"])
+def test_the_chart_counts_what_the_tiles_count_from_the_windows_first_minute(
+    refiner_destination: Destination, source: Source, key: str
+) -> None:
+    window = delivery_window(key)
+    # The window starts half a bucket into its oldest bucket.
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC) + window.bucket / 2
+    since = now - window.span
+    seed_delivered_at(
+        refiner_destination,
+        source,
+        [
+            since + timedelta(seconds=1),
+            since + window.bucket / 4,
+            now - window.span / 2,
+            now,
+            since - timedelta(seconds=1),  # before the window: in neither
+        ],
+    )
+    report = delivery_report(refiner_destination, window=window, now=now)
+    assert report.counts.delivered == 4
+    assert sum(b.delivered for b in report.buckets) == 4
+    oldest, newest = report.buckets[0], report.buckets[-1]
+    assert oldest.start < since < oldest.end and oldest.delivered == 2
+    assert newest.start <= now < newest.end and newest.delivered == 1
+    assert all(a.end == b.start for a, b in itertools.pairwise(report.buckets))
+    assert len(report.buckets) == window.span / window.bucket + 1
+
+
+def test_a_delivery_created_after_now_is_in_no_number(
+    refiner_destination: Destination, source: Source
+) -> None:
+    now = datetime(2026, 3, 10, 12, 59, 59, tzinfo=UTC)
+    seed_delivered_at(refiner_destination, source, [now, now + timedelta(seconds=2)])
+    report = delivery_report(refiner_destination, window=delivery_window("24h"), now=now)
+    assert report.counts.delivered == sum(b.delivered for b in report.buckets) == 1
 
 
 def test_errors_are_grouped_by_reason_with_three_samples(

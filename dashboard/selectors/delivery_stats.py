@@ -1,7 +1,8 @@
 """Reads for a destination's Event delivery page, after Segment's view of the same name.
 
-Every number is for deliveries *created* in the chosen window (created_at is indexed together
-with the destination), so each read is a range scan of one destination's recent rows.
+Every number, the chart's included, is for deliveries *created* in the chosen window, from
+``now - span`` to ``now`` (created_at is indexed together with the destination), so each read
+is a range scan of one destination's recent rows, and the chart's bars add up to the tiles.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def delivery_report(
 ) -> DeliveryReport:
     now = now or timezone.now()
     since = now - window.span
-    in_window = Delivery.objects.filter(destination=destination, created_at__gte=since)
+    in_window = created_between(destination, since, now)
     return DeliveryReport(
         window=window,
         since=since,
@@ -127,6 +128,14 @@ def delivery_report(
         latency=delivery_latency(in_window),
         buckets=volume_buckets(destination, window=window, now=now),
         error_groups=error_groups(in_window),
+    )
+
+
+def created_between(destination: Destination, since: datetime, now: datetime) -> QuerySet[Delivery]:
+    """The window's deliveries. Bounded at ``now`` too, so a delivery created while the page is
+    read is in every number or in none."""
+    return Delivery.objects.filter(
+        destination=destination, created_at__gte=since, created_at__lte=now
     )
 
 
@@ -171,14 +180,17 @@ def volume_buckets(
     destination: Destination, *, window: DeliveryWindow, now: datetime
 ) -> list[VolumeBucket]:
     """Deliveries per bucket across the window, for the chart. Buckets sit on whole multiples
-    of their size (5 min, 1 h, 6 h in UTC) so a bar means the same thing on every reload; the
-    oldest bar may start a little before the window does."""
+    of their size (5 min, 1 h, 6 h in UTC) so a bar means the same thing on every reload. The
+    window rarely starts on such a multiple, so the oldest bar starts before it (and the newest
+    ends after now): one bar more than the span holds, e.g. 25 for 24 hours. Only the window's
+    deliveries are counted, the same rows as the tiles, so the oldest bar is a partial one."""
     size = window.bucket.total_seconds()
+    since = now - window.span
+    start = floor_to(since, size)
     end = floor_to(now, size) + window.bucket
-    count = math.ceil(window.span / window.bucket)
-    start = end - count * window.bucket
+    count = round((end - start) / window.bucket)
     slots = (
-        Delivery.objects.filter(destination=destination, created_at__gte=start)
+        created_between(destination, since, now)
         .annotate(slot=Trunc("created_at", window.trunc_unit))
         .values("slot")
         .annotate(
@@ -190,12 +202,13 @@ def volume_buckets(
     )
     totals = [[0, 0, 0] for _ in range(count)]
     for slot in slots:
+        # Every slot lies in [start, end), the window being inside the buckets' span; clamped
+        # all the same, so that no row the tiles count can fall off the chart.
         index = int((slot["slot"] - start).total_seconds() // size)
-        if 0 <= index < count:
-            bucket = totals[index]
-            bucket[0] += slot["delivered"]
-            bucket[1] += slot["not_delivered"]
-            bucket[2] += slot["pending"]
+        bucket = totals[min(max(index, 0), count - 1)]
+        bucket[0] += slot["delivered"]
+        bucket[1] += slot["not_delivered"]
+        bucket[2] += slot["pending"]
     return [
         VolumeBucket(
             start=start + i * window.bucket,
