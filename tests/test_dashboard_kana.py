@@ -28,7 +28,7 @@ from dashboard.selectors.mapping import UNMAPPED_NAMES_SHOWN
 from destinations.connectors.kana import UNMAPPED
 from destinations.delivery import engine, jobs
 from destinations.delivery.services import destination_create
-from destinations.mapping.services import rule_save
+from destinations.mapping.services import rule_delete, rule_save
 from destinations.models import (
     Delivery,
     Destination,
@@ -824,6 +824,81 @@ def test_unmapped_view_is_one_grouped_query_and_bounded(
 def test_unmapped_view_when_everything_maps(staff_client: Client, kana: Destination) -> None:
     response = staff_client.get(urls(kana)["unmapped"])
     assert "No unmapped events" in squashed(response)
+
+
+# --- what routing decided, on an event's page -----------------------------------------------
+
+
+def event_page_text(client: Client, message_id: str) -> str:
+    """The event's page as a sentence reads: no space before punctuation after a tag."""
+    event = Event.objects.get(message_id=message_id)
+    page = squashed(client.get(reverse("event-detail", args=[event.pk])))
+    return re.sub(r" ([.,;:])", r"\1", page)
+
+
+def test_event_page_shows_the_feature_delta_and_what_named_the_feature(
+    staff_client: Client, kana: Destination, post_ingest: Any
+) -> None:
+    api_calls = rule(kana, "API calls", "api_calls")
+    pro_seats = rule(
+        kana, "", "seats", conditions=[{"path": "properties.plan", "op": "equals", "value": "pro"}]
+    )
+    doomed = rule(kana, "Old Thing", "exports")
+    send(
+        post_ingest,
+        [
+            track(1, "API calls", delta=3),
+            track(2, "Seat Added", plan="pro"),
+            track(3, "Anything", featureId="exports", delta=-2),
+            track(4, "Old Thing"),
+            {"type": "identify", "userId": "u5", "messageId": "id5",
+             "traits": {"billingId": "sub_1"}},
+            {"type": "identify", "userId": "u6", "messageId": "id6",
+             "traits": {"billingId": "cus_6"}},
+        ],
+    )  # fmt: skip
+    rule_delete(doomed)
+    rules_url = reverse("mapping-rules", args=[kana.pk])
+
+    assert "Kana usage: feature api_calls, delta 3, by rule 'API calls'" in event_page_text(
+        staff_client, "m1-API calls"
+    )
+    assert "feature seats, delta 1, by rule properties.plan equals 'pro'" in event_page_text(
+        staff_client, "m2-Seat Added"
+    )
+    for user_id, named_by in (("u1", api_calls), ("u2", pro_seats)):
+        event = Event.objects.get(user_id=user_id)
+        page = text_of(staff_client.get(reverse("event-detail", args=[event.pk])))
+        assert f'href="{rules_url}#rule-{named_by.pk}"' in page
+    assert "feature exports, delta -2, by featureId in the event" in event_page_text(
+        staff_client, "m3-Anything"
+    )
+    assert "feature exports, delta 1, by a mapping rule since deleted" in event_page_text(
+        staff_client, "m4-Old Thing"
+    )
+    assert (
+        "Kana user: billing id left out: billing id 'sub_1' is not a Stripe (cus_...) or "
+        "Chargebee customer id" in event_page_text(staff_client, "id5")
+    )
+    assert "Kana user" not in event_page_text(staff_client, "id6")
+
+
+def test_the_plan_costs_the_event_page_no_query(
+    staff_client: Client, kana: Destination, post_ingest: Any
+) -> None:
+    rule(kana, "API calls", "api_calls")
+    send(post_ingest, [track(1, "API calls"), track(2, "Seat Added", featureId="seats")])
+    staff_client.get(reverse("event-list"))  # the navigation's counts, cached for both pages
+    counts = []
+    for user_id in ("u1", "u2"):
+        event = Event.objects.get(user_id=user_id)
+        with CaptureQueriesContext(connection) as queries:
+            staff_client.get(reverse("event-detail", args=[event.pk]))
+        counts.append(len(queries.captured_queries))
+    # The rule comes joined to its delivery: a page naming a rule costs no more queries.
+    assert counts[0] == counts[1]
+    alone = [q for q in queries.captured_queries if 'FROM "destinations_mappingrule"' in q["sql"]]
+    assert alone == []
 
 
 # --- event filters --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.forms import EventFilterForm
-from dashboard.selectors.event_deliveries import event_deliveries, not_routed
+from dashboard.selectors.event_deliveries import delivery_rows, event_deliveries, not_routed
 from dashboard.selectors.events import event_detail, events_page
 from dashboard.selectors.pagination import parse_cursor
 
@@ -46,6 +46,7 @@ def event_show(request: HttpRequest, event_id: int) -> HttpResponse:
         "event": event,
         "raw": raw,
         "deliveries": deliveries,
+        "delivery_rows": delivery_rows(deliveries),
         "not_routed": not_routed(event, deliveries),
     }
     return render(request, "events/detail.html", context)
