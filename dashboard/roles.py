@@ -91,6 +91,7 @@ URL_ROLES: dict[str, tuple[str, str]] = {
     "members": (ADMIN, ADMIN),
     "member-new": (ADMIN, ADMIN),
     "member-role": (ADMIN, ADMIN),
+    "member-remove": (ADMIN, ADMIN),
     # Refiner's data and webhooks: reading is everyone's. Receivers and their tokens, generated
     # signing secrets and the API console (it acts with the API key) are the admin's.
     "refiner-home": (VIEWER, ADMIN),

@@ -143,6 +143,7 @@ urlpatterns = [
     path("members/", members.member_list, name="members"),
     path("members/new/", members.member_new, name="member-new"),
     path("members/<int:user_id>/role/", members.member_role, name="member-role"),
+    path("members/<int:user_id>/remove/", members.member_remove_view, name="member-remove"),
     path(
         "destinations/generate-secret/<slug:kind>/",
         destinations.destination_generate_secret,

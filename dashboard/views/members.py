@@ -1,4 +1,4 @@
-"""Members and roles: admins add members and change their roles."""
+"""Members and roles: admins add members, change their roles and remove them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.members import MemberRefused, member_create, member_set_role
+from dashboard.members import MemberRefused, member_create, member_remove, member_set_role
 from dashboard.roles import ROLE_LABELS, ROLES, role_of
 
 ROLE_CHOICES = [(r, ROLE_LABELS[r]) for r in ROLES]
@@ -72,4 +72,17 @@ def member_role(request: HttpRequest, user_id: int) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, f"{member.username} is now {request.POST.get('role')}.")
+    return redirect("members")
+
+
+@require_POST
+def member_remove_view(request: HttpRequest, user_id: int) -> HttpResponse:
+    """The confirm panel's POST: the member is removed, or the page says why not."""
+    member = get_object_or_404(User, pk=user_id)
+    try:
+        member_remove(member, actor=request.user if isinstance(request.user, User) else None)
+    except MemberRefused as exc:
+        messages.error(request, f"Could not remove {member.username}: {exc}.")
+    else:
+        messages.success(request, f"Removed {member.username}: they can no longer sign in.")
     return redirect("members")
