@@ -40,9 +40,31 @@ def generate_secret(name: str) -> str:
     return GENERATED_SECRETS[name]()
 
 
+# A generous ceiling, only to catch a slip of the keyboard: no destination takes this many.
+RATE_LIMIT_MAX = 1_000_000
+RATE_LIMIT_ERROR = "Enter a whole number of requests per minute, 1 or more, or leave it blank."
+
+
+def rate_limit_help(connector: Connector) -> str:
+    """Names what blank means for this kind: the connector's own limit, or none."""
+    default = connector.requests_per_minute
+    name = connector.display_name
+    if default:
+        return f"Leave blank for {name}'s default, {default:,} requests per minute."
+    return f"Leave blank for {name}'s default: no limit."
+
+
 class DestinationForm(forms.Form):
     name = forms.CharField(max_length=200)
     enabled = forms.BooleanField(required=False, initial=True)
+    # Blank is stored as 0, which the engine reads as the connector's default.
+    rate_limit_per_minute = forms.IntegerField(
+        label="Rate limit (requests per minute)",
+        required=False,
+        min_value=1,
+        max_value=RATE_LIMIT_MAX,
+        error_messages={"invalid": RATE_LIMIT_ERROR, "min_value": RATE_LIMIT_ERROR},
+    )
 
     def __init__(
         self,
@@ -56,9 +78,15 @@ class DestinationForm(forms.Form):
         if instance is not None:
             kwargs.setdefault(
                 "initial",
-                {"name": instance.name, "enabled": instance.enabled, **instance.settings},
+                {
+                    "name": instance.name,
+                    "enabled": instance.enabled,
+                    "rate_limit_per_minute": instance.rate_limit_per_minute or None,
+                    **instance.settings,
+                },
             )
         super().__init__(*args, **kwargs)
+        self.fields["rate_limit_per_minute"].help_text = rate_limit_help(connector)
         self.connector = connector
         self.instance = instance
         self.stored_secrets = dict(stored_secrets or {})
@@ -120,6 +148,10 @@ class DestinationForm(forms.Form):
         if clash.exists():
             raise forms.ValidationError(f"A destination named {name!r} already exists.")
         return name
+
+    def rate_limit(self) -> int:
+        """Requests per minute as stored: 0 (blank) for the connector's default."""
+        return int(self.cleaned_data.get("rate_limit_per_minute") or 0)
 
     def settings_values(self) -> dict[str, str]:
         return {

@@ -68,3 +68,21 @@ def test_adddestination_webhook_takes_its_defaults_and_refuses_bad_values() -> N
     with pytest.raises(CommandError, match="Signing secret must be whsec_"):
         run("adddestination", "webhook", "--name", "Y", "--url", "https://h.example/",
             "--signing-secret", "plain text")  # fmt: skip
+
+
+def test_adddestination_sets_a_rate_limit() -> None:
+    output = run(
+        "adddestination", "refiner", "--name", "R", "--api-key", "k", "--rate-limit", "600"
+    )
+    destination = Destination.objects.get()
+    assert destination.rate_limit_per_minute == 600
+    assert "Added Refiner destination 'R', at most 600 requests per minute" in output
+    run("adddestination", "kana", "--name", "K", "--api-key", "k")
+    assert Destination.objects.get(name="K").rate_limit_per_minute == 0  # the default
+
+
+@pytest.mark.parametrize("typed", ["0", "-3", "many", "1.5", "1000001"])
+def test_adddestination_refuses_a_rate_limit_that_is_not_a_positive_number(typed: str) -> None:
+    with pytest.raises(CommandError, match="not a whole number of requests per minute, 1 to"):
+        run("adddestination", "refiner", "--name", "R", "--api-key", "k", "--rate-limit", typed)
+    assert not Destination.objects.exists()

@@ -235,6 +235,73 @@ def test_edit_with_the_key_left_blank_keeps_it(
     assert refiner_destination.settings == {"base_url": "https://api.refiner.io/v1"}
 
 
+# --- the rate limit ---------------------------------------------------------------------------
+
+
+def test_the_rate_limit_field_names_each_kinds_default(staff_client: Client) -> None:
+    refiner = staff_client.get(reverse("destination-new-kind", args=["refiner"]))
+    field = refiner.context["form"]["rate_limit_per_minute"]
+    assert field.label == "Rate limit (requests per minute)"
+    assert field.help_text == "Leave blank for Refiner's default, 4,000 requests per minute."
+    assert 'type="number" name="rate_limit_per_minute"' in refiner.content.decode()
+    kana = staff_client.get(reverse("destination-new-kind", args=["kana"]))
+    help_text = kana.context["form"]["rate_limit_per_minute"].help_text
+    assert help_text == "Leave blank for Kana's default: no limit."
+
+
+def test_a_rate_limit_is_set_changed_and_cleared(
+    staff_client: Client, fake_refiner: FakeRefiner
+) -> None:
+    form = {"name": "Refiner", "enabled": "on", "api_key": LIVE_KEY, "base_url": ""}
+    staff_client.post(
+        reverse("destination-new-kind", args=["refiner"]), {**form, "rate_limit_per_minute": "600"}
+    )
+    destination = Destination.objects.get()
+    assert destination.rate_limit_per_minute == 600
+    edit_url = reverse("destination-edit", args=[destination.pk])
+    assert staff_client.get(edit_url).context["form"]["rate_limit_per_minute"].value() == 600
+
+    staff_client.post(edit_url, {**form, "api_key": "", "rate_limit_per_minute": "1500"})
+    destination.refresh_from_db()
+    assert destination.rate_limit_per_minute == 1500
+    staff_client.post(edit_url, {**form, "api_key": "", "rate_limit_per_minute": ""})
+    destination.refresh_from_db()
+    assert destination.rate_limit_per_minute == 0  # the connector's default again
+    assert staff_client.get(edit_url).context["form"]["rate_limit_per_minute"].value() is None
+
+
+@pytest.mark.parametrize("typed", ["0", "-5", "abc", "2.5", "1000001"])
+def test_a_rate_limit_must_be_a_positive_whole_number(
+    staff_client: Client, refiner_destination: Destination, typed: str
+) -> None:
+    response = staff_client.post(
+        reverse("destination-edit", args=[refiner_destination.pk]),
+        {"name": "Renamed", "enabled": "on", "api_key": "", "base_url": "",
+         "rate_limit_per_minute": typed},
+    )  # fmt: skip
+    [error] = response.context["form"].errors["rate_limit_per_minute"]
+    assert error in (
+        "Enter a whole number of requests per minute, 1 or more, or leave it blank.",
+        "Ensure this value is less than or equal to 1000000.",
+    )
+    refiner_destination.refresh_from_db()
+    assert refiner_destination.name == "Refiner" and refiner_destination.rate_limit_per_minute == 0
+
+
+def test_a_refused_save_keeps_the_stored_rate_limit(
+    staff_client: Client, refiner_destination: Destination
+) -> None:
+    Destination.objects.filter(pk=refiner_destination.pk).update(rate_limit_per_minute=50)
+    response = staff_client.post(
+        reverse("destination-edit", args=[refiner_destination.pk]),
+        {"name": "Refiner", "enabled": "on", "api_key": "", "base_url": "ftp://nope",
+         "rate_limit_per_minute": "900"},
+    )  # fmt: skip
+    assert response.context["form"].errors
+    refiner_destination.refresh_from_db()
+    assert refiner_destination.rate_limit_per_minute == 50
+
+
 # --- Test connection, over HTTP to the fake Refiner ------------------------------------------
 
 
