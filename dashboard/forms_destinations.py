@@ -94,6 +94,13 @@ class DestinationForm(forms.Form):
         self.reveal = frozenset(reveal)
         for setting in connector.settings_fields:
             self.fields[setting.name] = self._setting_field(setting)
+        # The rate limit after the connector's settings, but before a secret Switchboard
+        # generates: the page puts the Generate button after the last field.
+        generated = generated_secret_name(connector)
+        self.order_fields(
+            [name for name in self.fields if name not in ("rate_limit_per_minute", generated)]
+            + ["rate_limit_per_minute"]
+        )
 
     def _setting_field(self, setting: SettingField) -> forms.Field:
         if setting.secret and setting.name in self.reveal:

@@ -569,7 +569,8 @@ def test_webhook_form_labels_choices_and_a_signing_secret_to_copy(
         "Event type",
         "Event name",
         "Secret Auth-Token",
-        "Signing secret",
+        "Rate limit (requests per minute)",
+        "Signing secret",  # last, beside its Generate button
     ]
     triggers = re.search(r'<select name="trigger".*?</select>', body, re.S)
     assert triggers
