@@ -339,6 +339,9 @@ BILLING_SAMPLES = [
     ("é1", False),
     ("١٢٣", False),  # digits, but not 0-9
     ("cus_ab\nc", False),
+    ("cus_ab cd", False),
+    ("cus_é", False),
+    ("ab_cd", False),
 ]
 
 
