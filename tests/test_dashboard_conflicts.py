@@ -292,6 +292,16 @@ def test_groups_pages_count_in_the_same_query_and_stay_right_as_groups_change(
     assert "zz-late@x.co" in box
 
 
+def test_past_the_end_of_whole_pages_shows_the_last_full_page(staff_client) -> None:
+    many_conflicts(groups=2 * CONFLICT_PAGE_SIZE, missing=0)
+    last = staff_client.get(reverse("conflicts"), {"groups_page": 2}).context["groups"]
+    with CaptureQueriesContext(connection) as queries:
+        past = staff_client.get(reverse("conflicts"), {"groups_page": 7}).context["groups"]
+    assert (past.total, past.number, len(past.groups)) == (50, 2, CONFLICT_PAGE_SIZE)
+    assert [g.email for g in past.groups] == [g.email for g in last.groups]
+    assert len(grouping_every_user(queries.captured_queries)) == 2  # the empty page, then the last
+
+
 def test_no_groups_and_a_page_past_the_end_is_page_one(staff_client) -> None:
     groups = staff_client.get(reverse("conflicts"), {"groups_page": 4}).context["groups"]
     assert (groups.total, groups.number, groups.pages, groups.groups) == (0, 1, 1, [])

@@ -112,8 +112,8 @@ def email_groups_page(*, search: str, number: int) -> EmailGroupsPage:
     """Emails held by several users, most users first. Numbered pages (offset), because the
     order is by a count. The page's rows carry the groups' total (``counted_email_groups``), so
     grouping every user happens once per page: two queries with the members, whatever the page.
-    A page past the end has no row to carry the total: it is counted, and the last page shown
-    (two more queries, only for a stale or edited link)."""
+    A page past the end (a stale or edited link) has no row to carry it: the last page is shown
+    instead, read backwards with its total in one more grouping."""
     size = CONFLICT_PAGE_SIZE
     number = max(1, number)
     rows = groups_slice(search, number, size)
@@ -122,15 +122,25 @@ def email_groups_page(*, search: str, number: int) -> EmailGroupsPage:
     elif number == 1:
         total = 0
     else:
-        total = duplicate_email_groups(search).count()
+        rows, total = last_groups_page(search, size)
         number = max(1, -(-total // size))
-        rows = groups_slice(search, number, size) if total else []
-        total = int(rows[0]["total"]) if rows else 0
     return EmailGroupsPage(groups=with_members(rows), number=number, total=total, size=size)
 
 
 def groups_slice(search: str, number: int, size: int) -> list[dict[str, Any]]:
     return list(counted_email_groups(search)[(number - 1) * size : number * size])
+
+
+def last_groups_page(search: str, size: int) -> tuple[list[dict[str, Any]], int]:
+    """The last page's groups, and how many groups there are. The order reversed (fewest users,
+    then email descending) puts the last groups first: the last page is the first few of them,
+    as many as the total leaves over a whole number of pages."""
+    tail: list[dict[str, Any]] = list(
+        counted_email_groups(search).order_by("users", "-email")[:size]
+    )
+    total = int(tail[0]["total"]) if tail else 0
+    on_last_page = total - (max(1, -(-total // size)) - 1) * size
+    return tail[:on_last_page][::-1], total
 
 
 def with_members(rows: Iterable[dict[str, Any]]) -> list[EmailGroup]:
