@@ -68,15 +68,21 @@ def counted_email_groups(search: str = "") -> QuerySet[Profile, dict[str, object
 
 
 def without_billing_id(search: str = "") -> QuerySet[Profile]:
-    """Live users with no billing id at all."""
-    return searched_users(live_profiles().filter(missing_billing_id()), search)
+    """Live users with no billing id at all, newest first."""
+    return live_profiles().filter(user_search(search)).filter(missing_billing_id()).order_by("-id")
 
 
 def without_valid_billing_id(search: str = "") -> QuerySet[Profile]:
     """Live users Kana cannot bill: no billing id, or one that is not a customer id Kana accepts
-    (``billing_id_problem`` says why), newest first."""
-    rows = live_profiles().filter(missing_billing_id() | ~kana_billing_id())
-    return searched_users(rows, search)
+    (``billing_id_problem`` says why), newest first. The search comes first in the SQL: SQLite
+    tests conditions in the order written, and a search rules most users out more cheaply than
+    the billing-id rule (a live search took half the time)."""
+    return (
+        live_profiles()
+        .filter(user_search(search))
+        .filter(missing_billing_id() | ~kana_billing_id())
+        .order_by("-id")
+    )
 
 
 def missing_billing_id() -> Q:
@@ -94,13 +100,12 @@ def kana_billing_id() -> Q:
     return stripe | chargebee
 
 
-def searched_users(rows: QuerySet[Profile], search: str) -> QuerySet[Profile]:
-    if search:
-        term = search.strip()
-        rows = rows.filter(
-            Q(user_id__icontains=term) | Q(email__contains=term.lower()) | Q(name__icontains=term)
-        )
-    return rows.order_by("-id")
+def user_search(search: str) -> Q:
+    """A userId, email or name containing ``search`` (everyone when it is blank)."""
+    term = search.strip()
+    if not term:
+        return Q()
+    return Q(user_id__icontains=term) | Q(email__contains=term.lower()) | Q(name__icontains=term)
 
 
 def conflict_counts(*, duplicate_emails: int | None = None) -> dict[str, int]:
