@@ -45,8 +45,17 @@ def add_locally(name: str, amount: int, ttl_seconds: int) -> int:
 
 
 def redis_client() -> Any | None:
-    """The cache's own Redis connection (from its pool), or None when the cache is not Redis."""
+    """The cache's own Redis client, made once per process (it is thread-safe and draws its
+    connections from the cache's pool); None when the cache is not Redis."""
     backend = caches["default"]  # ``cache`` is a proxy to it
     if not isinstance(backend, RedisCache):
         return None
-    return backend._cache.get_client(write=True)  # type: ignore[attr-defined]
+    cached = _clients.get(id(backend))
+    if cached is None or cached[0] is not backend:
+        client = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
+        cached = _clients[id(backend)] = (backend, client)
+    return cached[1]
+
+
+# Keyed by the backend object: Django makes one per thread, and tests may swap the cache.
+_clients: dict[int, tuple[RedisCache, Any]] = {}

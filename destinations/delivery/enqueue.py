@@ -1,6 +1,6 @@
 """Wake workers for deliveries: one task per destination per chunk, never one per event.
 
-Wake-ups are gathered per process for ``DELIVERY_COALESCE_SECONDS`` (50 ms) before they are
+Wake-ups are gathered per process for ``DELIVERY_COALESCE_SECONDS`` (100 ms) before they are
 sent. A task costs a worker several milliseconds whatever it carries, so at 200 single-event
 requests a second, one task per request would use the workers' CPU on overhead alone; gathered,
 they become a few tasks a second carrying many deliveries each. A full chunk

@@ -22,6 +22,7 @@ from destinations.identity.bulk_write import bulk_write, concrete_field, update_
 from destinations.identity.traits import trait_billing_id, trait_email, trait_name
 from destinations.ingest.message import Message
 from destinations.models import Account, AnonymousId, Event, Membership, Profile
+from destinations.raw_reads import rows_locked, values_present
 
 PROFILE_FIELDS = ["email", "name", "billing_id", "traits", "first_seen_at", "last_seen_at"]
 ACCOUNT_FIELDS = ["name", "traits", "last_seen_at"]
@@ -70,7 +71,7 @@ class IdentityResolver:
     def ensure_profiles(self, user_ids: set[str], messages: Sequence[Message]) -> None:
         if not user_ids:
             return
-        known = set(Profile.objects.filter(user_id__in=user_ids).values_list("user_id", flat=True))
+        known = values_present(Profile, "user_id", user_ids)
         missing = user_ids - known
         if not missing:
             return
@@ -108,7 +109,7 @@ class IdentityResolver:
     def load_profiles(self, user_ids: set[str]) -> None:
         if not user_ids:
             return
-        for profile in locked(Profile.objects.filter(user_id__in=user_ids)):
+        for profile in rows_locked(Profile, "user_id", sorted(user_ids)):
             self.remember(profile)
         self.follow_merges(list(self.by_id.values()))
 

@@ -15,6 +15,7 @@ from destinations.identity.resolve import IdentityResolver
 from destinations.identity.suppression import without_suppressed
 from destinations.ingest.message import Message
 from destinations.models import Event, IngestFailure
+from destinations.raw_reads import values_present
 
 # Rows per INSERT statement: 15 parameters a row stays well under SQLite's variable limit.
 INSERT_CHUNK = 500
@@ -74,11 +75,7 @@ def store_messages(
     with transaction.atomic():
         if refused:
             record_refusals(source_id, refused, endpoint=endpoint, received_at=received_at)
-        existing = set(
-            Event.objects.filter(source_id=source_id, message_id__in=list(unique)).values_list(
-                "message_id", flat=True
-            )
-        )
+        existing = values_present(Event, "message_id", unique, also=[("source", source_id)])
         fresh = [m for message_id, m in unique.items() if message_id not in existing]
         stored = 0
         if fresh:

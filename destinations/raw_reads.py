@@ -1,0 +1,85 @@
+"""Lookups on ingest's per-request path, in plain SQL.
+
+The ORM compiles a query in Python on every call: about 0.4 ms of CPU for a one-row lookup,
+against 0.1 ms for sending the statement and reading its rows. A single-event request made
+three such lookups (is this messageId stored, which of these users exist, load them locked),
+a quarter of its CPU. The statements are the ones the ORM wrote, with bound parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Model
+
+# Well under SQLite's limit on parameters in one statement (999 as Django counts it).
+SQLITE_CHUNK = 500
+
+M = TypeVar("M", bound=Model)
+
+
+def chunks(values: Iterable[Any]) -> list[list[Any]]:
+    """One statement on PostgreSQL (so rows are locked in one id order); SQLite, which has no
+    row locks, limits the parameters of a statement."""
+    items = list(values)
+    if connection.vendor != "sqlite":
+        return [items] if items else []
+    return [items[start : start + SQLITE_CHUNK] for start in range(0, len(items), SQLITE_CHUNK)]
+
+
+def placeholders(count: int) -> str:
+    return "(" + ", ".join(["%s"] * count) + ")"
+
+
+def column(model: type[Model], field_name: str) -> str:
+    name = getattr(model._meta.get_field(field_name), "column", None)
+    if not isinstance(name, str):
+        raise ValueError(f"{model.__name__}.{field_name} is not a column")
+    return connection.ops.quote_name(name)
+
+
+def table(model: type[Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def values_present(
+    model: type[Model],
+    field_name: str,
+    values: Iterable[Any],
+    *,
+    also: Sequence[tuple[str, Any]] = (),
+) -> set[Any]:
+    """Which of ``values`` the column ``field_name`` holds (in rows matching ``also``, a list of
+    (field name, value) equalities)."""
+    name = column(model, field_name)
+    found: set[Any] = set()
+    extra = "".join(f" AND {column(model, f)} = %s" for f, _ in also)
+    with connection.cursor() as cursor:
+        for chunk in chunks(values):
+            cursor.execute(
+                f"SELECT {name} FROM {table(model)} WHERE {name} IN {placeholders(len(chunk))}"
+                + extra,
+                [*chunk, *(value for _, value in also)],
+            )
+            found.update(row[0] for row in cursor.fetchall())
+    return found
+
+
+def rows_locked(model: type[M], field_name: str, values: Iterable[Any]) -> list[M]:
+    """Whole rows whose ``field_name`` is one of ``values``, ordered by id and, where the
+    database has row locks, locked until the transaction ends (what
+    ``select_for_update().order_by("id")`` reads)."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    fields = ", ".join(connection.ops.quote_name(f.column) for f in model._meta.concrete_fields)
+    found: list[M] = []
+    for chunk in chunks(values):
+        found.extend(
+            model._default_manager.raw(  # type: ignore[attr-defined]
+                f"SELECT {fields} FROM {table(model)} WHERE {column(model, field_name)} IN "
+                f"{placeholders(len(chunk))} ORDER BY {column(model, 'id')}{lock}",
+                chunk,
+            )
+        )
+    return found
