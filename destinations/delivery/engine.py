@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -36,7 +36,7 @@ from destinations.connectors.base import (
     Skip,
     Verdict,
 )
-from destinations.delivery import ratelimit
+from destinations.delivery import ratelimit, rows
 from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.http import PRIVATE_ADDRESS, session
 from destinations.models import (
@@ -117,41 +117,16 @@ def sending_time() -> float:
     return max(lease - reserve, lease / 2)
 
 
-CLAIMED_FIELDS = [field.name for field in Delivery._meta.concrete_fields]
-
-
 def claim(delivery_ids: Sequence[int]) -> tuple[datetime, list[Delivery]]:
     """Move waiting rows to ``sending`` with a lease. The lease's exact timestamp doubles as
     this claim's token when the outcome is written back."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
     with transaction.atomic():
-        # A retry waits out its backoff (and Retry-After) even if a stray or duplicate wake-up
-        # names it early; a row the sweeper woke is handed back as pending, so it is taken.
-        waiting = Delivery.objects.filter(
-            Q(status=DeliveryStatus.PENDING)
-            | Q(status=DeliveryStatus.RETRYING, next_attempt_at__lte=now),
-            id__in=list(delivery_ids),
-            destination__enabled=True,
-            destination__paused_at__isnull=True,
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            # Two workers handed the same ids each take what the other has not locked.
-            waiting = waiting.select_for_update(skip_locked=True, of=("self",))
-        ids = list(waiting.values_list("id", flat=True))
-        if not ids:
-            return lease, []
-        Delivery.objects.filter(id__in=ids).update(
-            status=DeliveryStatus.SENDING, lease_expires_at=lease, attempts=F("attempts") + 1
-        )
-    claimed = list(
-        Delivery.objects.filter(id__in=ids, lease_expires_at=lease)
-        .select_related("event")
-        # The event's payload is what is sent; its other columns (parsed timestamps, ids)
-        # would be decoded for every row and not read.
-        .only(*CLAIMED_FIELDS, "event__payload")
-        .order_by("id")
-    )
+        ids = rows.take(list(delivery_ids), now=now, lease=lease)
+    if not ids:
+        return lease, []
+    claimed = rows.load_claimed(ids, lease)
     destinations = Destination.objects.in_bulk({d.destination_id for d in claimed})
     for delivery in claimed:
         delivery.destination = destinations[delivery.destination_id]
@@ -392,28 +367,19 @@ def record(
 ) -> None:
     now = timezone.now()
     attempts: list[DeliveryAttempt] = []
-    changed: list[Delivery] = []
     failures = 0
     successes = 0
     last_error = ""
     failed_for_good: list[tuple[Delivery, str]] = []
+    for delivery, result in zip(deliveries, results, strict=True):
+        apply_result(delivery, result, now)
     with transaction.atomic():
-        # Locked until commit, so the sweeper cannot take back a claim between this check and
-        # the write (where the database has row locks; SQLite's write transaction is one lock).
-        still_ours = set(
-            Delivery.objects.select_for_update(of=("self",))
-            .filter(
-                id__in=[d.pk for d in deliveries],
-                status=DeliveryStatus.SENDING,
-                lease_expires_at=lease,
-            )
-            .values_list("id", flat=True)
-        )
+        # Written only where this claim still holds the row; what it says of the rest (their
+        # lease was taken back) is dropped, attempt and all.
+        still_ours = write_outcomes(deliveries, lease)
         for delivery, result in zip(deliveries, results, strict=True):
             if delivery.pk not in still_ours:
                 continue
-            apply_result(delivery, result, now)
-            changed.append(delivery)
             if delivery.status == DeliveryStatus.FAILED:
                 failed_for_good.append((delivery, delivery.reason))
             if result.deferred_until is None:
@@ -423,22 +389,24 @@ def record(
             elif not result.skipped and result.deferred_until is None:
                 failures += 1
                 last_error = result.verdict.reason
-        write_outcomes(changed)
         DeliveryAttempt.objects.bulk_create(attempts, batch_size=500)
         note_health(destination.pk, successes=successes, failures=failures, last_error=last_error)
     if failed_for_good:
         system_events.delivery_failed(failed_for_good)
 
 
-def write_outcomes(changed: Sequence[Delivery]) -> None:
-    """One ``UPDATE ... WHERE id IN (...)`` per distinct set of new values. A task's rows
-    nearly always share their outcome (delivered, status 200), so this is one statement where
-    ``bulk_update`` would build and compile a CASE per field and row."""
+def write_outcomes(deliveries: Sequence[Delivery], lease: datetime) -> set[int]:
+    """One ``UPDATE ... WHERE id IN (...)`` per distinct set of new values (a task's rows
+    nearly always share their outcome: delivered, status 200); returns the ids written."""
     groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for delivery in changed:
+    for delivery in deliveries:
         groups[tuple(getattr(delivery, name) for name in OUTCOME_FIELDS)].append(delivery.pk)
+    written: set[int] = set()
     for values, ids in groups.items():
-        Delivery.objects.filter(id__in=ids).update(**dict(zip(OUTCOME_FIELDS, values, strict=True)))
+        written.update(
+            rows.write_outcome(ids, lease, dict(zip(OUTCOME_FIELDS, values, strict=True)))
+        )
+    return written
 
 
 def apply_result(delivery: Delivery, result: Result, now: datetime) -> None:
