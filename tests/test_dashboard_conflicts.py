@@ -367,6 +367,23 @@ def test_the_databases_rule_for_billing_ids_is_kanas(db: None) -> None:
     assert refused == {value for value, _ in BILLING_SAMPLES if billing_id_problem(value)}
 
 
+def test_postgresql_reads_the_list_from_its_partial_index(db: None) -> None:
+    """The list states the condition ``profile_needs_billing_idx`` is built on: if they drift
+    apart, PostgreSQL can no longer use the index (the page stays right, but slow)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("partial-index matching is PostgreSQL's")
+    now = timezone.now()
+    Profile.objects.bulk_create(
+        [Profile(user_id=f"paid-{n}", billing_id=f"cus_{n}", created_at=now) for n in range(3000)]
+        + [Profile(user_id=f"bad-{n}", billing_id="x y", created_at=now) for n in range(5)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE destinations_profile")
+    for rows in (without_valid_billing_id(), without_valid_billing_id("bad")):
+        assert "profile_needs_billing_idx" in rows[:25].explain()  # a page
+        assert "profile_needs_billing_idx" in rows.order_by().values("pk").explain()  # a count
+
+
 def test_invalid_billing_ids_are_listed_with_the_problem(staff_client, post_ingest) -> None:
     make_conflicts(post_ingest)  # u0, u2 and u5 have no billing id
     send(
