@@ -181,6 +181,31 @@ def test_identify_keeps_traits_name_and_billing_id(post_ingest):
     }
 
 
+def test_over_long_traits_stay_in_the_traits_without_failing_the_batch(post_ingest):
+    # Longer than the profile's columns: on PostgreSQL inserting them would fail the request.
+    email, name, billing = "x" * 330 + "@example.com", "N" * 300, "cus_" + "9" * 300
+    response = post_ingest(
+        "batch",
+        {
+            "batch": [
+                {"type": "identify", "userId": "u-long", "traits": {"email": email}},
+                {"type": "identify", "userId": "u-long", "traits": {"name": name}},
+                {"type": "identify", "userId": "u-ok", "traits": {"billingId": billing}},
+                {"type": "group", "userId": "u-ok", "groupId": "g-long", "traits": {"name": name}},
+            ]
+        },
+    )
+    assert response.status_code == 200, response.content
+    assert Event.objects.count() == 4
+    long = Profile.objects.get(user_id="u-long")
+    assert long.email is None  # no real address is that long
+    assert long.name == name[:255]
+    assert long.traits == {"email": email, "name": name}
+    ok = Profile.objects.get(user_id="u-ok")
+    assert ok.billing_id is None and ok.traits["billingId"] == billing
+    assert Account.objects.get(group_id="g-long").name == name[:255]
+
+
 def test_group_keeps_account_traits_and_membership(post_ingest):
     post_ingest(
         "group", {"userId": "u1", "groupId": "acct-1", "traits": {"name": "Initech", "plan": "pro"}}

@@ -19,7 +19,12 @@ from typing import Any
 from django.db import connection
 
 from destinations.identity.bulk_write import bulk_write, concrete_field, update_from_values
-from destinations.identity.traits import trait_billing_id, trait_email, trait_name
+from destinations.identity.traits import (
+    NAME_CHARS,
+    trait_billing_id,
+    trait_email,
+    trait_name,
+)
 from destinations.ingest.message import Message
 from destinations.models import Account, AnonymousId, Event, Membership, Profile
 from destinations.raw_reads import rows_locked, values_present
@@ -220,8 +225,9 @@ class IdentityResolver:
                 account.traits = {**(account.traits or {}), **traits}
                 changed = True
             name = traits.get("name")
-            if isinstance(name, str) and name.strip() and account.name != name.strip():
-                account.name = name.strip()
+            name = name.strip()[:NAME_CHARS] if isinstance(name, str) else ""
+            if name and account.name != name:
+                account.name = name
                 changed = True
         if account.last_seen_at is None or message.timestamp > account.last_seen_at:
             account.last_seen_at = message.timestamp

@@ -23,12 +23,20 @@ def message_traits(payload: dict[str, Any]) -> dict[str, Any]:
     return own
 
 
+# The profile columns' lengths. A trait longer than its column is kept whole in the traits,
+# but cannot be the user's email or billing id (no real one is that long: it would be cut, or
+# on insert refused by the database, failing the whole request) and a name is shortened.
+EMAIL_CHARS = 320
+NAME_CHARS = 255
+BILLING_ID_CHARS = 255
+
+
 def normalize_email(value: Any) -> str | None:
     """Emails compare case-insensitively in practice, so profiles keep them lower-cased."""
     if not isinstance(value, str):
         return None
     email = value.strip().lower()
-    return email or None
+    return email if email and len(email) <= EMAIL_CHARS else None
 
 
 def trait_email(traits: dict[str, Any]) -> str | None:
@@ -38,10 +46,10 @@ def trait_email(traits: dict[str, Any]) -> str | None:
 def trait_name(traits: dict[str, Any]) -> str | None:
     name = traits.get("name")
     if isinstance(name, str) and name.strip():
-        return name.strip()
+        return name.strip()[:NAME_CHARS]
     first, last = traits.get("firstName"), traits.get("lastName")
     parts = [p.strip() for p in (first, last) if isinstance(p, str) and p.strip()]
-    return " ".join(parts) or None
+    return " ".join(parts)[:NAME_CHARS] or None
 
 
 def trait_billing_id(traits: dict[str, Any]) -> str | None:
@@ -51,5 +59,6 @@ def trait_billing_id(traits: dict[str, Any]) -> str | None:
         if isinstance(value, bool):
             continue
         if isinstance(value, (str, int)) and str(value).strip():
-            return str(value).strip()
+            billing_id = str(value).strip()
+            return billing_id if len(billing_id) <= BILLING_ID_CHARS else None
     return None
