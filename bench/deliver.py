@@ -28,9 +28,11 @@ Refiner destination pointing at the fake server (its rate limit lifted: the real
    number of threads, each thread a ``requests.Session`` POSTing Refiner-like bodies to the fake
    server in a loop. Our throughput is reported as a share of it;
 3. latency under load: the web server started as production does (``manage.py start
-   --no-worker``: gunicorn with gthread workers, the scale-out form) plus the best config's
-   workers; single-event ``POST /v1/track`` and ``/v1/identify`` offered open-loop at a fixed
-   rate; then the percentiles of ``Delivery.finished_at - Delivery.received_at``.
+   --no-worker``: gunicorn with gthread workers, the scale-out form) plus the workers of
+   ``--latency-config`` (``threads:2x2x16``: the threads pool ``start`` runs, in two processes;
+   ``best``: the best throughput config's); single-event ``POST /v1/track`` and
+   ``/v1/identify`` offered open-loop at a fixed rate; then the percentiles of
+   ``Delivery.finished_at - Delivery.received_at``.
 
 Every phase is verified: all deliveries ``delivered``, and the fake server received exactly one
 request per delivery. A worker config is ``POOL:PROCESSESxCONCURRENCYxDELIVERY_CONCURRENCY``:
@@ -110,6 +112,10 @@ DRAIN_SECONDS = 30  # after the latency phase's load, how long deliveries may ta
 # Pools and concurrency that production would pick from on 2 cores.
 DEFAULT_CONFIGS = "threads:1x4x16,threads:2x2x16,prefork:1x2x16"
 QUICK_CONFIGS = "threads:1x4x16"
+# The latency phase runs the threads pool that `manage.py start` runs, in two processes: on
+# PostgreSQL + Redis the prefork pool (sometimes the best for throughput) let deliveries fall
+# seconds behind at 200 events/s with its workers mostly idle, which is still to be explained.
+LATENCY_CONFIG = "threads:2x2x16"
 
 
 # Worker configs -------------------------------------------------------------------------------
@@ -1061,6 +1067,8 @@ class Plan:
     latency_seconds: float
     web_workers: int
     throughput_timeout: float
+    # None: the best throughput config's workers.
+    latency_config: WorkerConfig | None = None
 
 
 @dataclass
@@ -1131,7 +1139,8 @@ def run_backend(
             ceiling = ceilings[config.shape]
             print(f"   = {100 * throughputs[-1].rate / ceiling.rate:.0f}% of the ceiling")
         run = BackendRun(backend, version, throughputs, None)
-        run.latency = bench.latency(run.best().config, profiler) if plan.latency_seconds else None
+        latency_config = plan.latency_config or run.best().config
+        run.latency = bench.latency(latency_config, profiler) if plan.latency_seconds else None
         return run
     finally:
         backend.drop()
@@ -1198,8 +1207,13 @@ def markdown(
         f"{plan.ceiling_seconds:g} s.",
         f"- Latency: `manage.py start --no-worker --web-workers {plan.web_workers}` (migrations, "
         "then gunicorn with gthread workers x 8 threads; `--no-worker` is the scale-out form, "
-        "without it `start` adds one `--pool threads --concurrency 4` worker) plus the best "
-        "config's workers; Segment calls, one event per request (`POST /v1/track` and "
+        "without it `start` adds one `--pool threads --concurrency 4` worker) plus "
+        + (
+            f"the workers of `{plan.latency_config.spec}` (the pool `start` runs, in two processes)"
+            if plan.latency_config
+            else "the best config's workers"
+        )
+        + "; Segment calls, one event per request (`POST /v1/track` and "
         f"`/v1/identify`), offered open-loop at {plan.rate:g} events/s for "
         f"{plan.latency_seconds:g} s from an asyncio client in the bench process. Received -> "
         "delivered is `Delivery.finished_at - Delivery.received_at` (`received_at` is taken in "
@@ -1361,6 +1375,11 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--rate", type=float, default=200.0, help="latency phase's events/s")
     parser.add_argument("--latency-seconds", type=float, help="latency phase's length (30)")
+    parser.add_argument(
+        "--latency-config",
+        default=LATENCY_CONFIG,
+        help=f"the latency phase's workers ('best': the best throughput config; {LATENCY_CONFIG})",
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the workers into DIR")
     parser.add_argument(
@@ -1386,6 +1405,9 @@ def main(argv: Sequence[str]) -> int:
         else args.latency_seconds,
         web_workers=args.web_workers,
         throughput_timeout=120 if args.quick else 180,
+        latency_config=None
+        if args.latency_config == "best"
+        else WorkerConfig.parse(args.latency_config),
     )
     profiler = Profiler(args.profile)
     ceilings: dict[tuple[int, int], Ceiling] = {}
