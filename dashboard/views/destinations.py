@@ -83,9 +83,9 @@ def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
                     enabled=form.cleaned_data["enabled"],
                     settings_values=form.settings_values(),
                     secret_values=form.secret_values(),
+                    rate_limit_per_minute=form.rate_limit(),
                     actor=acting_user(request),
                 )
-                store_rate_limit(destination, form.rate_limit())
         except ValueError as exc:
             form.add_error(None, str(exc))
         else:
@@ -130,24 +130,15 @@ def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
                     enabled=form.cleaned_data["enabled"],
                     settings_values=form.settings_values(),
                     secret_values=form.secret_values(),
+                    rate_limit_per_minute=form.rate_limit(),
                     actor=acting_user(request),
                 )
-                store_rate_limit(destination, form.rate_limit())
         except ValueError as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Destination {destination.name!r} saved.")
             return saved(request, form, destination)
     return render_form(request, form, destination=destination)
-
-
-def store_rate_limit(destination: Destination, per_minute: int) -> None:
-    """Saved beside the service's own save, in its transaction (the services take no rate
-    limit); covered by its audit entry, as the other settings are. The engine reads it from
-    the row with each batch, so no cache needs forgetting."""
-    if destination.rate_limit_per_minute != per_minute:
-        destination.rate_limit_per_minute = per_minute
-        destination.save(update_fields=["rate_limit_per_minute"])
 
 
 def saved(request: HttpRequest, form: DestinationForm, destination: Destination) -> HttpResponse:

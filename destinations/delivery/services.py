@@ -36,8 +36,10 @@ def destination_create(
     settings_values: Mapping[str, str],
     secret_values: Mapping[str, str],
     enabled: bool = True,
+    rate_limit_per_minute: int = 0,
     actor: User | None = None,
 ) -> Destination:
+    """``rate_limit_per_minute`` 0: the connector's default."""
     connector = connector_for(kind)
     missing = [
         f.label
@@ -53,7 +55,9 @@ def destination_create(
     if Destination.objects.filter(name=name).exists():
         raise ValueError(f"a destination named {name!r} already exists")
     connector.check_config({**settings_values, **secret_values})
-    destination = Destination(kind=kind, name=name, enabled=enabled)
+    destination = Destination(
+        kind=kind, name=name, enabled=enabled, rate_limit_per_minute=rate_limit_per_minute
+    )
     destination.settings = {
         f.name: settings_values.get(f.name) or f.default
         for f in connector.settings_fields
@@ -78,13 +82,18 @@ def destination_update(
     enabled: bool,
     settings_values: Mapping[str, str],
     secret_values: Mapping[str, str],
+    rate_limit_per_minute: int | None = None,
     actor: User | None = None,
 ) -> Destination:
-    """Secrets left blank keep their stored value: they are never rendered back to the form."""
+    """Secrets left blank keep their stored value: they are never rendered back to the form.
+    ``rate_limit_per_minute`` None leaves it as it is; 0 is the connector's default. The engine
+    reads it from the row with each batch, so no cache needs forgetting."""
     connector = connector_for(destination.kind)
     connector.check_config({**settings_values, **secret_values})
     destination.name = name
     destination.enabled = enabled
+    if rate_limit_per_minute is not None:
+        destination.rate_limit_per_minute = rate_limit_per_minute
     destination.settings = {
         f.name: settings_values.get(f.name) or f.default
         for f in connector.settings_fields

@@ -97,11 +97,8 @@ class Command(BaseCommand):
                     settings_values=values,
                     secret_values=secrets,
                     enabled=not options["disabled"],
+                    rate_limit_per_minute=options["rate_limit"] or 0,
                 )
-                if options["rate_limit"]:
-                    # destination_create takes no rate limit: stored in the same transaction.
-                    destination.rate_limit_per_minute = options["rate_limit"]
-                    destination.save(update_fields=["rate_limit_per_minute"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         limit = destination.rate_limit_per_minute
