@@ -156,6 +156,16 @@ class DestinationForm(forms.Form):
             raise forms.ValidationError(f"A destination named {name!r} already exists.")
         return name
 
+    def service_values(self) -> dict[str, Any]:
+        """What destination_create and destination_update take from the form."""
+        return {
+            "name": self.cleaned_data["name"],
+            "enabled": self.cleaned_data["enabled"],
+            "settings_values": self.settings_values(),
+            "secret_values": self.secret_values(),
+            "rate_limit_per_minute": self.rate_limit(),
+        }
+
     def rate_limit(self) -> int:
         """Requests per minute as stored: 0 (blank) for the connector's default."""
         return int(self.cleaned_data.get("rate_limit_per_minute") or 0)

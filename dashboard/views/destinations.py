@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -76,16 +75,9 @@ def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
         )
     if request.method == "POST" and form.is_valid():
         try:
-            with transaction.atomic():
-                destination = services.destination_create(
-                    kind=kind,
-                    name=form.cleaned_data["name"],
-                    enabled=form.cleaned_data["enabled"],
-                    settings_values=form.settings_values(),
-                    secret_values=form.secret_values(),
-                    rate_limit_per_minute=form.rate_limit(),
-                    actor=acting_user(request),
-                )
+            destination = services.destination_create(
+                kind=kind, actor=acting_user(request), **form.service_values()
+            )
         except ValueError as exc:
             form.add_error(None, str(exc))
         else:
@@ -123,16 +115,9 @@ def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
         form.add_error(None, UNREADABLE_SECRETS)
     if request.method == "POST" and form.is_valid():
         try:
-            with transaction.atomic():
-                services.destination_update(
-                    destination,
-                    name=form.cleaned_data["name"],
-                    enabled=form.cleaned_data["enabled"],
-                    settings_values=form.settings_values(),
-                    secret_values=form.secret_values(),
-                    rate_limit_per_minute=form.rate_limit(),
-                    actor=acting_user(request),
-                )
+            services.destination_update(
+                destination, actor=acting_user(request), **form.service_values()
+            )
         except ValueError as exc:
             form.add_error(None, str(exc))
         else:
