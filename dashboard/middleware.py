@@ -55,3 +55,30 @@ class SecurityHeadersMiddleware:
             "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
         )
         return response
+
+
+class ExplainedRefusalsMiddleware:
+    """Every 4xx says what was wrong: Django's ``require_POST`` and friends answer 405 with an
+    empty body, which leaves a client (or a curious operator) guessing."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            400 <= response.status_code < 500
+            and request.method != "HEAD"
+            and not response.streaming
+            and not response.content
+        ):
+            response.content = refusal_text(request, response).encode()
+            response["Content-Type"] = "text/plain; charset=utf-8"
+        return response
+
+
+def refusal_text(request: HttpRequest, response: HttpResponse) -> str:
+    if response.status_code == 405:
+        allowed = response.get("Allow", "")
+        return f"{request.method} is not allowed here; use {allowed or 'another method'}.\n"
+    return f"{response.status_code} {response.reason_phrase}\n"

@@ -14,6 +14,8 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
@@ -23,6 +25,23 @@ from destinations.models import Destination, Source
 from destinations.sources import source_create
 from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
 from tests.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
+
+# Property-based tests: a few dozen examples each in CI; HYPOTHESIS_PROFILE=nightly for a long
+# run (docs/operator-guide.md, "Testing"). Examples share the test's database, so the
+# function-scoped fixture check does not apply: each example uses ids of its own.
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "nightly",
+    max_examples=2500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
 # beside one unless told the thread is still synchronous (it is: Playwright only awaits there).

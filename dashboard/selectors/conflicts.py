@@ -8,7 +8,6 @@ email group, and the anonymous ids and accounts shown per merged user, are cut p
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from django.core.cache import cache
 from django.db.models import Count, F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from dashboard.selectors.pagination import KeysetPage, keyset_page
+from dashboard.display_json import pretty_json
+from dashboard.selectors.pagination import MAX_CURSOR, KeysetPage, keyset_page
 from destinations.connectors.kana import billing_id_problem
 from destinations.identity.conflicts import (
     conflict_counts,
@@ -227,8 +227,10 @@ def parse_ids(value: str | None) -> list[int]:
     ids: list[int] = []
     for part in (value or "").split(","):
         part = part.strip()
-        if part.isdigit() and int(part) > 0 and int(part) not in ids:
-            ids.append(int(part))
+        # isdigit() alone admits "²", which int() refuses; ids past 64 bits are no one's.
+        number = int(part) if part.isascii() and part.isdigit() else 0
+        if 0 < number <= MAX_CURSOR and number not in ids:
+            ids.append(number)
     return ids[:MERGE_MAX_USERS]
 
 
@@ -249,7 +251,7 @@ class MergeColumn:
 
     @property
     def traits_json(self) -> str:
-        return json.dumps(self.profile.traits or {}, indent=1, sort_keys=True, ensure_ascii=False)
+        return pretty_json(self.profile.traits or {}, indent=1)
 
     @property
     def more_anonymous_ids(self) -> int:

@@ -9,15 +9,14 @@ message by: event name, userId, anonymousId or messageId.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from django.db.models import Q
 
+from dashboard.display_json import parsed_or_none, pretty_json, readable
 from destinations.models import Event, EventType, IngestFailure, Source
 
 DEBUGGER_ROWS = 100
@@ -167,11 +166,8 @@ def refusal_row(refusal: IngestFailure) -> DebuggerRow:
     if refusal.batch_index is not None:
         facts.append(PrettyField("Batch index", str(refusal.batch_index), "number"))
     sections: list[PrettySection] = []
-    raw = refusal.excerpt
-    try:
-        sent = json.loads(refusal.excerpt)
-    except ValueError:
-        sent = None
+    raw = readable(refusal.excerpt)
+    sent = parsed_or_none(refusal.excerpt)
     if isinstance(sent, dict):
         sections.append(section("What was sent", flatten(sent)))
         raw = indented_json(sent)
@@ -189,7 +185,7 @@ def refusal_row(refusal: IngestFailure) -> DebuggerRow:
 def indented_json(value: Any) -> str:
     """As the event page shows it (sorted keys, two spaces), by orjson: the standard library
     encodes indented JSON in pure Python, the slowest part of a page of a hundred rows."""
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    return pretty_json(value)
 
 
 def event_facts(event: Event, payload: Mapping[str, Any]) -> list[PrettyField]:
@@ -276,10 +272,10 @@ def pretty_value(name: str, value: Any) -> PrettyField:
     if isinstance(value, bool):
         return PrettyField(name, "true" if value else "false", "bool")
     if isinstance(value, int | float):
-        return PrettyField(name, json.dumps(value), "number")
+        return PrettyField(name, pretty_json(value, indent=None), "number")
     if isinstance(value, str):
-        return PrettyField(name, cut(value))
-    return PrettyField(name, cut(json.dumps(value, ensure_ascii=False, default=str)), "json")
+        return PrettyField(name, cut(readable(value)))
+    return PrettyField(name, cut(pretty_json(value, indent=None, sort_keys=False)), "json")
 
 
 def cut(text: str) -> str:

@@ -3,7 +3,6 @@ filters."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +12,7 @@ import requests
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from dashboard.display_json import pretty_json
 from dashboard.selectors.destinations import BACKLOG_STATUSES
 from destinations.conditions import describe
 from destinations.connectors.base import ConnectionFailed
@@ -191,7 +191,7 @@ def preview_example(payload: Mapping[str, Any]) -> PreviewExample:
     properties = payload.get("properties")
     # Keys sorted: PostgreSQL's JSONB keeps them in its own order, SQLite in the order sent.
     shown = properties if isinstance(properties, Mapping) else {}
-    text = json.dumps(shown, ensure_ascii=False, sort_keys=True)
+    text = pretty_json(shown, indent=None)
     if len(text) > PROPERTIES_EXCERPT_CHARS:
         text = text[: PROPERTIES_EXCERPT_CHARS - 1] + "…"
     return PreviewExample(

@@ -16,12 +16,26 @@ class KeysetPage(Generic[T]):
     next_before: int | None  # pass as ?before= for the next (older) page
 
 
+# Ids are 64-bit signed on both databases: a cursor past the largest is "before every row".
+MAX_CURSOR = 2**63 - 1
+# Numbered pages turn into OFFSETs; past this no installation has rows (a page past the end
+# shows the last page).
+MAX_PAGE_NUMBER = 10**9
+
+
 def parse_cursor(value: Any) -> int | None:
+    """A positive id from a query string, or None; one too large for the database is clamped
+    (``?before=`` a number past every id is the first page, as it reads)."""
     try:
         cursor = int(value)
     except (TypeError, ValueError):
         return None
-    return cursor if cursor > 0 else None
+    return min(cursor, MAX_CURSOR) if cursor > 0 else None
+
+
+def parse_page_number(value: Any) -> int:
+    """A page number from 1; missing or nonsense is page 1, a huge one the nearest we count."""
+    return min(parse_cursor(value) or 1, MAX_PAGE_NUMBER)
 
 
 def keyset_page(queryset: QuerySet[T], *, before: int | None, size: int) -> KeysetPage[T]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,16 +11,17 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from dashboard.charts import SERIES, BarChart, volume_chart
+from dashboard.display_json import parsed_or_none, pretty_json, readable
 from dashboard.selectors.delivery_stats import VolumeBucket
 
 register = template.Library()
 
 
-@register.filter
-def pretty_json(value: Any) -> str:
+@register.filter(name="pretty_json")
+def pretty_json_filter(value: Any) -> str:
     if value is None:
         return ""
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return pretty_json(value)
 
 
 @register.filter
@@ -30,15 +29,16 @@ def http_response(sample: Any) -> str:
     """A recorded response as it would read on the wire: status, headers, then the body
     (re-indented when it is JSON, which destination APIs mostly answer)."""
     if not isinstance(sample, Mapping):
-        return pretty_json(sample)
+        return pretty_json_filter(sample)
     lines = [f"HTTP {sample.get('status', '?')}"]
     headers = sample.get("headers")
     if isinstance(headers, Mapping):
         lines.extend(f"{name}: {value}" for name, value in headers.items())
     body = sample.get("body") or ""
-    with contextlib.suppress(TypeError, ValueError):
-        body = pretty_json(json.loads(body))
-    return "\n".join(lines) + "\n\n" + str(body)
+    parsed = parsed_or_none(body) if isinstance(body, str) else None
+    if parsed is not None:
+        body = pretty_json(parsed)
+    return "\n".join(lines) + "\n\n" + readable(str(body))
 
 
 @register.filter

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from django import template
 from django.utils.dateparse import parse_datetime
+
+from dashboard.display_json import pretty_json, readable
 
 register = template.Library()
 
@@ -29,5 +30,5 @@ def iso_datetime(value: Any) -> datetime | Any:
 def plain(value: Any) -> str:
     """An attribute or an answer as one line: strings as they are, the rest as JSON."""
     if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
+        return readable(value)
+    return pretty_json(value, indent=None, sort_keys=False)

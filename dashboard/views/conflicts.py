@@ -15,7 +15,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from dashboard.forms_conflicts import ConflictSearchForm
 from dashboard.selectors import conflicts
 from dashboard.selectors.audit import job_audit_entry
-from dashboard.selectors.pagination import parse_cursor
+from dashboard.selectors.pagination import parse_cursor, parse_page_number
 from dashboard.views.request_info import acting_user, htmx_target, is_htmx
 from destinations.identity.conflicts import export_csv
 from destinations.identity.jobs import bulk_merge_start
@@ -34,7 +34,7 @@ def conflict_list(request: HttpRequest) -> HttpResponse:
     form = ConflictSearchForm(request.GET or None)
     email_search, user_search = form.searches()
     target = htmx_target(request) if is_htmx(request) else None
-    groups_number = parse_cursor(request.GET.get("groups_page")) or 1
+    groups_number = parse_page_number(request.GET.get("groups_page"))
     before = parse_cursor(request.GET.get("before"))
     context: dict[str, object] = {
         "form": form,

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
-
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
+from dashboard.display_json import pretty_json
 from dashboard.forms import EventFilterForm
 from dashboard.selectors.event_deliveries import delivery_rows, event_deliveries, not_routed
 from dashboard.selectors.events import event_detail, events_page
@@ -40,7 +39,7 @@ def event_show(request: HttpRequest, event_id: int) -> HttpResponse:
     event = event_detail(event_id)
     if event is None:
         raise Http404("No such event")
-    raw = json.dumps(event.payload, indent=2, sort_keys=True, ensure_ascii=False)
+    raw = pretty_json(event.payload)
     deliveries = event_deliveries(event)
     context = {
         "event": event,

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from dashboard.display_json import pretty_json
 from dashboard.forms import SearchForm
 from dashboard.forms_conflicts import DeleteUserForm
 from dashboard.selectors import conflicts, people
@@ -30,7 +29,7 @@ def user_show(request: HttpRequest, profile_id: int) -> HttpResponse:
         raise Http404("No such user")
     context = {
         "profile": profile,
-        "traits": json.dumps(profile.traits, indent=2, sort_keys=True, ensure_ascii=False),
+        "traits": pretty_json(profile.traits),
         "anonymous_ids": profile.anonymous_ids.order_by("linked_at"),
         "accounts": people.profile_accounts(profile),
         "events": people.recent_events_for_profile(profile),
@@ -87,7 +86,7 @@ def account_show(request: HttpRequest, account_id: int) -> HttpResponse:
         raise Http404("No such account")
     context = {
         "account": account,
-        "traits": json.dumps(account.traits, indent=2, sort_keys=True, ensure_ascii=False),
+        "traits": pretty_json(account.traits),
         "members": people.account_members(account),
         "events": people.recent_events_for_account(account),
     }

@@ -23,7 +23,7 @@ from dashboard.forms_refiner import (
     FormListForm,
     ResponseFilterForm,
 )
-from dashboard.selectors.pagination import parse_cursor
+from dashboard.selectors.pagination import parse_cursor, parse_page_number
 from dashboard.selectors.refiner import (
     SECRETS_UNREADABLE,
     Fetched,
@@ -117,7 +117,7 @@ def contact_detail(request: HttpRequest, uuid: str) -> HttpResponse:
 @require_GET
 def segment_list(request: HttpRequest) -> HttpResponse:
     refiner, context = refiner_of(request)
-    number = parse_cursor(request.GET.get("page")) or 1
+    number = parse_page_number(request.GET.get("page"))
     context["fetched"] = segments_page(refiner, number=number) if refiner else Fetched()
     return render(request, "refiner/segments.html", context)
 
@@ -127,7 +127,7 @@ def form_list(request: HttpRequest) -> HttpResponse:
     refiner, context = refiner_of(request)
     form = FormListForm(request.GET or None)
     which = form.which_value()
-    number = parse_cursor(request.GET.get("page")) or 1
+    number = parse_page_number(request.GET.get("page"))
     fetched = forms_page(refiner, which=which, number=number) if refiner else Fetched()
     context.update(form=form, which=which, fetched=fetched)
     return render(request, "refiner/forms.html", context)

@@ -35,7 +35,9 @@ def write_key_from_header(authorization: str) -> str | None:
         raise IngestError(401, "Authorization must be HTTP Basic with the write key as user name")
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError) as exc:
+        # ValueError: a header byte outside ASCII (binascii.Error and UnicodeDecodeError are
+        # both kinds of it).
         raise IngestError(401, "Authorization header is not valid Basic credentials") from exc
     user, _, _password = decoded.partition(":")
     return user or None

@@ -82,6 +82,32 @@ def json_depth(value: Any, stop_after: int) -> int:
     return deepest
 
 
+def pruned(value: Any, max_depth: int) -> Any:
+    """A copy of ``value`` with whatever is nested deeper than ``max_depth`` replaced by a
+    marker, without recursion: for showing a refused document that was too deep to store."""
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack: list[tuple[Any, Any, int]] = [(value, root, 1)]
+    while stack:
+        source, copy, depth = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, child in items:
+            if isinstance(child, dict | list):
+                if depth >= max_depth:
+                    child_copy: Any = "…nested too deep…"
+                else:
+                    child_copy = {} if isinstance(child, dict) else []
+                    stack.append((child, child_copy, depth + 1))
+            else:
+                child_copy = child
+            if isinstance(copy, dict):
+                copy[key] = child_copy
+            else:
+                copy.append(child_copy)
+    return root
+
+
 def type_name(value: Any) -> str:
     if value is None:
         return "null"

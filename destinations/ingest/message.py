@@ -24,6 +24,14 @@ MAX_MESSAGE_ID = 100
 MAX_ID = 255
 OBJECT_FIELDS = ("traits", "properties", "context", "integrations")
 STRING_FIELDS = ("event", "name", "category")
+# The event and page name columns hold 255 characters; PostgreSQL refuses a longer value (and
+# with it the whole request), SQLite would keep it: refuse it per message on both.
+MAX_NAME = 255
+# What a timestamp may be once in UTC: Python's datetime (years 1 to 9999), less a day at either
+# end so that showing it in any time zone, or correcting clock skew, cannot leave that range.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+STORABLE_RANGE = f"{EARLIEST.date().isoformat()} to {LATEST.date().isoformat()} in UTC"
 ID_FIELDS = ("userId", "anonymousId", "groupId", "previousId")
 # A \u0000 escape in serialised JSON that is not itself an escaped backslash followed by "u0000".
 ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -75,6 +83,9 @@ def validate_message(
     payload.pop("writeKey", None)
     if envelope:
         merge_envelope(payload, envelope)
+        # The limit holds for what is stored: the item with the batch's context merged in.
+        if json_depth(payload, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+            raise InvalidMessage(f"{TOO_DEEP} once the batch's context is merged in")
 
     kind = call_type or payload.get("type")
     if kind is None or kind == "":
@@ -92,6 +103,8 @@ def validate_message(
         value = payload.get(name)
         if value is not None and not isinstance(value, str):
             raise InvalidMessage(f"{name} must be a string, got {type_name(value)}")
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            raise InvalidMessage(f"{name} is {len(value):,} characters; the limit is {MAX_NAME}")
 
     if not ids["userId"] and not ids["anonymousId"]:
         raise InvalidMessage("neither userId nor anonymousId is set")
@@ -121,7 +134,7 @@ def validate_message(
     sent_at = read_time(payload, "sentAt")
     if original and sent_at:
         # Segment's skew correction: trust the device's clock only for durations.
-        timestamp = received_at - (sent_at - original)
+        timestamp = corrected_for_skew(received_at, sent_at=sent_at, original=original)
     else:
         timestamp = original or received_at
     payload["receivedAt"] = iso(received_at)
@@ -195,7 +208,30 @@ def read_time(payload: dict[str, Any], name: str) -> datetime | None:
         raise InvalidMessage(f"{name} is not an ISO-8601 date-time: {value[:40]!r}") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment
+    try:
+        in_utc: datetime | None = moment.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST <= in_utc <= LATEST:
+        raise InvalidMessage(
+            f"{name} {value[:40]!r} is outside the range Switchboard stores ({STORABLE_RANGE})"
+        )
+    return in_utc
+
+
+def corrected_for_skew(received_at: datetime, *, sent_at: datetime, original: datetime) -> datetime:
+    """When the event happened by the server's clock: received less the time the device says it
+    waited between the event and sending it."""
+    try:
+        timestamp: datetime | None = received_at - (sent_at - original)
+    except OverflowError:
+        timestamp = None
+    if timestamp is None or not EARLIEST <= timestamp <= LATEST:
+        raise InvalidMessage(
+            "sentAt and originalTimestamp are too far apart: correcting the clock skew between "
+            f"them puts the event outside {STORABLE_RANGE}"
+        )
+    return timestamp
 
 
 def iso(moment: datetime) -> str:

@@ -84,11 +84,14 @@ def error_response(
 
 
 def excerpt(value: Any) -> str:
-    text = (
-        value.decode("utf-8", "replace")
-        if isinstance(value, bytes)
-        else orjson.dumps(value).decode()
-    )
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+    else:
+        try:
+            text = orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:
+            # Too deep for the encoder (the refusal's reason, usually): show the shallow part.
+            text = orjson.dumps(body.pruned(value, body.MAX_JSON_DEPTH)).decode()
     # PostgreSQL text cannot hold NUL; the excerpt is for reading, so a replacement mark will do.
     return text[:EXCERPT_CHARS].replace("\x00", "\ufffd")
 

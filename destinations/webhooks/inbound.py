@@ -20,7 +20,14 @@ from django.utils import timezone
 
 from destinations.identity.resend import internal_source
 from destinations.identity.traits import normalize_email
-from destinations.ingest.message import InvalidMessage, validate_message
+from destinations.ingest.body import MAX_JSON_DEPTH, TOO_DEEP, json_depth, type_name
+from destinations.ingest.message import (
+    ESCAPED_NUL,
+    MAX_ID,
+    MAX_NAME,
+    InvalidMessage,
+    validate_message,
+)
 from destinations.ingest.store import store_messages
 from destinations.models import (
     CallOutcome,
@@ -72,7 +79,7 @@ def handle_call(receiver: RefinerReceiver | None, authorization: str, raw: bytes
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return refused(receiver, 400, f"Invalid JSON: {exc}", raw)
-    problem = shape_problem(payload)
+    problem = shape_problem(payload) or storage_problem(raw, payload)
     if problem:
         return refused(receiver, 422, problem, raw)
     trigger = payload["triggered_event"]
@@ -85,19 +92,46 @@ def handle_call(receiver: RefinerReceiver | None, authorization: str, raw: bytes
 
 def shape_problem(payload: Any) -> str | None:
     if not isinstance(payload, dict):
-        return "Body must be a JSON object"
+        return f"Body must be a JSON object, got {type_name(payload)}"
     trigger = payload.get("triggered_event")
     if not isinstance(trigger, str) or not trigger.strip():
         return "triggered_event is missing"
+    if len(trigger) > MAX_NAME:
+        return f"triggered_event is {len(trigger):,} characters; the limit is {MAX_NAME}"
     if not payload.get("remote_id") and not payload.get("email"):
         return "neither remote_id nor email is set: the user cannot be identified"
+    remote_id = payload.get("remote_id")
+    if remote_id not in (None, "") and (
+        isinstance(remote_id, bool) or not isinstance(remote_id, str | int)
+    ):
+        return f"remote_id must be a string, got {type_name(remote_id)}"
+    if len(str(remote_id or "")) > MAX_ID:
+        return f"remote_id is over {MAX_ID} characters"
+    for name in ("email", "uuid"):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} must be a string, got {type_name(value)}"
+        if isinstance(value, str) and len(value) > MAX_ID:
+            return f"{name} is over {MAX_ID} characters"
     for name in ("attributes", "account", "form", "response"):
         value = payload.get(name)
         if value is not None and not isinstance(value, dict):
-            return f"{name} must be an object"
+            return f"{name} must be an object, got {type_name(value)}"
+    segments = payload.get("segments")
+    if segments is not None and not isinstance(segments, list):
+        return f"segments must be an array, got {type_name(segments)}"
     response = payload.get("response") or {}
     if trigger == RefinerTrigger.SURVEY_COMPLETED and not isinstance(response.get("data"), dict):
         return "response.data (the answers) is missing for Survey Completed"
+    return None
+
+
+def storage_problem(raw: bytes, payload: Any) -> str | None:
+    """What neither database could keep, refused the same way on both."""
+    if json_depth(payload, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        return TOO_DEEP
+    if ESCAPED_NUL.search(raw):
+        return "a string contains a NUL character (\\u0000), which cannot be stored"
     return None
 
 
@@ -174,7 +208,9 @@ def update_profile(payload: dict[str, Any]) -> None:
         traits.update(attributes)
     response, form = payload.get("response") or {}, payload.get("form") or {}
     if isinstance(response.get("data"), dict):
-        answers = dict(traits.get("refiner_answers") or {})
+        # Attributes are the customer's to name: refiner_answers may arrive there as anything.
+        earlier = traits.get("refiner_answers")
+        answers = dict(earlier) if isinstance(earlier, dict) else {}
         answers[str(form.get("name") or form.get("uuid") or "survey")] = response["data"]
         traits["refiner_answers"] = answers
     segments = payload.get("segments")

@@ -8,7 +8,6 @@ import orjson
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from destinations.models import RefinerReceiver
 from destinations.webhooks.inbound import MAX_BODY, handle_call
@@ -16,8 +15,15 @@ from destinations.webhooks.inbound import MAX_BODY, handle_call
 
 @csrf_exempt
 @login_not_required
-@require_POST
 def refiner_webhook(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    if request.method != "POST":
+        response = HttpResponse(
+            orjson.dumps({"success": False, "error": f"Use POST, not {request.method}"}),
+            status=405,
+            content_type="application/json",
+        )
+        response["Allow"] = "POST"
+        return response
     receiver = RefinerReceiver.objects.filter(public_id=public_id).first()
     raw = request.read(MAX_BODY + 1)
     answer = handle_call(receiver, request.META.get("HTTP_AUTHORIZATION", ""), raw)

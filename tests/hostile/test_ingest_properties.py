@@ -1,0 +1,220 @@
+"""The Segment HTTP API under generated input: never a 5xx, every refusal says why, and what a
+200 reports accepted is exactly what is stored."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from destinations.models import Event, Source
+from tests.hostile import strategies as gen
+from tests.hostile.conftest import record
+
+pytestmark = pytest.mark.django_db
+
+PATHS = ["batch", "import", "track", "identify", "page", "screen", "group", "alias", "t", "p"]
+
+
+def basic(write_key: str) -> str:
+    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+
+def post(client: Client, path: str, body: bytes, **meta: Any) -> Any:
+    """POST with ``meta`` as WSGI environ entries (``HTTP_AUTHORIZATION``), so header values
+    reach the app exactly as a server would pass them, bytes past ASCII included."""
+    content_type = meta.pop("content_type", "application/json")
+    response = client.generic("POST", f"/v1/{path}", data=body, content_type=content_type, **meta)
+    record(response, "/v1")
+    return response
+
+
+def encode(document: Any) -> bytes:
+    # The standard library writes what orjson refuses (integers past 64 bits, deep nesting).
+    return json.dumps(document).encode()
+
+
+def stored_ids(source: Source, message_ids: list[str]) -> set[str]:
+    return set(
+        Event.objects.filter(source=source, message_id__in=message_ids).values_list(
+            "message_id", flat=True
+        )
+    )
+
+
+@given(document=gen.batches())
+@example(
+    document={
+        "batch": [
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "E",
+                "messageId": "overflow-late",
+                "originalTimestamp": "9999-12-31T23:59:59-12:00",
+            },
+            {"type": "track", "userId": "u", "event": "E", "messageId": "fine-late"},
+        ]
+    }
+)
+@example(
+    document={
+        "sentAt": "0001-01-01T00:00:00+14:00",
+        "batch": [{"type": "track", "userId": "u", "event": "E", "messageId": "overflow-early"}],
+    }
+)
+@example(
+    document={
+        "context": gen.nested(40),
+        "batch": [
+            {"type": "track", "userId": "u", "event": "E", "messageId": "deep-by-envelope"},
+        ],
+    }
+)
+@example(
+    document={
+        "context": gen.nested(300),
+        "batch": [{"type": "identify", "userId": "u", "messageId": "too-deep-envelope"}],
+    }
+)
+def test_a_batch_stores_exactly_what_it_reports_accepted(
+    client: Client, source: Source, document: dict[str, Any]
+) -> None:
+    response = post(client, "batch", encode(document), HTTP_AUTHORIZATION=basic(source.write_key))
+    sent = [item["messageId"] for item in document["batch"]]
+    data = response.json()
+    if response.status_code != 200:
+        assert response.status_code == 400, data
+        assert data["error"] == "no valid messages in batch"
+        assert [f["index"] for f in data["failed"]] == list(range(len(sent)))
+        assert stored_ids(source, sent) == set()
+        return
+    refused = {f["index"] for f in data["failed"]}
+    assert all(f["reason"] for f in data["failed"])
+    kept = [mid for index, mid in enumerate(sent) if index not in refused]
+    assert data["accepted"] == len(kept)
+    assert stored_ids(source, sent) == set(kept)
+
+
+@given(message=gen.messages(typed=False), path=st.sampled_from(PATHS[2:]))
+@example(
+    message={
+        "messageId": "single-late",
+        "userId": "u",
+        "event": "E",
+        "originalTimestamp": "9999-12-31T23:59:59-12:00",
+    },
+    path="track",
+)
+@example(
+    message={"messageId": "single-deep", "userId": "u", "traits": gen.nested(200)},
+    path="identify",
+)
+@example(message={"messageId": "single-long", "userId": "u", "event": "E" * 256}, path="track")
+def test_a_single_call_is_stored_when_and_only_when_it_answers_200(
+    client: Client, source: Source, message: dict[str, Any], path: str
+) -> None:
+    response = post(client, path, encode(message), HTTP_AUTHORIZATION=basic(source.write_key))
+    stored = stored_ids(source, [message["messageId"]])
+    if response.status_code == 200:
+        assert stored == {message["messageId"]}
+    else:
+        assert response.status_code in (400, 413), response.content
+        assert response.json()["error"]
+        assert stored == set()
+
+
+@given(
+    authorization=gen.authorization_headers,
+    content_type=gen.content_types,
+    encoding=st.sampled_from(["", "gzip", "br", "GZIP", "identity, gzip", "\xff"]),
+    body=gen.raw_bodies,
+    path=st.sampled_from(PATHS),
+)
+@example(
+    authorization="Basic \xff",
+    content_type="application/json",
+    encoding="",
+    body=b"{}",
+    path="track",
+)
+def test_any_request_gets_a_precise_answer(
+    client: Client,
+    source: Source,
+    authorization: str,
+    content_type: str,
+    encoding: str,
+    body: bytes,
+    path: str,
+) -> None:
+    headers = {"HTTP_AUTHORIZATION": authorization, "content_type": content_type}
+    if encoding:
+        headers["HTTP_CONTENT_ENCODING"] = encoding
+    response = post(client, path, body, **headers)
+    assert response.status_code in (200, 400, 401, 403, 413, 415, 429), response.content
+    if response.status_code != 200:
+        assert response.json()["error"]
+
+
+@given(body=gen.raw_bodies, path=st.sampled_from(PATHS))
+def test_hostile_bodies_with_a_valid_key(
+    client: Client, source: Source, body: bytes, path: str
+) -> None:
+    response = post(client, path, body, HTTP_AUTHORIZATION=basic(source.write_key))
+    # The test client sends no Content-Type with an empty body: that alone is a 415.
+    allowed = (200, 400, 413, 415) if not body else (200, 400, 413)
+    assert response.status_code in allowed, response.content
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "envelope"),
+    [
+        ("originalTimestamp", "9999-12-31T23:59:59-12:00", False),
+        ("timestamp", "0001-01-01T00:00:00+14:00", False),
+        ("sentAt", "0001-01-01T00:00:00+14:00", True),
+    ],
+)
+def test_a_timestamp_outside_what_can_be_stored_is_refused_by_name(
+    client: Client, source: Source, field: str, value: str, envelope: bool
+) -> None:
+    item = {"type": "track", "userId": "u", "event": "E", "messageId": f"range-{field}"}
+    document: dict[str, Any] = {"batch": [item, {**item, "messageId": f"kept-{field}"}]}
+    if envelope:
+        document["sentAt"] = value
+        document["batch"][1]["sentAt"] = "2026-01-01T00:00:00Z"
+    else:
+        item[field] = value
+    response = post(client, "batch", encode(document), HTTP_AUTHORIZATION=basic(source.write_key))
+    assert response.status_code == 200, response.content
+    [failed] = response.json()["failed"]
+    assert failed["index"] == 0
+    assert failed["reason"].startswith(f"{field} {value[:40]!r} is outside the range")
+    assert "0001-01-02 to 9999-12-30 in UTC" in failed["reason"]
+    assert stored_ids(source, [f"range-{field}", f"kept-{field}"]) == {f"kept-{field}"}
+
+
+def test_the_depth_limit_holds_for_the_item_with_the_batch_context_merged_in(
+    client: Client, source: Source
+) -> None:
+    document = {
+        "context": gen.nested(40),
+        "batch": [{"type": "track", "userId": "u", "event": "E", "messageId": "shallow-alone"}],
+    }
+    response = post(client, "batch", encode(document), HTTP_AUTHORIZATION=basic(source.write_key))
+    assert response.status_code == 400
+    [failed] = response.json()["failed"]
+    assert failed["reason"] == (
+        "JSON is nested more than 32 levels deep once the batch's context is merged in"
+    )
+    assert stored_ids(source, ["shallow-alone"]) == set()
+
+
+def test_a_header_byte_outside_ascii_is_a_401(client: Client, source: Source) -> None:
+    response = post(client, "track", b"{}", HTTP_AUTHORIZATION="Basic \xff")
+    assert response.status_code == 401
+    assert response.json()["error"] == "Authorization header is not valid Basic credentials"
