@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 
+from dashboard.counters import clear_counters
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
 from destinations.identity.suppression import forget_cached_suppressions
@@ -38,9 +39,11 @@ def _fast_password_hashing(settings: Any) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_ingest_state() -> Iterator[None]:
     cache.clear()
+    clear_counters()
     forget_cached_sources()
     yield
     cache.clear()
+    clear_counters()
     forget_cached_sources()
 
 
@@ -167,3 +170,4 @@ def kana_destination(transactional_db: None, fake_kana: FakeKana) -> Destination
         settings_values={"api_url": fake_kana.base_url},
         secret_values={"api_key": "prv_test"},
     )
+
