@@ -171,3 +171,15 @@ def kana_destination(transactional_db: None, fake_kana: FakeKana) -> Destination
         secret_values={"api_key": "prv_test"},
     )
 
+
+# The real web server, for limits that must hold across its processes.
+from tests.server import WebServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def web_server(django_db_setup: None) -> Iterator[WebServer]:
+    """Switchboard's web server as ``start`` runs it, two gunicorn worker processes, on the test
+    database (its tests need ``transactional_db``), shared by the tests of one module."""
+    server = WebServer(workers=2).start()
+    yield server
+    server.stop()
