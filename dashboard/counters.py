@@ -165,7 +165,7 @@ _embedded: dict[Path, EmbeddedCounters] = {}
 
 
 def embedded_counters() -> EmbeddedCounters:
-    path = Path(settings.COUNTERS_PATH)
+    path: Path = settings.COUNTERS_PATH  # the same object each time: its hash is kept
     store = _embedded.get(path)
     if store is None:
         store = _embedded.setdefault(path, EmbeddedCounters(path))
