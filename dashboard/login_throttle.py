@@ -2,6 +2,11 @@
 
 Counting the pair (not the address alone) keeps one noisy office from locking everyone out,
 and not the name alone keeps an attacker from locking a real user out from elsewhere.
+
+An attempt is counted before its password is checked, in one atomic step on counters that every
+process shares (``dashboard.counters``): however many attempts arrive at once, on however many
+web processes, at most ``LOGIN_MAX_FAILURES`` passwords are checked per pair until the wait
+(``LOGIN_LOCKOUT_SECONDS`` from the first failure) is over. A successful login clears the count.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+
+from dashboard.counters import add_to_counters, forget_counter
 
 
 def client_address(request: HttpRequest) -> str:
@@ -34,20 +40,18 @@ def throttle_key(username: str, request: HttpRequest | None) -> str:
 
 class ThrottledLoginForm(AuthenticationForm):
     def clean(self) -> dict[str, Any]:
-        username = self.cleaned_data.get("username") or ""
+        username = self.cleaned_data.get("username")
+        if not (username and self.cleaned_data.get("password")):
+            return super().clean()  # no password is checked: the form shows what is missing
         key = throttle_key(username, self.request)
-        failures = cache.get(key, 0)
-        if failures >= settings.LOGIN_MAX_FAILURES:
+        attempt = add_to_counters({key: 1}, ttl_seconds=settings.LOGIN_LOCKOUT_SECONDS)[key]
+        if attempt > settings.LOGIN_MAX_FAILURES:
             minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
             raise ValidationError(
                 f"Too many failed logins for this account from your address. "
                 f"Try again in {minutes} minutes.",
                 code="throttled",
             )
-        try:
-            cleaned = super().clean()
-        except ValidationError:
-            cache.set(key, failures + 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
-            raise
-        cache.delete(key)
+        cleaned = super().clean()  # a wrong password raises, and the attempt stays counted
+        forget_counter(key)
         return cleaned

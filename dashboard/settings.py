@@ -120,7 +120,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-switchboard.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Cache: shared across processes when CACHE_URL points at Redis; per process otherwise.
+# Cache: Redis when CACHE_URL is set (every machine shares it); otherwise files in the data
+# directory, shared by every process on this machine. Counters (rate limits, failed logins) go to
+# Redis too, or else to their own SQLite file: see dashboard/counters.py and ADR 0018.
 _cache_url = env_str("CACHE_URL")
 if _cache_url:
     CACHES = {
@@ -132,7 +134,13 @@ if _cache_url:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
+    }
+COUNTERS_PATH = DATA_DIR / "counters.sqlite3"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -17,6 +17,7 @@ from django.test import Client
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from dashboard.counters import clear_counters
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
 from destinations.identity.suppression import forget_cached_suppressions
@@ -57,9 +58,11 @@ def _fast_password_hashing(settings: Any) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_ingest_state() -> Iterator[None]:
     cache.clear()
+    clear_counters()
     forget_cached_sources()
     yield
     cache.clear()
+    clear_counters()
     forget_cached_sources()
 
 
@@ -186,3 +189,16 @@ def kana_destination(transactional_db: None, fake_kana: FakeKana) -> Destination
         settings_values={"api_url": fake_kana.base_url},
         secret_values={"api_key": "prv_test"},
     )
+
+
+# The real web server, for limits that must hold across its processes.
+from tests.server import WebServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def web_server(django_db_setup: None) -> Iterator[WebServer]:
+    """Switchboard's web server as ``start`` runs it, two gunicorn worker processes, on the test
+    database (its tests need ``transactional_db``), shared by the tests of one module."""
+    server = WebServer(workers=2).start()
+    yield server
+    server.stop()

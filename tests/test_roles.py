@@ -125,6 +125,21 @@ def test_failed_logins_are_throttled(make_member: Any, settings: Any) -> None:
     assert not response.wsgi_request.user.is_authenticated
 
 
+def test_a_login_without_a_password_does_not_clear_the_count(
+    make_member: Any, settings: Any
+) -> None:
+    """Only a successful login clears the count: a form sent with the password left out (no
+    password is checked) must not give an attacker a fresh set of tries."""
+    settings.LOGIN_MAX_FAILURES = 3
+    make_member(username="ada", password="the right passphrase")
+    client = Client()
+    for password in ("wrong", "wrong", "", "wrong"):
+        client.post("/login/", {"username": "ada", "password": password})
+    response = client.post("/login/", {"username": "ada", "password": "the right passphrase"})
+    assert "Too many failed logins for this account from your address" in response.content.decode()
+    assert not response.wsgi_request.user.is_authenticated
+
+
 def test_security_headers(client: Client) -> None:
     response = client.get("/login/")
     policy = response["Content-Security-Policy"]

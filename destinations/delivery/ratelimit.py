@@ -1,8 +1,6 @@
-"""Per-destination request budgets over one-minute windows, counted in the Django cache
-(``dashboard.counters``).
-
-With ``CACHE_URL`` on Redis every worker process shares the count; with the embedded per-process
-cache each worker process counts for itself (documented in docs/decisions).
+"""Per-destination request budgets over one-minute windows, on counters every worker process
+shares (``dashboard.counters``: Redis with ``CACHE_URL``, else a SQLite file in the data
+directory).
 """
 
 from __future__ import annotations

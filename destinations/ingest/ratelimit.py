@@ -1,8 +1,5 @@
-"""Per-source request rate limit over one-second windows in the Django cache
-(``dashboard.counters``).
-
-With ``CACHE_URL`` pointing at Redis every web process shares the count; with the embedded
-default's local-memory cache each process counts on its own.
+"""Per-source request rate limit over one-second windows, on counters every web process shares
+(``dashboard.counters``: Redis with ``CACHE_URL``, else a SQLite file in the data directory).
 """
 
 from __future__ import annotations

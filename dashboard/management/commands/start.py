@@ -28,6 +28,27 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise CommandError(f"the demo stand-in on port {port} did not start")
 
 
+def web_server_argv(host: str, port: int, workers: int) -> list[str]:
+    """gunicorn with ``workers`` processes of 8 threads each (the tests run this too)."""
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "dashboard.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "8",
+        "--log-level",
+        "warning",
+    ]
+
+
 class Child:
     """A process the start command runs and stops with it."""
 
@@ -111,26 +132,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Created admin account {username!r} from DJANGO_SUPERUSER_*.")
 
     def web_server(self, host: str, port: int, workers: int) -> Child:
-        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return Child(
-            "web server",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "dashboard.wsgi:application",
-                "--bind",
-                bind,
-                "--workers",
-                str(workers),
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
-                "--log-level",
-                "warning",
-            ],
-        )
+        return Child("web server", web_server_argv(host, port, workers))
 
     def delivery_worker(self, threads: int) -> Child:
         """One worker process with the beat scheduler inside it. Scale-out runs
