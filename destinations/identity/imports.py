@@ -115,12 +115,15 @@ def decode(data: bytes) -> str:
 
 
 def looks_like_utf16(data: bytes) -> bool:
-    """UTF-16 without a byte order mark: text with a zero byte in every other place (Latin
-    letters), which is also valid UTF-8 full of NUL characters."""
+    """UTF-16 without a byte order mark: a zero byte beside the header's first letter, or in
+    every other place of much of the file (Latin letters). As UTF-8 it would read as text full
+    of NUL characters."""
     sample = data[:4096]
     half = len(sample) // 2
     if not half or b"\x00" not in sample:
         return False
+    if sample[:2].count(0) == 1:
+        return True
     zeros = max(sample[0::2].count(0), sample[1::2].count(0))
     return zeros * 2 >= half
 
