@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import hypothesis
 import orjson
 import pytest
 from django.contrib.auth import get_user_model
@@ -23,6 +24,13 @@ from destinations.models import Destination, Source
 from destinations.sources import source_create
 from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
 from tests.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
+
+# Hypothesis profiles: "ci" (the default) keeps the property tests to seconds; a nightly run
+# sets HYPOTHESIS_PROFILE=nightly for many more examples. No deadline: examples that go through
+# the database and the dashboard vary in time with the machine, which is no failure.
+hypothesis.settings.register_profile("ci", max_examples=30, deadline=None)
+hypothesis.settings.register_profile("nightly", max_examples=1000, deadline=None)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
 # beside one unless told the thread is still synchronous (it is: Playwright only awaits there).
