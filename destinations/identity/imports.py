@@ -244,34 +244,35 @@ def check_mapping(columns: Sequence[str], mapping: Mapping[str, str]) -> None:
         raise ImportRefused("choose the email column or the userId column to match users by")
 
 
+ROW_FIELDS = ("billing_id", "email", "user_id", "name")  # the order parse_row reads them in
+
+
 def rows(data: bytes, mapping: Mapping[str, str]) -> Iterator[Row | tuple[int, str]]:
     """Each data line as a Row, or (line number, reason) when it cannot be used. Lines with
     nothing in them (blank, or only commas) are skipped."""
     csv_file = read_file(data)
     columns = csv_file.columns
     check_mapping(columns, mapping)
-    places = {name: columns.index(column) for name, column in mapping.items() if column}
+    places = tuple(columns.index(mapping[f]) if mapping.get(f) else None for f in ROW_FIELDS)
     for line, fields, problem in csv_file.records():
         if problem:
             yield line, problem
-        elif any(f.strip() for f in fields):
+        elif "".join(fields).strip():
             yield parse_row(line, fields, len(columns), places)
 
 
 def parse_row(
-    line: int, fields: Sequence[str], width: int, places: Mapping[str, int]
+    line: int, fields: Sequence[str], width: int, places: Sequence[int | None]
 ) -> Row | tuple[int, str]:
-    """A record's fields as a Row, or (line, reason). ``places`` says which field holds what."""
-    if any(f.strip() for f in fields[width:]):
-        return line, f"has {len(fields)} fields; the header has {width}"
-
-    def value(name: str) -> str:
-        place = places.get(name)
-        cell = fields[place] if place is not None and place < len(fields) else ""
-        return from_text(cell.strip())
-
-    billing_id, raw_email, user_id = value("billing_id"), value("email"), value("user_id")
-    name = value("name")
+    """A record's fields as a Row, or (line, reason). ``places`` says which field holds each of
+    ``ROW_FIELDS``."""
+    count = len(fields)
+    if count > width and "".join(fields[width:]).strip():
+        return line, f"has {count} fields; the header has {width}"
+    billing_id, raw_email, user_id, name = (
+        from_text(fields[place].strip()) if place is not None and place < count else ""
+        for place in places
+    )
     if "\x00" in billing_id + raw_email + user_id + name:
         # As at ingest: PostgreSQL cannot store it, and both backends keep the same users.
         return line, "a field holds a NUL character, which cannot be stored"
