@@ -28,7 +28,7 @@ from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
 from tests.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
 
 # Property-based tests: a few dozen examples each in CI; HYPOTHESIS_PROFILE=nightly for a long
-# run (docs/operator-guide.md, "Testing"). Examples share the test's database, so the
+# run (README, "Run the tests"). Examples share the test's database, so the
 # function-scoped fixture check does not apply: each example uses ids of its own.
 hypothesis_settings.register_profile(
     "ci",

@@ -847,14 +847,14 @@ def test_generic_csv_gets_a_column_step(staff_client, post_ingest) -> None:
     [
         (
             "id,Email\ncus_1,\xe9@x.co\n".encode("latin-1"),
-            "bad.csv: the file is not UTF-8 (byte 0xe9 at position 15); save it as CSV UTF-8 "
-            "and upload it again.",
+            "bad.csv: the file is not UTF-8 (byte 0xe9 on line 2, at position 15); save it as "
+            "CSV UTF-8 and upload it again.",
         ),
         (b"\n\n", "bad.csv: the first line must name the columns."),
         (
             b"\x89PNG\r\n\x1a\n\x00",
-            "bad.csv: the file is not UTF-8 (byte 0x89 at position 0); save it as CSV UTF-8 "
-            "and upload it again.",
+            "bad.csv: the file is not UTF-8 (byte 0x89 on line 1, at position 0); save it as "
+            "CSV UTF-8 and upload it again.",
         ),
     ],
 )

@@ -80,7 +80,11 @@ def import_confirm(request: HttpRequest) -> HttpResponse:
     if upload is None:
         messages.error(request, EXPIRED)
         return redirect("conflicts-import")
-    columns = imports.header(bytes(upload.content))
+    try:
+        columns = imports.header(bytes(upload.content))
+    except imports.ImportRefused as exc:
+        messages.error(request, f"{upload.name}: {exc}.")
+        return redirect("conflicts-import")
     form = ImportMappingForm(request.POST, columns=columns, upload=token)
     if form.is_valid():
         try:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from django.db.models import Count, Q, QuerySet, Window
 
 from destinations.connectors.kana import billing_id_problem
+from destinations.identity.csv_cells import as_text
 from destinations.models import Profile
 from destinations.models.people import needs_billing_id
 
@@ -107,10 +108,13 @@ def billing_conflict(billing_id: str | None) -> str:
 
 
 def export_csv() -> Iterator[str]:
+    """``export_rows`` as CSV. Cells a spreadsheet would run as formulas (a name or userId from
+    identify traits can be anything) are written as text (``csv_cells``); the import reads them
+    back unchanged."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for row in export_rows():
-        writer.writerow(row)
+        writer.writerow([as_text(cell) for cell in row])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

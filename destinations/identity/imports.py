@@ -7,10 +7,17 @@ A row needs a billing id, and an email or a userId to find or make its user by:
   profile is made (origin "import", no userId: the first identify with that email claims it);
   when several users share the email the row is reported and nothing is guessed.
 Re-importing the same file changes nothing; a corrected billing id replaces the old one.
+
+Reading the file (ADR 0020): it is UTF-8, or UTF-16 with its byte order mark, or it is refused
+whole. Lines end at CRLF, LF or CR, and a row's line number is the file's line its record
+starts on, quoted line breaks counted. A row whose quoting is broken is refused and reading
+resumes on the line after the one it started on, so the rows after it are still read. Cells
+the conflicts export wrote as text (``csv_cells``) are read back as the values they stand for.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -22,7 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from destinations.connectors.kana import billing_id_problem
-from destinations.identity.traits import normalize_email
+from destinations.identity.csv_cells import from_text
+from destinations.identity.traits import BILLING_ID_CHARS, EMAIL_CHARS, NAME_CHARS, normalize_email
 from destinations.models import Profile, ProfileOrigin
 
 FIELDS = {
@@ -34,8 +42,21 @@ FIELDS = {
 # Stripe's customers export: "id" is the customer id (cus_...).
 STRIPE_COLUMNS = {"billing_id": "id", "email": "Email", "name": "Name"}
 CHUNK = 1000
-EXTRA = "\x00extra"  # where DictReader puts the fields of a row longer than the header
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+USER_ID_CHARS = 255  # Profile.user_id's column
+SHOWN_CHARS = 60  # of a refused value, in its reason
+
+# The csv module refuses a field longer than 131,072 characters, and a reader stops at the
+# first error: one long name cost every row after it. The file is whole in memory already (at
+# most 50 MB), so the limit protects nothing here; fields as long as a file are read (a name is
+# then cut to its column, as ingest cuts a trait's). The limit is the process's: only this
+# module reads CSV.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+UTF32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+SAVE_AS = "save it as CSV UTF-8 and upload it again"
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class ImportRefused(ValueError):
@@ -70,28 +91,124 @@ class Outcome:
 
 
 def decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
+    """The file's text. UTF-8, with or without a byte order mark; UTF-16 only when its byte
+    order mark says so. Anything else is refused whole: read in the wrong encoding, rows would
+    import wrong names and emails without a word."""
+    if data.startswith(UTF32_BOMS):  # before UTF-16: FF FE 00 00 starts both
+        raise ImportRefused(f"the file is UTF-32; {SAVE_AS}")
+    if data.startswith(UTF16_BOMS):
+        encoding, name = "utf-16", "UTF-16"
+    elif looks_like_utf16(data):
         raise ImportRefused(
-            f"the file is not UTF-8 (byte 0x{data[exc.start]:02x} at position {exc.start}); "
-            "save it as CSV UTF-8 and upload it again"
+            f"the file looks like UTF-16 without a byte order mark to say so; {SAVE_AS}"
+        )
+    else:
+        encoding, name = "utf-8-sig", "UTF-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = len(LINE_BREAK.findall(data[: exc.start].decode(encoding, "replace"))) + 1
+        raise ImportRefused(
+            f"the file is not {name} (byte 0x{data[exc.start]:02x} on line {line}, at position "
+            f"{exc.start}); {SAVE_AS}"
         ) from exc
 
 
-def header(data: bytes) -> list[str]:
-    text = decode(data)
-    reader = csv.reader(io.StringIO(text))
+def looks_like_utf16(data: bytes) -> bool:
+    """UTF-16 without a byte order mark: a zero byte beside the header's first letter, or in
+    every other place of much of the file (Latin letters). As UTF-8 it would read as text full
+    of NUL characters."""
+    sample = data[:4096]
+    half = len(sample) // 2
+    if not half or b"\x00" not in sample:
+        return False
+    if sample[:2].count(0) == 1:
+        return True
+    zeros = max(sample[0::2].count(0), sample[1::2].count(0))
+    return zeros * 2 >= half
+
+
+class LineFeed:
+    """The file's lines for ``csv.reader``, counting how many it has taken: a record starts on
+    the line after those taken before it, and reading can resume on any line."""
+
+    def __init__(self, lines: list[str], taken: int = 0) -> None:
+        self.lines = lines
+        self.taken = taken
+
+    def __iter__(self) -> LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if self.taken >= len(self.lines):
+            raise StopIteration
+        self.taken += 1
+        return self.lines[self.taken - 1]
+
+
+@dataclass(frozen=True)
+class CsvFile:
+    columns: list[str]
+    lines: list[str]  # with their line endings; a quoted field may span several
+    body: int  # the index in ``lines`` of the first line after the header
+
+    def records(self) -> Iterator[tuple[int, list[str], str]]:
+        """(line number, fields, "") for each record after the header, or (line number, [],
+        reason) for one that is not valid CSV; reading then resumes on the next line."""
+        feed = LineFeed(self.lines, self.body)
+        reader = csv.reader(feed, strict=True)
+        while True:
+            first = feed.taken
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield first + 1, [], csv_problem(exc, lines=feed.taken - first)
+                feed.taken = first + 1
+                reader = csv.reader(feed, strict=True)
+                continue
+            yield first + 1, fields, ""
+
+
+def csv_problem(exc: csv.Error, *, lines: int) -> str:
+    """The reason for a record the csv module refused, which took ``lines`` lines."""
+    message = str(exc)
+    if message == "unexpected end of data":
+        return "a quoted field starts on this line and is never closed"
+    if message.startswith("',' expected after '\"'"):
+        if lines > 1:
+            return (
+                f"a quoted field starts on this line and, {lines - 1} line"
+                f"{'s' if lines > 2 else ''} further, has text after its closing quote"
+            )
+        return 'a closing quote (") must be followed by a comma or the end of the line'
+    return f"not valid CSV: {message}"
+
+
+def read_file(data: bytes) -> CsvFile:
+    """The file's header and lines (raises ImportRefused)."""
+    lines = io.StringIO(decode(data), newline="").readlines()
+    feed = LineFeed(lines)
     try:
-        columns = next(reader)
+        columns = next(csv.reader(feed, strict=True))
     except StopIteration:
         raise ImportRefused("the file is empty") from None
     except csv.Error as exc:
-        raise ImportRefused(f"the file is not valid CSV: {exc}") from exc
+        problem = csv_problem(exc, lines=feed.taken)
+        raise ImportRefused(f"the header line is not valid CSV: {problem}") from exc
     columns = [c.strip() for c in columns]
     if not any(columns):
         raise ImportRefused("the first line must name the columns")
-    return columns
+    if any("\x00" in c for c in columns):
+        raise ImportRefused(f"the header line holds a NUL character; {SAVE_AS}")
+    if not any(line.strip() for line in lines[feed.taken :]):
+        raise ImportRefused("the file has no rows after its header line")
+    return CsvFile(columns=columns, lines=lines, body=feed.taken)
+
+
+def header(data: bytes) -> list[str]:
+    return read_file(data).columns
 
 
 def guess_mapping(columns: Sequence[str]) -> dict[str, str]:
@@ -118,56 +235,71 @@ def check_mapping(columns: Sequence[str], mapping: Mapping[str, str]) -> None:
     unknown = [c for c in mapping.values() if c and c not in columns]
     if unknown:
         raise ImportRefused(f"no column named {unknown[0]!r} in the file")
+    twice = [c for c in mapping.values() if c and columns.count(c) > 1]
+    if twice:
+        raise ImportRefused(f"two columns are named {twice[0]!r}: rename one")
     if not mapping.get("billing_id"):
         raise ImportRefused("choose the column that holds the billing id")
     if not mapping.get("email") and not mapping.get("user_id"):
         raise ImportRefused("choose the email column or the userId column to match users by")
 
 
+ROW_FIELDS = ("billing_id", "email", "user_id", "name")  # the order parse_row reads them in
+
+
 def rows(data: bytes, mapping: Mapping[str, str]) -> Iterator[Row | tuple[int, str]]:
-    """Each data line as a Row, or (line number, reason) when it cannot be used."""
-    columns = header(data)
+    """Each data line as a Row, or (line number, reason) when it cannot be used. Lines with
+    nothing in them (blank, or only commas) are skipped."""
+    csv_file = read_file(data)
+    columns = csv_file.columns
     check_mapping(columns, mapping)
-    reader = csv.DictReader(
-        io.StringIO(decode(data)), fieldnames=columns, restkey=EXTRA, strict=True
-    )
-    next(reader)
-    line = 1
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            line = reader.line_num
-            yield line, f"not valid CSV: {exc}"
-            return
-        line = reader.line_num
-        extra = record.get(EXTRA)
-        if extra:
-            yield line, f"has {len(columns) + len(extra)} fields; the header has {len(columns)}"
-            continue
-        yield parse_row(line, record, mapping)
+    places = tuple(columns.index(mapping[f]) if mapping.get(f) else None for f in ROW_FIELDS)
+    for line, fields, problem in csv_file.records():
+        if problem:
+            yield line, problem
+        elif "".join(fields).strip():
+            yield parse_row(line, fields, len(columns), places)
 
 
 def parse_row(
-    line: int, record: Mapping[str, str | None], mapping: Mapping[str, str]
+    line: int, fields: Sequence[str], width: int, places: Sequence[int | None]
 ) -> Row | tuple[int, str]:
-    def value(name: str) -> str:
-        column = mapping.get(name)
-        return (record.get(column) or "").strip() if column else ""
-
-    billing_id, raw_email, user_id = value("billing_id"), value("email"), value("user_id")
+    """A record's fields as a Row, or (line, reason). ``places`` says which field holds each of
+    ``ROW_FIELDS``."""
+    count = len(fields)
+    if count > width and "".join(fields[width:]).strip():
+        return line, f"has {count} fields; the header has {width}"
+    billing_id, raw_email, user_id, name = (
+        from_text(fields[place].strip()) if place is not None and place < count else ""
+        for place in places
+    )
+    if "\x00" in billing_id + raw_email + user_id + name:
+        # As at ingest: PostgreSQL cannot store it, and both backends keep the same users.
+        return line, "a field holds a NUL character, which cannot be stored"
     if not billing_id:
         return line, "no billing id"
+    if len(billing_id) > BILLING_ID_CHARS:
+        return line, f"billing id is {len(billing_id):,} characters; at most {BILLING_ID_CHARS}"
     problem = billing_id_problem(billing_id)
     if problem:
         return line, problem
+    if len(raw_email) > EMAIL_CHARS:
+        return line, f"email is {len(raw_email):,} characters; at most {EMAIL_CHARS}"
     if raw_email and not EMAIL.match(raw_email):
-        return line, f"{raw_email!r} is not an email address"
+        return line, f"{shown(raw_email)} is not an email address"
+    if len(user_id) > USER_ID_CHARS:
+        return line, f"userId is {len(user_id):,} characters; at most {USER_ID_CHARS}"
     if not raw_email and not user_id:
         return line, "no email and no userId to find the user by"
-    return Row(line, billing_id, normalize_email(raw_email), value("name"), user_id or None)
+    # A longer name is cut to its column, as ingest cuts a trait's.
+    return Row(line, billing_id, normalize_email(raw_email), name[:NAME_CHARS], user_id or None)
+
+
+def shown(value: str) -> str:
+    """A refused value as its reason quotes it: in quotes, and cut when long."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}… ({len(value):,} characters)"
 
 
 def preview(data: bytes, mapping: Mapping[str, str], *, examples: int = 20) -> Outcome:
@@ -200,6 +332,7 @@ def apply_all(
                 progress(outcome)
     if batch:
         apply_chunk(batch, outcome, examples)
+    outcome.failed.sort()  # rows refused while read and while applied, in the file's order
     if progress:
         progress(outcome)
     return outcome

@@ -18,8 +18,9 @@ def import_start(*, name: str, data: bytes, mapping: Mapping[str, str], user: Us
     """Check the file can be read with this mapping (raises ImportRefused), keep it, start."""
     from destinations.tasks import run_job_task
 
-    imports.check_mapping(imports.header(data), mapping)
-    lines = max(0, imports.decode(data).count("\n") - 1)
+    csv_file = imports.read_file(data)
+    imports.check_mapping(csv_file.columns, mapping)
+    lines = len(csv_file.lines) - csv_file.body
     upload = Upload.objects.create(name=name[:255], content=data)
     job = Job.objects.create(
         kind=JobKind.IMPORT,
