@@ -6,7 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+)
 from django.template.loader import render_to_string
 
 from dashboard.roles import has_role, needed_role, role_of
@@ -55,6 +60,32 @@ class SecurityHeadersMiddleware:
             "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
         )
         return response
+
+
+class RefuseNulCharactersMiddleware:
+    """A NUL character in a query string or form field is refused with a 400 naming the field:
+    PostgreSQL cannot compare text holding one, so a search for it would fail, and SQLite
+    would quietly find nothing. The Segment and webhook endpoints read their own bodies."""
+
+    FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(("/v1/", "/hooks/")):
+            return self.get_response(request)
+        fields = list(request.GET.lists())
+        if request.method == "POST" and request.content_type in self.FORM_TYPES:
+            fields += list(request.POST.lists())
+        for name, values in fields:
+            if "\x00" in name or any("\x00" in value for value in values):
+                shown = name.replace("\x00", "\\x00")[:40]
+                return HttpResponseBadRequest(
+                    f"The field {shown!r} holds a NUL character, which is not allowed.\n",
+                    content_type="text/plain; charset=utf-8",
+                )
+        return self.get_response(request)
 
 
 class ExplainedRefusalsMiddleware:

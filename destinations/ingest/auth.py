@@ -14,6 +14,7 @@ from destinations.models import Source
 # Write keys are looked up on every request; a short per-process cache keeps that off the
 # database while a disabled or deleted source still stops being accepted within seconds.
 SOURCE_CACHE_SECONDS = 5.0
+MAX_WRITE_KEY = Source._meta.get_field("write_key").max_length or 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ def source_for_write_key(write_key: str | None) -> SourceRef:
         raise IngestError(
             401, "No write key: send it as the HTTP Basic user name or as writeKey in the body"
         )
+    if len(write_key) > MAX_WRITE_KEY or "\x00" in write_key:
+        # No source has such a key, and PostgreSQL could not even compare one holding NUL.
+        raise IngestError(401, "Unknown write key")
     now = time.monotonic()
     cached = _cache.get(write_key)
     if cached and cached[0] > now:

@@ -218,3 +218,14 @@ def test_a_header_byte_outside_ascii_is_a_401(client: Client, source: Source) ->
     response = post(client, "track", b"{}", HTTP_AUTHORIZATION="Basic \xff")
     assert response.status_code == 401
     assert response.json()["error"] == "Authorization header is not valid Basic credentials"
+
+
+@pytest.mark.parametrize("write_key", ["key\x00", "k" * 65])
+def test_a_write_key_no_source_could_have_is_unknown(
+    client: Client, source: Source, write_key: str
+) -> None:
+    for meta in ({"HTTP_AUTHORIZATION": basic(write_key)}, {}):
+        body = {"userId": "u", "event": "E"} if meta else {"writeKey": write_key, "userId": "u"}
+        response = post(client, "track", encode(body), **meta)
+        assert response.status_code == 401
+        assert response.json()["error"] == "Unknown write key"
