@@ -87,6 +87,8 @@ class Command(BaseCommand):
         if options["demo"]:
             children.append(self.demo(port))
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        if ":" in shown_host:
+            shown_host = f"[{shown_host}]"  # an IPv6 address in a URL
         self.stdout.write(
             self.style.SUCCESS(f"Switchboard is running at http://{shown_host}:{port}/")
         )
