@@ -28,11 +28,11 @@ Refiner destination pointing at the fake server (its rate limit lifted: the real
    number of threads, each thread a ``requests.Session`` POSTing Refiner-like bodies to the fake
    server in a loop. Our throughput is reported as a share of it;
 3. latency under load: the web server started as production does (``manage.py start
-   --no-worker``: gunicorn with gthread workers, the scale-out form) plus the workers of
-   ``--latency-config`` (``threads:2x2x16``: the threads pool ``start`` runs, in two processes;
-   ``best``: the best throughput config's); single-event ``POST /v1/track`` and
-   ``/v1/identify`` offered open-loop at a fixed rate; then the percentiles of
-   ``Delivery.finished_at - Delivery.received_at``.
+   --no-worker``: the waitress processes of ``dashboard/webserver.py``, the scale-out form)
+   plus the workers of ``--latency-config`` (``threads:2x2x16``: the threads pool ``start``
+   runs, in two processes; ``best``: the best throughput config's); single-event
+   ``POST /v1/track`` and ``/v1/identify`` offered open-loop at a fixed rate; then the
+   percentiles of ``Delivery.finished_at - Delivery.received_at``.
 
 Every phase is verified: all deliveries ``delivered``, and the fake server received exactly one
 request per delivery. A worker config is ``POOL:PROCESSESxCONCURRENCYxDELIVERY_CONCURRENCY``:
@@ -950,8 +950,9 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
 
 
-# gunicorn closes a keep-alive connection idle for 2 s (its --keep-alive default); a client
-# must not send on one that may be closing, so connections idle longer than this are dropped.
+# A client must not send on a keep-alive connection the server may be closing: connections idle
+# longer than this are dropped (the server closes them after SWITCHBOARD_CLIENT_TIMEOUT_SECONDS;
+# gunicorn, before ADR 0019, after 2 s).
 IDLE_LIMIT = 1.0
 
 
@@ -1206,7 +1207,7 @@ def markdown(
         "process; prefork: `DELIVERY_CONCURRENCY` threads in each child), for "
         f"{plan.ceiling_seconds:g} s.",
         f"- Latency: `manage.py start --no-worker --web-workers {plan.web_workers}` (migrations, "
-        "then gunicorn with gthread workers x 8 threads; `--no-worker` is the scale-out form, "
+        "then waitress processes x 8 threads; `--no-worker` is the scale-out form, "
         "without it `start` adds one `--pool threads --concurrency 4` worker) plus "
         + (
             f"the workers of `{plan.latency_config.spec}` (the pool `start` runs, in two processes)"
@@ -1380,7 +1381,7 @@ def main(argv: Sequence[str]) -> int:
         default=LATENCY_CONFIG,
         help=f"the latency phase's workers ('best': the best throughput config; {LATENCY_CONFIG})",
     )
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--web-workers", type=int, default=2, help="web server processes")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the workers into DIR")
     parser.add_argument(
         "--keep", type=Path, metavar="DIR", help="keep data directories and logs under DIR"

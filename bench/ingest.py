@@ -11,8 +11,9 @@ Run from the repository root::
 For each backend the script makes a fresh database (a temporary ``SWITCHBOARD_DATA_DIR`` for
 the embedded SQLite default; a ``switchboard_bench`` database plus Redis as the cache for
 PostgreSQL), starts the server with ``manage.py start`` as production does (migrations, then
-gunicorn with gthread workers, and the Celery delivery worker, idle here: no destinations) on
-a free loopback port, creates a source, lifts its rate limit and runs these phases in turn:
+the web server processes of ``dashboard/webserver.py``, and the Celery delivery worker, idle
+here: no destinations) on a free loopback port, creates a source, lifts its rate limit and
+runs these phases in turn:
 
 s. seed: one batched event for each of the USERS user ids, so that every profile exists and
    the measured phases take the steady-state path (events from known users);
@@ -33,7 +34,7 @@ what other processes used. The machine may be shared, so before each phase the s
 and must match what was sent and what the answers reported. The server is stopped and the
 bench database dropped whatever happens.
 
-``--profile DIR`` samples the gunicorn workers with py-spy (``--gil``: only the thread running
+``--profile DIR`` samples the web server processes with py-spy (``--gil``: only the thread running
 Python, so the samples show where CPU time goes) and prints the heaviest application functions;
 sampling slows the server, so profiled numbers are not the benchmark's.
 """
@@ -605,13 +606,12 @@ class Server:
         raise RuntimeError("the server did not answer /healthz in time")
 
     def worker_pids(self) -> list[int]:
-        """The gunicorn workers: children of the gunicorn master that ``start`` runs."""
-        masters = [
+        """The web server processes: the children of ``start`` that run dashboard.webserver."""
+        return [
             pid
             for pid in children(self.process.pid)
-            if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"dashboard.webserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]
-        return [worker for master in masters for worker in children(master)]
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -702,7 +702,7 @@ def run_backend(backend: Backend, plan: Plan, profile_dir: Path | None) -> Backe
             [RATE_LIMIT, write_key],
         )
         version = backend.version()
-        print(f"manage.py start on {HOST}:{port}, {plan.workers} gunicorn workers; {version}")
+        print(f"manage.py start on {HOST}:{port}, {plan.workers} web server processes; {version}")
         auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
         profiler = Profiler(profile_dir)
         phases: dict[str, PhaseResult] = {}
@@ -854,7 +854,7 @@ def wrap(text: str, first: str = "", rest: str = "") -> str:
 def markdown(runs: list[BackendRun], plan: Plan) -> str:
     method = [
         f"Server: `manage.py start --host 127.0.0.1 --port N --web-workers {plan.workers}` as in "
-        f"production: migrations, then gunicorn with {plan.workers} gthread workers x 8 threads "
+        f"production: migrations, then {plan.workers} waitress processes x 8 threads "
         "and the Celery delivery worker with its scheduler (idle: no destinations), "
         "`LOG_LEVEL=WARNING`, `DEBUG` off. SQLite: only `SWITCHBOARD_DATA_DIR` (a temporary "
         "directory), the embedded default. PostgreSQL: `DATABASE_URL` to a fresh database on "
@@ -1003,7 +1003,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--quick", action="store_true", help="5-second phases: a smoke test")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (start's default)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="web server processes (start's default)"
+    )
     parser.add_argument("--connections", type=int, default=16, help="phase a's connections")
     parser.add_argument("--batch-connections", type=int, default=4, help="phase b's connections")
     parser.add_argument("--rate", type=float, default=200.0, help="phase c's requests/s")

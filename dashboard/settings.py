@@ -189,6 +189,11 @@ if env_bool("SWITCHBOARD_BEHIND_HTTPS_PROXY"):
 # Ingest reads its own body with its own limit; this only guards the dashboard's forms.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
+# The web server (dashboard/webserver.py), per process: open connections, and how long a client
+# may send nothing (mid-request or between keep-alive requests) before it is disconnected.
+WEB_CONNECTION_LIMIT = env_int("SWITCHBOARD_WEB_CONNECTIONS", 1000)
+WEB_CLIENT_TIMEOUT_SECONDS = env_int("SWITCHBOARD_CLIENT_TIMEOUT_SECONDS", 30)
+
 # Delivery. Every duration is in seconds; each can be set from the environment.
 DELIVERY_RETRY_WINDOW_SECONDS = env_int("DELIVERY_RETRY_WINDOW_SECONDS", 4 * 3600)
 DELIVERY_TIMEOUT_SECONDS = env_int("DELIVERY_TIMEOUT_SECONDS", 10)
@@ -253,5 +258,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # "Task queue depth is N" for each request that waits for a thread: no news when busy.
+        "waitress.queue": {"level": "ERROR"},
+    },
 }

@@ -1,4 +1,5 @@
-"""WSGI entry point: run under gunicorn (the start command does) or any WSGI server."""
+"""WSGI entry point: the start command serves it with waitress (dashboard/webserver.py); any
+WSGI server can, behind a proxy that buffers request bodies (docs/decisions/0019)."""
 
 import os
 

@@ -24,7 +24,9 @@ from destinations.identity.suppression import forget_cached_suppressions
 from destinations.ingest.auth import forget_cached_sources
 from destinations.models import Destination, Source
 from destinations.sources import source_create
+from tests.fakes.kana import FakeKana, serve_fake_kana
 from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
+from tests.server import WebServer
 from tests.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
 
 # Property-based tests: a few dozen examples each in CI; HYPOTHESIS_PROFILE=nightly for a long
@@ -172,10 +174,6 @@ def make_member(db: None) -> Callable[..., Any]:
     return make
 
 
-# Kana, after the Refiner pattern. Imported here so the block above stays as it was.
-from tests.fakes.kana import FakeKana, serve_fake_kana  # noqa: E402
-
-
 @pytest.fixture
 def fake_kana() -> Iterator[FakeKana]:
     yield from serve_fake_kana(api_keys={"prv_test"})
@@ -191,13 +189,9 @@ def kana_destination(transactional_db: None, fake_kana: FakeKana) -> Destination
     )
 
 
-# The real web server, for limits that must hold across its processes.
-from tests.server import WebServer  # noqa: E402
-
-
 @pytest.fixture(scope="module")
 def web_server(django_db_setup: None) -> Iterator[WebServer]:
-    """Switchboard's web server as ``start`` runs it, two gunicorn worker processes, on the test
+    """Switchboard's web server as ``start`` runs it, two web processes, on the test
     database (its tests need ``transactional_db``), shared by the tests of one module."""
     server = WebServer(workers=2).start()
     yield server

@@ -1,8 +1,9 @@
-"""Switchboard's web server as ``start`` runs it (gunicorn, several gthread worker processes), in
-a subprocess on a free loopback port, on the test database and the test data directory.
+"""Switchboard's web server exactly as operators run it (``manage.py start --no-worker``: waitress
+in several processes on one socket), in a subprocess on a free loopback port, on the test
+database and the test data directory.
 
-Tests that need it also need ``transactional_db``: the server's processes see only committed
-rows. Its processes share the test process's data directory, so the cache and the counters too.
+Tests that use it also need ``transactional_db``: the server's processes see only committed
+rows. Its processes share the test process's data directory, so the cache and counters too.
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from django.conf import settings
 
-from dashboard.management.commands.start import web_server_argv
 from tests.worker import ROOT, TEST_QUEUE, die_with_parent, test_database_url, wait_until
 
-READY_HOOK = Path(__file__).with_name("gunicorn_ready.py")
+HOST = "127.0.0.1"
 
 
 def free_port() -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((HOST, 0))
         return int(probe.getsockname()[1])
 
 
@@ -36,14 +37,17 @@ class WebServer:
         self.workers = workers
         self.port = free_port()
         self.ready_dir = Path(tempfile.mkdtemp(prefix="web-ready-"))
-        self.log_path = Path(tempfile.mkstemp(prefix="web-", suffix=".log")[1])
+        self.log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
         self.env = {
             **os.environ,
             "DATABASE_URL": test_database_url(),
             "SWITCHBOARD_DATA_DIR": str(settings.DATA_DIR),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "SWITCHBOARD_QUEUE": TEST_QUEUE,
-            "SWITCHBOARD_TEST_READY_DIR": str(self.ready_dir),
+            # Each web process leaves a file here once it serves: requests start after all do.
+            "SWITCHBOARD_READY_DIR": str(self.ready_dir),
+            # start makes a first admin when there is none; a known password keeps it quiet.
+            "DJANGO_SUPERUSER_PASSWORD": "not-shown",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
@@ -52,10 +56,13 @@ class WebServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
     def start(self, timeout: float = 60) -> WebServer:
-        argv = [*web_server_argv("127.0.0.1", self.port, self.workers), "--config", str(READY_HOOK)]
+        argv = [
+            *(sys.executable, "manage.py", "start", "--no-worker"),
+            *("--host", HOST, "--port", str(self.port), "--web-workers", str(self.workers)),
+        ]
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             argv,
@@ -66,31 +73,34 @@ class WebServer:
             preexec_fn=die_with_parent,
             start_new_session=True,
         )
-        wait_until(self.ready, timeout, self.describe)
+        wait_until(lambda: self.exited() or self.ready(), timeout, self.describe)
+        assert not self.exited(), self.describe()
         return self
 
     def ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            code = self.process.returncode
-            raise AssertionError(f"the web server exited with {code}. {self.describe()}")
         return len(list(self.ready_dir.iterdir())) >= self.workers
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        if self.process:
-            # Worker processes that outlived the arbiter go too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+    def exited(self) -> bool:
+        return self.process is None or self.process.poll() is not None
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, as a service manager (or Ctrl-C) stops it; the exit code, None if it had to
+        be killed."""
+        if self.process is None:
+            return None
+        code: int | None = None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code = self.process.wait(timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # anything left of it
+        self.process.wait()
         shutil.rmtree(self.ready_dir, ignore_errors=True)
+        return code
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def describe(self) -> str:
-        return f"web server log:\n{self.log()[-6000:]}"
+        return f"server log:\n{self.log()[-6000:]}"

@@ -1,5 +1,5 @@
 """Limits that must hold however many processes count against them, through the real web server
-(gunicorn with two worker processes, as ``start`` runs it): the login throttle and the ingest
+(two web processes, as ``start`` runs them): the login throttle and the ingest
 rate limit; and the counters and the cache beneath them, across forked processes."""
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from dashboard import webserver
+
 
 def wait_for_port(port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
@@ -28,33 +30,16 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise CommandError(f"the demo stand-in on port {port} did not start")
 
 
-def web_server_argv(host: str, port: int, workers: int) -> list[str]:
-    """gunicorn with ``workers`` processes of 8 threads each (the tests run this too)."""
-    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "dashboard.wsgi:application",
-        "--bind",
-        bind,
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        "8",
-        "--log-level",
-        "warning",
-    ]
-
-
 class Child:
     """A process the start command runs and stops with it."""
 
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, process: subprocess.Popen[bytes]) -> None:
         self.name = name
-        self.process = subprocess.Popen(argv)
+        self.process = process
+
+    @classmethod
+    def run(cls, name: str, argv: list[str]) -> Child:
+        return cls(name, subprocess.Popen(argv))
 
 
 class Command(BaseCommand):
@@ -69,7 +54,7 @@ class Command(BaseCommand):
             "--web-workers",
             type=int,
             default=int(os.environ.get("SWITCHBOARD_WEB_WORKERS", "2")),
-            help="gunicorn worker processes (each runs several threads)",
+            help="web server processes (each runs several threads)",
         )
         parser.add_argument(
             "--delivery-threads",
@@ -96,12 +81,14 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=0)
         self.ensure_admin()
         host, port = options["host"], options["port"]
-        children = [self.web_server(host, port, options["web_workers"])]
+        children = self.web_server(host, port, options["web_workers"])
         if not options["no_worker"]:
             children.append(self.delivery_worker(options["delivery_threads"]))
         if options["demo"]:
             children.append(self.demo(port))
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        if ":" in shown_host:
+            shown_host = f"[{shown_host}]"  # an IPv6 address in a URL
         self.stdout.write(
             self.style.SUCCESS(f"Switchboard is running at http://{shown_host}:{port}/")
         )
@@ -131,14 +118,20 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Created admin account {username!r} from DJANGO_SUPERUSER_*.")
 
-    def web_server(self, host: str, port: int, workers: int) -> Child:
-        return Child("web server", web_server_argv(host, port, workers))
+    def web_server(self, host: str, port: int, processes: int) -> list[Child]:
+        try:
+            launched = webserver.launch(host, port, processes)
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host} port {port}: {exc}") from exc
+        return [
+            Child(f"web server {number}", process) for number, process in enumerate(launched, 1)
+        ]
 
     def delivery_worker(self, threads: int) -> Child:
         """One worker process with the beat scheduler inside it. Scale-out runs
         ``celery -A dashboard worker`` on as many machines as needed and one ``celery -A dashboard
         beat``; the sweeper is safe to run more than once at a time."""
-        return Child(
+        return Child.run(
             "delivery worker",
             [
                 sys.executable,
@@ -167,7 +160,7 @@ class Command(BaseCommand):
         from destinations.demo import seed_demo
 
         refiner_port, kana_port = port + 1, port + 2
-        child = Child(
+        child = Child.run(
             "demo stand-ins",
             [
                 sys.executable,

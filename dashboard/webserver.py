@@ -1,0 +1,163 @@
+"""The web server ``manage.py start`` runs: waitress in several processes sharing one socket.
+
+waitress reads every request whole (headers and body, bodies past 512 KB spooled to a temporary
+file) in its event loop before one of its threads runs Django, so a client that is slow to send,
+or sends nothing after its headers, holds a connection but never a thread. A connection idle
+for ``SWITCHBOARD_CLIENT_TIMEOUT_SECONDS`` (mid-request or between keep-alive requests) is
+closed. See docs/decisions/0019-web-server.md.
+
+The start command binds the socket once (``listen``) and runs ``launch``'s processes, each
+``python -m dashboard.webserver --fd N``, which inherit it; the kernel hands each new
+connection to one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from waitress import wasyncore
+
+ROOT = Path(__file__).resolve().parent.parent
+THREADS = 8  # per process: Django runs on these
+BACKLOG = 2048
+# Bodies past this are refused with 413 before they are read. Above the largest body a view
+# takes (the 50 MB customer import; ingest refuses past 500 KB itself, with its own message).
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# A stopping process finishes the requests it has read for at most this long.
+STOP_GRACE_SECONDS = 20.0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host`` (a name, an IPv4 or an IPv6 address), inheritable by
+    the server processes."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def server_argv(fd: int) -> list[str]:
+    return [sys.executable, "-m", "dashboard.webserver", "--fd", str(fd)]
+
+
+def launch(host: str, port: int, processes: int) -> list[subprocess.Popen[bytes]]:
+    """Bind ``host:port`` and start ``processes`` server processes on it."""
+    sock = listen(host, port)
+    try:
+        return [
+            subprocess.Popen(server_argv(sock.fileno()), cwd=ROOT, pass_fds=[sock.fileno()])
+            for _ in range(processes)
+        ]
+    finally:
+        sock.close()  # the processes have their own copies
+
+
+def serve(sock: socket.socket) -> None:
+    """Serve Django on ``sock`` until SIGTERM or SIGINT, then finish what was read and stop."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from waitress.server import BaseWSGIServer, create_server
+
+    from dashboard.wsgi import application
+
+    connections = settings.WEB_CONNECTION_LIMIT
+    raise_open_files_limit(connections + 100)
+    timeout = settings.WEB_CLIENT_TIMEOUT_SECONDS
+    server = create_server(
+        application,
+        sockets=[sock],
+        threads=THREADS,
+        connection_limit=connections,
+        channel_timeout=timeout,
+        # How often idle connections are looked for: a stalled one goes within 1.5 timeouts.
+        cleanup_interval=max(1, timeout // 2),
+        max_request_body_size=MAX_BODY_BYTES,
+        # poll(2): select(2) cannot watch descriptors past 1023.
+        asyncore_use_poll=True,
+        # X-Forwarded-* reach Django as sent; SWITCHBOARD_BEHIND_HTTPS_PROXY decides whether
+        # they are trusted (SECURE_PROXY_SSL_HEADER), as with any WSGI server.
+        clear_untrusted_proxy_headers=False,
+        ident="switchboard",
+    )
+    assert isinstance(server, BaseWSGIServer)  # one socket, one server
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    announce_ready()
+    while not stopping:
+        turn(server)
+    drain(server)
+
+
+def announce_ready() -> None:
+    """With ``SWITCHBOARD_READY_DIR`` set (a supervisor's or the tests'), leave a file named
+    after this process there once it serves: ``start`` runs several, and one answering does not
+    mean all do."""
+    folder = os.environ.get("SWITCHBOARD_READY_DIR")
+    if folder:
+        Path(folder, str(os.getpid())).touch()
+
+
+def turn(server: Any) -> None:
+    """One turn of waitress's event loop (``server.run()`` repeats them until an exception)."""
+    wasyncore.loop(timeout=0.5, map=server._map, use_poll=True, count=1)
+
+
+def drain(server: Any) -> None:
+    """Accept nothing more; answer the requests already read (for at most
+    ``STOP_GRACE_SECONDS``), closing each connection once it has nothing in flight; then stop
+    the threads."""
+    server.accepting = False
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while server.active_channels and time.monotonic() < deadline:
+        for channel in list(server.active_channels.values()):
+            if not (channel.requests or channel.total_outbufs_len):
+                channel.will_close = True  # idle, or its request not read whole: closed now
+        turn(server)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Each connection is a file descriptor: lift the soft limit towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="One Switchboard web server process.")
+    parser.add_argument("--fd", type=int, required=True, help="an inherited listening socket")
+    args = parser.parse_args(argv)
+    serve(socket.socket(fileno=args.fd))
+
+
+if __name__ == "__main__":
+    main()
