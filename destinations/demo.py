@@ -1,6 +1,8 @@
 """Demo data: a source, users with conflicts, accounts, events, and Refiner and Kana
 destinations pointing at local stand-ins. Everything it makes is marked (``demo`` on sources
-and destinations; ``demo-`` user and group ids; ``@demo.example`` emails) and removed in one go.
+and destinations; ``demo-`` user and group ids; ``@demo.example`` emails: see
+``destinations.demo_marks``), is delivered to the stand-ins only, and is removed in one go,
+with what the operator's merges of demo users made (their re-sent identify events).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
+from destinations.demo_marks import DEMO_DOMAIN, DEMO_PREFIX, demo_loaded, demo_people
+from destinations.identity.resend import INTERNAL_SOURCE
 from destinations.ingest.message import validate_message
 from destinations.ingest.store import store_messages
 from destinations.mapping.services import rule_save
@@ -24,7 +28,6 @@ DEMO_SOURCE = "Demo web app"
 DEMO_REFINER_KEY = "rk_demo"
 DEMO_KANA_KEY = "prv_demo"
 DEMO_FEATURES = (("exports", "Report exports"), ("seats", "Seats"), ("api-calls", "API calls"))
-DEMO_DOMAIN = "demo.example"
 PEOPLE = [
     # user id, name, email, billing id
     ("demo-ada", "Ada Lovelace", "ada@demo.example", "cus_DemoAda1"),
@@ -44,10 +47,6 @@ ACCOUNTS = [
     ("demo-hooli", "Hooli", 800),
 ]
 TRACKS = ["Report Exported", "Seat Added", "Viewed Dashboard", "Invited Teammate"]
-
-
-def demo_loaded() -> bool:
-    return Source.objects.filter(demo=True).exists()
 
 
 def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
@@ -104,7 +103,9 @@ def store_demo_events(source: Source) -> int:
         message["timestamp"] = when.isoformat()
         message["context"] = {"library": {"name": "switchboard-demo"}}
         validated.append(validate_message(message, call_type=None, received_at=now))
-    return store_messages(source_id=source.pk, messages=validated, received_at=now).stored
+    return store_messages(
+        source_id=source.pk, messages=validated, received_at=now, demo=True
+    ).stored
 
 
 def demo_messages(rng: random.Random) -> list[dict[str, Any]]:
@@ -145,30 +146,41 @@ def demo_messages(rng: random.Random) -> list[dict[str, Any]]:
     return messages
 
 
+def demo_events() -> QuerySet[Event]:
+    """The demo sources' events (the internal demo source's re-sends among them), and what
+    Switchboard said about demo users under its internal source before it had a demo one."""
+    demo_sources = list(Source.objects.filter(demo=True).values_list("pk", flat=True))
+    made = Q(source_id__in=demo_sources)
+    internal = Source.objects.filter(name=INTERNAL_SOURCE).values_list("pk", flat=True).first()
+    if internal is not None:
+        people = list(Profile.objects.filter(demo_people()).values_list("pk", flat=True))
+        made |= Q(source_id=internal, profile_id__in=people)
+    return Event.objects.filter(made)
+
+
 def remove_demo() -> dict[str, int]:
     """Delete everything demo mode made, and nothing else."""
-    sources = list(Source.objects.filter(demo=True))
     counts = {"events": 0, "users": 0, "accounts": 0, "destinations": 0}
+    events = demo_events()
     while True:
-        ids = list(Event.objects.filter(source__in=sources).values_list("id", flat=True)[:5000])
+        ids = list(events.values_list("id", flat=True)[:5000])
         if not ids:
             break
         counts["events"] += (
             Event.objects.filter(id__in=ids).delete()[1].get("destinations.Event", 0)
         )
     with transaction.atomic():
-        demo_people = Q(user_id__startswith="demo-") | Q(email__endswith=f"@{DEMO_DOMAIN}")
         counts["users"] = (
-            Profile.objects.filter(demo_people).delete()[1].get("destinations.Profile", 0)
+            Profile.objects.filter(demo_people()).delete()[1].get("destinations.Profile", 0)
         )
         counts["accounts"] = (
-            Account.objects.filter(group_id__startswith="demo-")
+            Account.objects.filter(group_id__startswith=DEMO_PREFIX)
             .delete()[1]
             .get("destinations.Account", 0)
         )
         counts["destinations"] = (
             Destination.objects.filter(demo=True).delete()[1].get("destinations.Destination", 0)
         )
-        Source.objects.filter(pk__in=[s.pk for s in sources]).delete()
+        Source.objects.filter(demo=True).delete()
     forget_cached_destinations()
     return counts
