@@ -7,6 +7,7 @@ from typing import Any
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from dashboard.freshness import stamped
 from dashboard.roles import ADMIN, OPERATOR, has_role, role_of
 from destinations.demo import demo_loaded
 
@@ -22,9 +23,11 @@ def role(request: HttpRequest) -> dict[str, Any]:
 
 
 def demo_is_loaded() -> bool:
-    # Asked on every page: a few seconds of cache keep it off the database.
-    loaded = cache.get("demo-loaded")
+    # Asked on every page: a few seconds of cache keep it off the database; removing the demo
+    # data changes the stamp, so the banner goes at once.
+    key = stamped("demo-loaded")
+    loaded = cache.get(key)
     if loaded is None:
         loaded = demo_loaded()
-        cache.set("demo-loaded", loaded, timeout=5)
+        cache.set(key, loaded, timeout=5)
     return bool(loaded)

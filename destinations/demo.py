@@ -8,11 +8,12 @@ with what the operator's merges of demo users made (their re-sent identify event
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from destinations.delivery.routing import forget_cached_destinations
@@ -156,6 +157,48 @@ def demo_events() -> QuerySet[Event]:
         people = list(Profile.objects.filter(demo_people()).values_list("pk", flat=True))
         made |= Q(source_id=internal, profile_id__in=people)
     return Event.objects.filter(made)
+
+
+@dataclass(frozen=True)
+class DemoDestination:
+    name: str
+    mapping_rules: int
+    filters: int
+    # Deliveries of non-demo events in its log, which go with it.
+    other_deliveries: int
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What "Remove demo data" would delete, counted before the operator confirms."""
+
+    events: int
+    users: int
+    accounts: int
+    sources: list[str]
+    destinations: list[DemoDestination]
+
+
+def demo_summary() -> DemoSummary:
+    other = Count("deliveries", filter=~Q(deliveries__event__source__demo=True), distinct=True)
+    destinations = Destination.objects.filter(demo=True).annotate(
+        rules=Count("mapping_rules", distinct=True), other=other
+    )
+    return DemoSummary(
+        events=demo_events().count(),
+        users=Profile.objects.filter(demo_people()).count(),
+        accounts=Account.objects.filter(group_id__startswith=DEMO_PREFIX).count(),
+        sources=list(Source.objects.filter(demo=True).values_list("name", flat=True)),
+        destinations=[
+            DemoDestination(
+                name=d.name,
+                mapping_rules=d.rules,
+                filters=len(d.event_filters or []),
+                other_deliveries=d.other,
+            )
+            for d in destinations
+        ],
+    )
 
 
 def remove_demo() -> dict[str, int]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
+from dashboard.selectors.conflicts import cached_conflict_counts
 from destinations.connectors.webhook import DELIVERY_FAILED, USER_CHANGED
-from destinations.delivery import engine
+from destinations.delivery import engine, filters
 from destinations.delivery.services import destination_create
 from destinations.demo import (
     DEMO_FEATURES,
@@ -22,6 +29,7 @@ from destinations.demo import (
 from destinations.identity.conflicts import conflict_counts
 from destinations.identity.merge import merge_undo, profile_merge
 from destinations.identity.refiner_contacts import delete_contacts
+from destinations.mapping.services import rule_save
 from destinations.models import (
     FINISHED,
     Account,
@@ -35,7 +43,7 @@ from destinations.models import (
 )
 from tests.fakes.kana import FakeKana, serve_fake_kana
 from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
-from tests.worker import Worker, wait_until
+from tests.worker import ROOT, Worker, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -221,3 +229,60 @@ def test_nothing_about_demo_users_reaches_webhooks_or_real_refiner_contacts(
     outcomes = delete_contacts(real.pk, [{"user_id": "real-2", "email": None}])
     assert any(o.startswith(f"{mine.name}: ") for o in outcomes)
     assert [r.query for r in fake_refiner.requests_to("/contact", "DELETE")] == [{"id": "real-2"}]
+
+
+# --- Remove demo data: what goes, then the counts move at once --------------------------------
+
+
+def test_remove_demo_data_asks_first_with_what_goes(
+    client: Client, make_member: Any, source: Source, post_ingest: Any
+) -> None:
+    client.force_login(make_member("admin-1", role="admin"))
+    seeded = seed_demo(refiner_url="http://127.0.0.1:9/v1", kana_url="http://127.0.0.1:9/graphql")
+    kana = Destination.objects.get(name="Kana (demo)")
+    rule_save(destination=kana, event_name="Seat Added", conditions=[], feature_id="seats")
+    filters.save(kana, [[{"path": "event", "op": "equals", "value": "Viewed Pricing"}]])
+    assert post_ingest("track", {"userId": "real-1", "event": "Report Exported"}).status_code == 200
+
+    page = client.get(reverse("demo-remove"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert Event.objects.filter(source__demo=True).count() == seeded["events"]
+    assert re.search(rf'id="remove-events">{seeded["events"]} ', text)
+    assert 'id="remove-users">10 ' in text and 'id="remove-accounts">3 ' in text
+    assert "Kana (demo): <span" in text
+    assert "2 mapping rules, 1 filter, 1 delivery of your own events" in text
+    # Asking changed nothing.
+    assert demo_loaded() and Destination.objects.filter(demo=True).count() == 3
+
+    done = client.post(reverse("demo-remove"))
+    assert done.status_code == 302 and not demo_loaded()
+    assert list(Event.objects.values_list("user_id", flat=True)) == ["real-1"]
+    after = client.get(reverse("demo-remove")).content.decode()
+    assert "No demo data is loaded." in after and ">Remove demo data</button>" not in after
+
+
+def test_counts_cached_in_one_process_are_counted_again_after_a_change_in_another(
+    source: Source, post_ingest: Any, settings: Any
+) -> None:
+    """Two web processes, as ``start`` runs them: one removes the demo data, the other must not
+    show the old counts from its own cache."""
+    for user_id in ("u-1", "u-2"):
+        post_ingest("identify", {"userId": user_id, "traits": {"email": "same@x.co"}})
+    assert cached_conflict_counts()["duplicate_emails"] == 1
+    Profile.objects.filter(user_id="u-2").delete()
+    assert cached_conflict_counts()["duplicate_emails"] == 1  # still the cached count
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from dashboard.freshness import counts_changed; counts_changed()",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SWITCHBOARD_DATA_DIR": str(settings.DATA_DIR)},
+        check=True,
+        timeout=60,
+    )
+    assert cached_conflict_counts()["duplicate_emails"] == 0

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.forms_conflicts import AuditFilterForm
+from dashboard.freshness import counts_changed
 from dashboard.selectors import audit
-from dashboard.selectors.conflicts import forget_conflict_counts
 from dashboard.selectors.pagination import parse_cursor
 from dashboard.views.navigation import redirect_back
 from dashboard.views.request_info import acting_user, is_htmx
@@ -65,6 +65,6 @@ def audit_undo(request: HttpRequest, entry_id: int) -> HttpResponse:
     except MergeRefused as exc:
         messages.error(request, f"This merge cannot be undone: {exc}.")
     else:
-        forget_conflict_counts()
+        counts_changed()
         messages.success(request, undo.summary)
     return redirect_back(request, reverse("audit-detail", args=[entry.pk]))

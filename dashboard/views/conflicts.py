@@ -13,6 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from dashboard.forms_conflicts import ConflictSearchForm
+from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts
 from dashboard.selectors.audit import job_audit_entry
 from dashboard.selectors.pagination import parse_cursor, parse_page_number
@@ -80,7 +81,7 @@ def merge_all(request: HttpRequest) -> HttpResponse:
     """GET says how many groups and users a bulk merge takes; POST starts it as a job."""
     if request.method == "POST":
         job = bulk_merge_start(acting_user(request))
-        conflicts.forget_conflict_counts()
+        counts_changed()
         messages.success(
             request, f"Merging {job.total} duplicate-email groups into their oldest user."
         )
