@@ -17,6 +17,7 @@ from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts
 from dashboard.selectors.audit import job_audit_entry
 from dashboard.selectors.pagination import parse_cursor, parse_page_number
+from dashboard.views.navigation import job_page
 from dashboard.views.request_info import acting_user, htmx_target, is_htmx
 from destinations.identity.conflicts import export_csv
 from destinations.identity.jobs import bulk_merge_start
@@ -95,7 +96,9 @@ def conflict_job(request: HttpRequest, job_id: int) -> HttpResponse:
     """An import or bulk merge: the shared progress bar, polling this page every second until
     the job is done (then 286 stops it and ``job-done`` is announced), and the result, which
     re-renders on ``job-done``."""
-    job = get_object_or_404(Job, pk=job_id, kind__in=(JobKind.IMPORT, JobKind.BULK_MERGE))
+    job = get_object_or_404(Job, pk=job_id)
+    if job.kind not in (JobKind.IMPORT, JobKind.BULK_MERGE):
+        return redirect(job_page(job))  # a link made before every job had its own page
     finished = job.status in (JobStatus.DONE, JobStatus.FAILED)
     context = {
         "job": job,
