@@ -26,6 +26,9 @@ from destinations.mapping.services import rule_save
 from destinations.models import Account, Destination, Event, Profile, Source
 
 DEMO_SOURCE = "Demo web app"
+DEMO_REFINER = "Refiner (demo)"
+DEMO_KANA = "Kana (demo)"
+# The keys the stand-ins accept: shown in the demo banner, for destinations of one's own.
 DEMO_REFINER_KEY = "rk_demo"
 DEMO_KANA_KEY = "prv_demo"
 DEMO_FEATURES = (("exports", "Report exports"), ("seats", "Seats"), ("api-calls", "API calls"))
@@ -65,7 +68,7 @@ def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
         made = [
             destination_create(
                 kind="refiner",
-                name="Refiner (demo)",
+                name=DEMO_REFINER,
                 settings_values=refiner,
                 secret_values={"api_key": DEMO_REFINER_KEY},
             ),
@@ -78,7 +81,7 @@ def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
             ),
             destination_create(
                 kind="kana",
-                name="Kana (demo)",
+                name=DEMO_KANA,
                 settings_values={"api_url": kana_url},
                 secret_values={"api_key": DEMO_KANA_KEY},
             ),
@@ -91,6 +94,32 @@ def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
         forget_cached_destinations()
     stored = store_demo_events(source)
     return {"events": stored}
+
+
+@dataclass(frozen=True)
+class StandIn:
+    service: str
+    url: str
+    api_key: str
+
+
+def demo_stand_ins() -> list[StandIn]:
+    """Where the stand-ins listen and the key each accepts, as the demo destinations say: a
+    destination of one's own can point there too (it gets real events, not the demo's)."""
+    found = dict(
+        Destination.objects.filter(demo=True, name__in=[DEMO_REFINER, DEMO_KANA]).values_list(
+            "name", "settings"
+        )
+    )
+    stand_ins = []
+    for name, service, setting, key in (
+        (DEMO_REFINER, "Refiner", "base_url", DEMO_REFINER_KEY),
+        (DEMO_KANA, "Kana", "api_url", DEMO_KANA_KEY),
+    ):
+        url = (found.get(name) or {}).get(setting)
+        if url:
+            stand_ins.append(StandIn(service=service, url=str(url), api_key=key))
+    return stand_ins
 
 
 def store_demo_events(source: Source) -> int:
