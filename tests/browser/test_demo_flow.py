@@ -75,3 +75,14 @@ def test_the_banner_gives_the_stand_in_key_and_the_refiner_pages_keep_the_pick(
     page.get_by_role("button", name="Send").click()
     expect(page.locator(".console-response .status-code")).to_have_text("HTTP 200")
     assert demo_refiner.requests_to("/contacts")[-1].header("Authorization") == f"Bearer {key}"
+
+
+def test_users_search_finds_every_user_id_starting_with_the_term(logged_in_page: Page) -> None:
+    page = logged_in_page
+    seed_demo(refiner_url="http://127.0.0.1:9/v1", kana_url="http://127.0.0.1:9/graphql")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
+    page.get_by_label("Search").fill("demo-alan")
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.locator("td:first-child")).to_have_text(["demo-alan-2", "demo-alan"])
