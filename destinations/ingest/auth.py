@@ -58,6 +58,9 @@ def source_for_write_key(write_key: str | None) -> SourceRef:
         raise IngestError(
             401, "No write key: send it as the HTTP Basic user name or as writeKey in the body"
         )
+    if "\x00" in write_key:
+        # No source has one (keys are URL-safe tokens), and PostgreSQL refuses NUL in a query.
+        raise IngestError(401, "Unknown write key")
     now = time.monotonic()
     cached = _cache.get(write_key)
     if cached and cached[0] > now:
