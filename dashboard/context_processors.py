@@ -7,8 +7,9 @@ from typing import Any
 from django.core.cache import cache
 from django.http import HttpRequest
 
+from dashboard.freshness import stamped
 from dashboard.roles import ADMIN, OPERATOR, has_role, role_of
-from destinations.demo import demo_loaded
+from destinations.demo import StandIn, demo_loaded, demo_stand_ins
 
 
 def role(request: HttpRequest) -> dict[str, Any]:
@@ -17,14 +18,19 @@ def role(request: HttpRequest) -> dict[str, Any]:
         "role": role_of(user),
         "can_operate": has_role(user, OPERATOR),
         "can_admin": has_role(user, ADMIN),
-        "demo_loaded": demo_is_loaded() if role_of(user) else False,
+        **(demo_banner() if role_of(user) else {"demo_loaded": False}),
     }
 
 
-def demo_is_loaded() -> bool:
-    # Asked on every page: a few seconds of cache keep it off the database.
-    loaded = cache.get("demo-loaded")
-    if loaded is None:
+def demo_banner() -> dict[str, Any]:
+    """Whether demo data is loaded, and the stand-ins' addresses and keys. Asked on every page:
+    a few seconds of cache keep it off the database; removing the demo data changes the
+    stamp, so the banner goes at once."""
+    key = stamped("demo-banner")
+    banner = cache.get(key)
+    if banner is None:
         loaded = demo_loaded()
-        cache.set("demo-loaded", loaded, timeout=5)
-    return bool(loaded)
+        stand_ins: list[StandIn] = demo_stand_ins() if loaded else []
+        banner = {"demo_loaded": loaded, "demo_stand_ins": stand_ins}
+        cache.set(key, banner, timeout=5)
+    return dict(banner)

@@ -173,3 +173,5 @@ urlpatterns = [
     path("", include("dashboard.urls_people")),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "dashboard.views.errors.not_found"

@@ -1,30 +1,37 @@
 """Demo data: a source, users with conflicts, accounts, events, and Refiner and Kana
 destinations pointing at local stand-ins. Everything it makes is marked (``demo`` on sources
-and destinations; ``demo-`` user and group ids; ``@demo.example`` emails) and removed in one go.
+and destinations; ``demo-`` user and group ids; ``@demo.example`` emails: see
+``destinations.demo_marks``), is delivered to the stand-ins only, and is removed in one go,
+with what the operator's merges of demo users made (their re-sent identify events).
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
+from destinations.demo_marks import DEMO_DOMAIN, DEMO_PREFIX, demo_loaded, demo_people
+from destinations.identity.resend import INTERNAL_SOURCE
 from destinations.ingest.message import validate_message
 from destinations.ingest.store import store_messages
 from destinations.mapping.services import rule_save
 from destinations.models import Account, Destination, Event, Profile, Source
 
 DEMO_SOURCE = "Demo web app"
+DEMO_REFINER = "Refiner (demo)"
+DEMO_KANA = "Kana (demo)"
+# The keys the stand-ins accept: shown in the demo banner, for destinations of one's own.
 DEMO_REFINER_KEY = "rk_demo"
 DEMO_KANA_KEY = "prv_demo"
 DEMO_FEATURES = (("exports", "Report exports"), ("seats", "Seats"), ("api-calls", "API calls"))
-DEMO_DOMAIN = "demo.example"
 PEOPLE = [
     # user id, name, email, billing id
     ("demo-ada", "Ada Lovelace", "ada@demo.example", "cus_DemoAda1"),
@@ -46,10 +53,6 @@ ACCOUNTS = [
 TRACKS = ["Report Exported", "Seat Added", "Viewed Dashboard", "Invited Teammate"]
 
 
-def demo_loaded() -> bool:
-    return Source.objects.filter(demo=True).exists()
-
-
 def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
     """Idempotent: a second call only points the demo destinations at the stand-ins again."""
     if demo_loaded():
@@ -65,7 +68,7 @@ def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
         made = [
             destination_create(
                 kind="refiner",
-                name="Refiner (demo)",
+                name=DEMO_REFINER,
                 settings_values=refiner,
                 secret_values={"api_key": DEMO_REFINER_KEY},
             ),
@@ -78,7 +81,7 @@ def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
             ),
             destination_create(
                 kind="kana",
-                name="Kana (demo)",
+                name=DEMO_KANA,
                 settings_values={"api_url": kana_url},
                 secret_values={"api_key": DEMO_KANA_KEY},
             ),
@@ -93,6 +96,32 @@ def seed_demo(*, refiner_url: str, kana_url: str) -> dict[str, int]:
     return {"events": stored}
 
 
+@dataclass(frozen=True)
+class StandIn:
+    service: str
+    url: str
+    api_key: str
+
+
+def demo_stand_ins() -> list[StandIn]:
+    """Where the stand-ins listen and the key each accepts, as the demo destinations say: a
+    destination of one's own can point there too (it gets real events, not the demo's)."""
+    found = dict(
+        Destination.objects.filter(demo=True, name__in=[DEMO_REFINER, DEMO_KANA]).values_list(
+            "name", "settings"
+        )
+    )
+    stand_ins = []
+    for name, service, setting, key in (
+        (DEMO_REFINER, "Refiner", "base_url", DEMO_REFINER_KEY),
+        (DEMO_KANA, "Kana", "api_url", DEMO_KANA_KEY),
+    ):
+        url = (found.get(name) or {}).get(setting)
+        if url:
+            stand_ins.append(StandIn(service=service, url=str(url), api_key=key))
+    return stand_ins
+
+
 def store_demo_events(source: Source) -> int:
     rng = random.Random(7)
     now = timezone.now()
@@ -104,7 +133,9 @@ def store_demo_events(source: Source) -> int:
         message["timestamp"] = when.isoformat()
         message["context"] = {"library": {"name": "switchboard-demo"}}
         validated.append(validate_message(message, call_type=None, received_at=now))
-    return store_messages(source_id=source.pk, messages=validated, received_at=now).stored
+    return store_messages(
+        source_id=source.pk, messages=validated, received_at=now, demo=True
+    ).stored
 
 
 def demo_messages(rng: random.Random) -> list[dict[str, Any]]:
@@ -145,30 +176,83 @@ def demo_messages(rng: random.Random) -> list[dict[str, Any]]:
     return messages
 
 
+def demo_events() -> QuerySet[Event]:
+    """The demo sources' events (the internal demo source's re-sends among them), and what
+    Switchboard said about demo users under its internal source before it had a demo one."""
+    demo_sources = list(Source.objects.filter(demo=True).values_list("pk", flat=True))
+    made = Q(source_id__in=demo_sources)
+    internal = Source.objects.filter(name=INTERNAL_SOURCE).values_list("pk", flat=True).first()
+    if internal is not None:
+        people = list(Profile.objects.filter(demo_people()).values_list("pk", flat=True))
+        made |= Q(source_id=internal, profile_id__in=people)
+    return Event.objects.filter(made)
+
+
+@dataclass(frozen=True)
+class DemoDestination:
+    name: str
+    mapping_rules: int
+    filters: int
+    # Deliveries of non-demo events in its log, which go with it.
+    other_deliveries: int
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What "Remove demo data" would delete, counted before the operator confirms."""
+
+    events: int
+    users: int
+    accounts: int
+    sources: list[str]
+    destinations: list[DemoDestination]
+
+
+def demo_summary() -> DemoSummary:
+    other = Count("deliveries", filter=~Q(deliveries__event__source__demo=True), distinct=True)
+    destinations = Destination.objects.filter(demo=True).annotate(
+        rules=Count("mapping_rules", distinct=True), other=other
+    )
+    return DemoSummary(
+        events=demo_events().count(),
+        users=Profile.objects.filter(demo_people()).count(),
+        accounts=Account.objects.filter(group_id__startswith=DEMO_PREFIX).count(),
+        sources=list(Source.objects.filter(demo=True).values_list("name", flat=True)),
+        destinations=[
+            DemoDestination(
+                name=d.name,
+                mapping_rules=d.rules,
+                filters=len(d.event_filters or []),
+                other_deliveries=d.other,
+            )
+            for d in destinations
+        ],
+    )
+
+
 def remove_demo() -> dict[str, int]:
     """Delete everything demo mode made, and nothing else."""
-    sources = list(Source.objects.filter(demo=True))
     counts = {"events": 0, "users": 0, "accounts": 0, "destinations": 0}
+    events = demo_events()
     while True:
-        ids = list(Event.objects.filter(source__in=sources).values_list("id", flat=True)[:5000])
+        ids = list(events.values_list("id", flat=True)[:5000])
         if not ids:
             break
         counts["events"] += (
             Event.objects.filter(id__in=ids).delete()[1].get("destinations.Event", 0)
         )
     with transaction.atomic():
-        demo_people = Q(user_id__startswith="demo-") | Q(email__endswith=f"@{DEMO_DOMAIN}")
         counts["users"] = (
-            Profile.objects.filter(demo_people).delete()[1].get("destinations.Profile", 0)
+            Profile.objects.filter(demo_people()).delete()[1].get("destinations.Profile", 0)
         )
         counts["accounts"] = (
-            Account.objects.filter(group_id__startswith="demo-")
+            Account.objects.filter(group_id__startswith=DEMO_PREFIX)
             .delete()[1]
             .get("destinations.Account", 0)
         )
         counts["destinations"] = (
             Destination.objects.filter(demo=True).delete()[1].get("destinations.Destination", 0)
         )
-        Source.objects.filter(pk__in=[s.pk for s in sources]).delete()
+        Source.objects.filter(demo=True).delete()
     forget_cached_destinations()
     return counts

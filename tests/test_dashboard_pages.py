@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -158,6 +159,44 @@ def test_users_and_accounts_search(staff_client, sample):
     accounts = staff_client.get(f"{reverse('account-list')}?q=init").context["page"].rows
     assert [a.group_id for a in accounts] == ["acct-1"]
     assert [p.user_id for p in accounts[0].shown_members] == ["u1"]
+
+
+def searched(client: Client, term: str) -> list[str | None]:
+    rows = client.get(reverse("user-list"), {"q": term}).context["page"].rows
+    return sorted(p.user_id for p in rows)
+
+
+def test_user_search_matches_the_start_of_a_user_id(staff_client: Client) -> None:
+    for user_id in ("demo-alan", "demo-alan-2", "Demo-Alan-3", "x-demo-alan", "a_b", "axb",
+                    "50%", "50x", "a*b", "acb", "a?", "az", "[x]y", "xy"):  # fmt: skip
+        Profile.objects.create(user_id=user_id)
+    Profile.objects.create(user_id="someone", email="twin@example.com", name="DEMO-ALAN's twin")
+    assert searched(staff_client, "demo-alan") == ["demo-alan", "demo-alan-2", "someone"]
+    # As typed: a user id is case-sensitive (the email and name match in any case).
+    assert searched(staff_client, "demo-alan-") == ["demo-alan-2"]
+    assert searched(staff_client, "Demo-Alan-") == ["Demo-Alan-3"]
+    # LIKE's and GLOB's wildcards in the term stand for themselves.
+    assert searched(staff_client, "a_") == ["a_b"]
+    assert searched(staff_client, "50%") == ["50%"]
+    assert searched(staff_client, "a*") == ["a*b"]
+    assert searched(staff_client, "a?") == ["a?"]
+    assert searched(staff_client, "[x]") == ["[x]y"]
+
+
+def test_a_user_id_prefix_is_found_through_an_index(db: None) -> None:
+    """The prefix alone: on SQLite the user id's unique index (GLOB keeps its binary order),
+    on PostgreSQL the varchar_pattern_ops index Django makes beside it, which serves a LIKE
+    prefix whatever the database's collation."""
+    prefixed = Profile.objects.filter(user_id__prefix="demo-alan")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # a table this small is scanned
+        plan = prefixed.explain()
+        assert re.search(r"Index (Only )?Scan using destinations_profile_user_id_\w+", plan), plan
+    else:
+        plan = prefixed.explain()
+        index_range = r"USING (COVERING )?INDEX \S+ \(user_id>\? AND user_id<\?\)"
+        assert re.search(rf"SEARCH destinations_profile {index_range}", plan), plan
 
 
 def test_user_and_account_detail_show_identity(staff_client, sample):

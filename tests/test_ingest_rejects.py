@@ -560,3 +560,10 @@ def test_a_disabled_second_source_does_not_affect_the_first(post_ingest, source)
     forget_cached_sources()
     assert_refused(post_ingest("track", track(), write_key=other.write_key), 403, "'Old app'")
     assert post_ingest("track", track()).status_code == 200
+
+
+def test_an_unknown_endpoint_is_a_plain_404_not_a_dashboard_page(post_ingest: Any) -> None:
+    response = post_ingest("trak", {"userId": "u1", "event": "E"})
+    assert response.status_code == 404
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content == b"404 Not Found: no endpoint at /v1/trak\n"

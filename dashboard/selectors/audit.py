@@ -132,7 +132,8 @@ def readable_snapshot(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def entry_job(entry: AuditEntry) -> Job | None:
-    """The job an import or bulk-merge entry reports on."""
+    """The job an entry reports on: an import's, a bulk merge's, a saved rule's reprocessing,
+    a retry of failed deliveries."""
     job_id = entry.data.get("job")
     return Job.objects.filter(pk=job_id).first() if job_id else None
 

@@ -18,6 +18,7 @@ from django.db.models import Count, F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
 from dashboard.display_json import pretty_json
+from dashboard.freshness import stamped
 from dashboard.selectors.pagination import MAX_CURSOR, KeysetPage, keyset_page
 from destinations.connectors.kana import billing_id_problem
 from destinations.identity.conflicts import (
@@ -57,7 +58,11 @@ COUNTS_CACHE_SECONDS = 10
 
 
 def cached_conflict_counts() -> dict[str, int]:
-    counts = cache.get_or_set(COUNTS_CACHE_KEY, conflict_counts, timeout=COUNTS_CACHE_SECONDS)
+    """Until the next merge, undo, delete or demo removal (``counts_changed``), or a few
+    seconds."""
+    counts = cache.get_or_set(
+        stamped(COUNTS_CACHE_KEY), conflict_counts, timeout=COUNTS_CACHE_SECONDS
+    )
     return counts if isinstance(counts, dict) else conflict_counts()
 
 
@@ -65,13 +70,8 @@ def fresh_conflict_counts(*, duplicate_emails: int | None = None) -> dict[str, i
     """Counted now (the Conflicts page shows them as its content), and kept for the nav.
     ``duplicate_emails``: the groups' total when the page has just counted them."""
     counts = conflict_counts(duplicate_emails=duplicate_emails)
-    cache.set(COUNTS_CACHE_KEY, counts, timeout=COUNTS_CACHE_SECONDS)
+    cache.set(stamped(COUNTS_CACHE_KEY), counts, timeout=COUNTS_CACHE_SECONDS)
     return counts
-
-
-def forget_conflict_counts() -> None:
-    """After a merge, undo or delete, so the operator sees the count move at once."""
-    cache.delete(COUNTS_CACHE_KEY)
 
 
 # The Conflicts page -------------------------------------------------------------------------

@@ -217,6 +217,15 @@ def reprocess_job(job_id: int, destination: Destination) -> tuple[Job, MappingRu
     return job, rule
 
 
+def reprocess_destination_id(job: Job) -> int | None:
+    """The destination of a reprocessing job's rule; None once the rule is deleted."""
+    return (
+        MappingRule.objects.filter(pk=job.params.get("rule_id"))
+        .values_list("destination_id", flat=True)
+        .first()
+    )
+
+
 @dataclass(frozen=True)
 class ReprocessProgress:
     delivered: int  # every usage event the rule has had delivered, as the rules list counts

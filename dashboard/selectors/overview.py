@@ -24,6 +24,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from dashboard.freshness import counts_stamp
 from dashboard.selectors.delivery_stats import DeliveryWindow, floor_to
 from dashboard.selectors.destinations import BACKLOG_STATUSES
 from destinations.connectors.kana import UNMAPPED
@@ -39,7 +40,7 @@ from destinations.models import (
 RECENT_FAILURES_SHOWN = 10
 # How long a settled slot's counts are reused. They change only when an operator retries old
 # failures or resumes a paused destination; the Overview may then lag by this much (the Event
-# delivery page never does).
+# delivery page never does). Deleting deliveries (``counts_changed``) counts them again at once.
 SETTLED_SLOT_SECONDS = 60
 
 
@@ -228,7 +229,8 @@ def delivery_counts(
     settled = [
         i for i, start in enumerate(slots) if since <= start and start + size <= settled_before
     ]
-    keys = {i: settled_slot_key(slots[i], size) for i in settled}
+    stamp = counts_stamp()
+    keys = {i: settled_slot_key(slots[i], size, stamp) for i in settled}
     cached = cache.get_many(list(keys.values())) if keys else {}
     wanted = set(destination_ids)
     if keys and len(cached) == len(keys):
@@ -258,8 +260,9 @@ def delivery_counts(
     return fresh
 
 
-def settled_slot_key(start: datetime, size: timedelta) -> str:
-    return f"overview:slot:{int(size.total_seconds())}:{int(start.timestamp())}"
+def settled_slot_key(start: datetime, size: timedelta, stamp: str) -> str:
+    # Stamped: deleting deliveries (a user's events, the demo data) counts them again at once.
+    return f"overview:slot:{int(size.total_seconds())}:{int(start.timestamp())}:{stamp}"
 
 
 def counted(

@@ -14,11 +14,13 @@ MEMBERS_SHOWN = 3
 
 
 def profiles_page(*, search: str, before: int | None) -> KeysetPage[Profile]:
+    """Users whose userId starts with the term (as typed: user ids are case-sensitive), whose
+    email or name contains it (in any case), or whose billing id is it."""
     profiles: QuerySet[Profile] = Profile.objects.filter(merged_into__isnull=True)
     if search:
         term = search.strip()
         profiles = profiles.filter(
-            Q(user_id=term)
+            Q(user_id__prefix=term)
             | Q(email__icontains=term)
             | Q(name__icontains=term)
             | Q(billing_id=term)

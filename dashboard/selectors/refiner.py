@@ -49,12 +49,16 @@ class RefinerChoice:
     current: Destination | None
 
 
-def refiner_choice(destination_id: int | None) -> RefinerChoice:
-    """The destination asked for, else the first enabled one, else the first one."""
+def refiner_choice(destination_id: int | None, remembered: int | None = None) -> RefinerChoice:
+    """The destination asked for, else the one picked last (``remembered``), else the oldest
+    enabled one (else the oldest): adding a Refiner destination does not move the pages to it."""
     options = list(Destination.objects.filter(kind=DestinationKind.REFINER).order_by("name"))
-    current = next((d for d in options if d.pk == destination_id), None)
+    by_id = {d.pk: d for d in options}
+    current = by_id.get(destination_id or 0) or by_id.get(remembered or 0)
     if current is None and options:
-        current = next((d for d in options if d.enabled), options[0])
+        current = min(
+            [d for d in options if d.enabled] or options, key=lambda d: (d.created_at, d.pk)
+        )
     return RefinerChoice(options=options, current=current)
 
 

@@ -12,10 +12,10 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.forms_conflicts import AuditFilterForm
+from dashboard.freshness import counts_changed
 from dashboard.selectors import audit
-from dashboard.selectors.conflicts import forget_conflict_counts
 from dashboard.selectors.pagination import parse_cursor
-from dashboard.views.navigation import redirect_back
+from dashboard.views.navigation import job_page, redirect_back
 from dashboard.views.request_info import acting_user, is_htmx
 from destinations.identity.merge import MergeRefused, merge_undo
 from destinations.models import AuditAction, AuditEntry
@@ -45,10 +45,12 @@ def audit_detail(request: HttpRequest, entry_id: int) -> HttpResponse:
     entry = audit.audit_entry(entry_id)
     if entry is None:
         raise Http404("No such audit entry")
+    job = audit.entry_job(entry)
     context: dict[str, Any] = {
         "entry": entry,
         "undo_problem": audit.undo_problems([entry]).get(entry.pk),
-        "job": audit.entry_job(entry),
+        "job": job,
+        "job_url": job_page(job) if job else "",
     }
     if entry.action == AuditAction.MERGE:
         context["merge"] = audit.merge_detail(entry)
@@ -65,6 +67,6 @@ def audit_undo(request: HttpRequest, entry_id: int) -> HttpResponse:
     except MergeRefused as exc:
         messages.error(request, f"This merge cannot be undone: {exc}.")
     else:
-        forget_conflict_counts()
+        counts_changed()
         messages.success(request, undo.summary)
     return redirect_back(request, reverse("audit-detail", args=[entry.pk]))

@@ -13,9 +13,11 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from dashboard.forms_conflicts import ConflictSearchForm
+from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts
 from dashboard.selectors.audit import job_audit_entry
 from dashboard.selectors.pagination import parse_cursor, parse_page_number
+from dashboard.views.navigation import job_page
 from dashboard.views.request_info import acting_user, htmx_target, is_htmx
 from destinations.identity.conflicts import export_csv
 from destinations.identity.jobs import bulk_merge_start
@@ -80,7 +82,7 @@ def merge_all(request: HttpRequest) -> HttpResponse:
     """GET says how many groups and users a bulk merge takes; POST starts it as a job."""
     if request.method == "POST":
         job = bulk_merge_start(acting_user(request))
-        conflicts.forget_conflict_counts()
+        counts_changed()
         messages.success(
             request, f"Merging {job.total} duplicate-email groups into their oldest user."
         )
@@ -94,7 +96,9 @@ def conflict_job(request: HttpRequest, job_id: int) -> HttpResponse:
     """An import or bulk merge: the shared progress bar, polling this page every second until
     the job is done (then 286 stops it and ``job-done`` is announced), and the result, which
     re-renders on ``job-done``."""
-    job = get_object_or_404(Job, pk=job_id, kind__in=(JobKind.IMPORT, JobKind.BULK_MERGE))
+    job = get_object_or_404(Job, pk=job_id)
+    if job.kind not in (JobKind.IMPORT, JobKind.BULK_MERGE):
+        return redirect(job_page(job))  # a link made before every job had its own page
     finished = job.status in (JobStatus.DONE, JobStatus.FAILED)
     context = {
         "job": job,

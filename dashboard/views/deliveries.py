@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 from dashboard.selectors.delivery_stats import WINDOWS, delivery_report, delivery_window
 from dashboard.selectors.destinations import failed_count, job_with_destination
 from dashboard.selectors.pagination import parse_cursor
-from dashboard.views.navigation import redirect_back
+from dashboard.views.navigation import job_page, redirect_back
 from dashboard.views.request_info import acting_user
 from destinations.delivery import services
 from destinations.models import Delivery, Destination, JobStatus
@@ -77,6 +77,9 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     job, destination = found
     context = {"job": job, "destination": destination}
     if not getattr(request, "htmx", False):
+        own_page = job_page(job)
+        if own_page != request.path:
+            return redirect(own_page)  # an import's or a rule's job has a page of its own
         return render(request, "jobs/detail.html", context)
     response = render(request, "jobs/detail.html#job-progress", context)
     if job.status in JOB_FINISHED:

@@ -15,6 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.forms_conflicts import MergeForm
+from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts
 from dashboard.views.request_info import acting_user, is_htmx
 from destinations.identity.merge import MergePlan, MergeRefused, plan_merge, profile_merge
@@ -70,7 +71,7 @@ def merge_confirm(request: HttpRequest) -> HttpResponse:
         except MergeRefused as exc:
             refused = str(exc)
         else:
-            conflicts.forget_conflict_counts()
+            counts_changed()
             messages.success(request, f"{entry.summary}. It can be undone from the audit log.")
             return redirect("user-detail", profile_id=survivor.pk)
     context = merge_context(request, columns, form, refused=refused)

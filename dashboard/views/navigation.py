@@ -1,7 +1,13 @@
+"""Where links and redirects go: back to the page an action came from, and a job's own page."""
+
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from dashboard.selectors.mapping import reprocess_destination_id
+from destinations.models import Job, JobKind
 
 
 def redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
@@ -12,3 +18,16 @@ def redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     )
     return HttpResponseRedirect(target if target and safe else fallback)
+
+
+def job_page(job: Job) -> str:
+    """The page that shows ``job``: an import or bulk merge under Conflicts, a rule's
+    reprocessing under its destination's rules (while the rule exists), the rest (and a
+    reprocessing whose rule was deleted) on the plain job page."""
+    if job.kind in (JobKind.IMPORT, JobKind.BULK_MERGE):
+        return reverse("conflicts-job", args=[job.pk])
+    if job.kind == JobKind.REPROCESS:
+        destination_id = reprocess_destination_id(job)
+        if destination_id is not None:
+            return reverse("mapping-rule-job", args=[destination_id, job.pk])
+    return reverse("job-detail", args=[job.pk])

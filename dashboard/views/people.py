@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from dashboard.display_json import pretty_json
 from dashboard.forms import SearchForm
 from dashboard.forms_conflicts import DeleteUserForm
+from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts, people
 from dashboard.selectors.pagination import parse_cursor
 from dashboard.views.request_info import acting_user
@@ -55,7 +56,7 @@ def user_delete(request: HttpRequest, profile_id: int) -> HttpResponse:
     form = DeleteUserForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         entry = profile_delete(profile, form.options(), actor=acting_user(request))
-        conflicts.forget_conflict_counts()
+        counts_changed()
         messages.success(request, f"{entry.summary}.")
         return redirect("conflicts")
     context = {

@@ -2,7 +2,8 @@
 Order by, Form UUID, Segment UUID and Limit, paged by cursor), one contact, segments, forms,
 responses, and the API console (Make an API Call).
 
-With several Refiner destinations, ``?destination=<id>`` picks one and every link keeps it.
+With several Refiner destinations, ``?destination=<id>`` picks one and every link keeps it;
+the pick is remembered for the session, so the Refiner menu and the API console open on it.
 Refiner's errors are shown on the page, never as a 500.
 """
 
@@ -42,11 +43,17 @@ from destinations.models import AuditAction, Destination
 CONSOLE_PREFILL = ("url", "method", "query")
 
 
+PICKED_REFINER = "refiner-destination"
+
+
 def refiner_of(request: HttpRequest) -> tuple[Destination | None, dict[str, Any]]:
     """The destination the page reads from, and what every Refiner page shows about the
     choice (the picker, and ``keep``: the query that keeps it on links)."""
-    asked = request.POST.get("destination") or request.GET.get("destination")
-    choice = refiner_choice(parse_cursor(asked))
+    asked = parse_cursor(request.POST.get("destination") or request.GET.get("destination"))
+    remembered = request.session.get(PICKED_REFINER)
+    choice = refiner_choice(asked, remembered if isinstance(remembered, int) else None)
+    if asked and choice.current and choice.current.pk == asked and remembered != asked:
+        request.session[PICKED_REFINER] = asked
     several = len(choice.options) > 1
     keep = f"destination={choice.current.pk}" if choice.current and several else ""
     return choice.current, {

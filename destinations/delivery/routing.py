@@ -2,6 +2,7 @@
 
 Order of checks: the destination is enabled, its kind accepts the call type, the message's
 integrations object lets it through, and none of the destination's drop filters match.
+Demo data (ADR 15) goes to demo destinations only: the stand-ins, never a real account.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Route:
     event_filters: tuple[tuple[Mapping[str, Any], ...], ...]
     # What the connector reads once for planning (Kana: its mapping rules).
     context: Any = None
+    demo: bool = False
 
 
 _cache: tuple[float, tuple[Route, ...]] | None = None
@@ -53,6 +55,12 @@ def enabled_routes() -> tuple[Route, ...]:
     return routes
 
 
+def routes_for(*, demo: bool) -> tuple[Route, ...]:
+    """The enabled routes data may take: demo data only the demo destinations'."""
+    routes = enabled_routes()
+    return tuple(r for r in routes if r.demo) if demo else routes
+
+
 def forget_cached_destinations() -> None:
     global _cache
     _cache = None
@@ -68,6 +76,7 @@ def route_of(destination: Destination) -> Route:
         accepts=connector.accepts,
         event_filters=tuple(tuple(rule) for rule in destination.event_filters or []),
         context=connector.route_context(destination),
+        demo=destination.demo,
     )
 
 
@@ -96,13 +105,14 @@ def why_not_routed(
 
 
 def plan_deliveries(
-    events: Sequence[tuple[int, Mapping[str, Any]]], received_at: datetime
+    events: Sequence[tuple[int, Mapping[str, Any]]], received_at: datetime, *, demo: bool = False
 ) -> dict[int, list[int]]:
     """Create the Delivery rows for freshly stored events; returns delivery ids per destination.
+    ``demo``: the events are demo data, for the demo destinations only.
 
     Runs inside the ingest transaction, so an event and its deliveries commit together.
     """
-    routes = enabled_routes()
+    routes = routes_for(demo=demo)
     if not routes or not events:
         return {}
     retry_until = received_at + timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)

@@ -12,6 +12,7 @@ from django.db import transaction
 from destinations.connectors.base import error_text
 from destinations.connectors.refiner import auth_headers, base_url
 from destinations.delivery.http import session
+from destinations.demo_marks import any_demo_person
 from destinations.models import AuditEntry, Destination, DestinationKind
 
 logger = logging.getLogger(__name__)
@@ -28,12 +29,16 @@ def delete_contacts_later(entry: AuditEntry, people: Sequence[Mapping[str, str |
 
 
 def delete_contacts(entry_id: int, people: Sequence[Mapping[str, str | None]]) -> list[str]:
-    """DELETE /contact by id (else email) in each enabled Refiner destination; the outcome of
-    each call is appended to the audit entry, where the operator reads it."""
+    """DELETE /contact by id (else email) in each enabled Refiner destination (a demo user's
+    only in the demo ones); the outcome of each call is appended to the audit entry, where the
+    operator reads it."""
     outcomes: list[str] = []
+    demo = {i for i, person in enumerate(people) if any_demo_person([person])}
     for destination in Destination.objects.filter(kind=DestinationKind.REFINER, enabled=True):
         config = destination.config()
-        for person in people:
+        for index, person in enumerate(people):
+            if index in demo and not destination.demo:
+                continue
             params: dict[str, Any] = (
                 {"id": person["user_id"]} if person.get("user_id") else {"email": person["email"]}
             )

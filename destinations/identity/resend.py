@@ -1,7 +1,9 @@
 """Tell every destination that knows users about a profile again, after a merge or undo.
 
 The re-send is an identify event stored under Switchboard's own internal source and routed
-like any other: it shows in Events, and its deliveries in each destination's log.
+like any other: it shows in Events, and its deliveries in each destination's log. A demo
+user's re-send is demo data: it is stored under the internal demo source, goes to the demo
+destinations only, and is removed with the rest of the demo.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ from typing import Any
 
 from django.utils import timezone
 
+from destinations.demo_marks import demo_loaded, marked_as_demo
 from destinations.models import Profile, Source
 
 INTERNAL_SOURCE = "Switchboard (internal)"
+INTERNAL_DEMO_SOURCE = "Switchboard (internal, demo)"
 
 
-def internal_source() -> Source:
+def internal_source(*, demo: bool = False) -> Source:
+    if demo:
+        source, _ = Source.objects.get_or_create(
+            name=INTERNAL_DEMO_SOURCE, defaults={"enabled": False, "demo": True}
+        )
+        return source
     source, _ = Source.objects.get_or_create(name=INTERNAL_SOURCE, defaults={"enabled": False})
     return source
 
@@ -49,16 +58,18 @@ def resend_profiles(profiles: Sequence[Profile]) -> int:
     from destinations.ingest.store import store_messages
 
     now = timezone.now()
-    source_id = internal_source().pk
+    loaded = demo_loaded() if any(marked_as_demo(p.user_id, p.email) for p in profiles) else False
     stored = 0
     for profile in profiles:
+        demo = loaded and marked_as_demo(profile.user_id, profile.email)
         message = validate_message(identify_message(profile), call_type=None, received_at=now)
         result = store_messages(
-            source_id=source_id,
+            source_id=internal_source(demo=demo).pk,
             messages=[message],
             received_at=now,
             owner=profile.pk,
             statement=True,
+            demo=demo,
         )
         stored += result.stored
     return stored

@@ -23,6 +23,7 @@ class SourceRef:
     name: str
     enabled: bool
     rate_limit_per_second: int
+    demo: bool = False
 
 
 _cache: dict[str, tuple[float, SourceRef | None]] = {}
@@ -68,7 +69,7 @@ def source_for_write_key(write_key: str | None) -> SourceRef:
     else:
         row = (
             Source.objects.filter(write_key=write_key)
-            .values_list("id", "name", "enabled", "rate_limit_per_second")
+            .values_list("id", "name", "enabled", "rate_limit_per_second", "demo")
             .first()
         )
         ref = SourceRef(*row) if row else None

@@ -61,12 +61,14 @@ def store_messages(
     endpoint: str = "",
     owner: int | None = None,
     statement: bool = False,
+    demo: bool = False,
 ) -> StoreResult:
     """Keep each message once per (source, messageId); return when the rows are committed.
 
     A ``statement`` is Switchboard's own event (a re-send, a system event): it is stored as
     ``owner``'s without identity resolution or suppression, since it brings no news about
-    anyone and must not recreate a user it reports deleted.
+    anyone and must not recreate a user it reports deleted. ``demo``: the messages are demo
+    data (a demo source's), delivered to demo destinations only.
     """
     kept, suppressed = (list(messages), 0) if statement else without_suppressed(messages)
     unique: dict[str, Message] = {}
@@ -83,7 +85,7 @@ def store_messages(
             ids = insert_events(source_id, fresh, owners, received_at)
             stored = len(ids)
             new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]
-            planned = plan_deliveries(new_events, received_at)
+            planned = plan_deliveries(new_events, received_at, demo=demo)
             if planned:
                 transaction.on_commit(lambda: enqueue_deliveries(planned), robust=True)
     return StoreResult(stored=stored, duplicates=len(kept) - stored, suppressed=suppressed)

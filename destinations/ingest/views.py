@@ -175,7 +175,9 @@ def accept_single(
             received_at=received_at,
         )
         return error_response(400, reason)
-    result = store_messages(source_id=source.id, messages=[message], received_at=received_at)
+    result = store_messages(
+        source_id=source.id, messages=[message], received_at=received_at, demo=source.demo
+    )
     return json_response(200, {"success": True, **result_counts(result)})
 
 
@@ -222,6 +224,7 @@ def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> 
         received_at=received_at,
         refused=refused,
         endpoint="batch",
+        demo=source.demo,
     )
     return json_response(
         200,

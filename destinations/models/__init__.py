@@ -15,6 +15,7 @@ from destinations.models.delivery import (
     JobStatus,
 )
 from destinations.models.events import Event, EventType, IngestFailure, Source, new_write_key
+from destinations.models.lookups import Prefix
 from destinations.models.mapping import MappingRule
 from destinations.models.people import (
     Account,
@@ -49,6 +50,7 @@ __all__ = [
     "JobStatus",
     "MappingRule",
     "Membership",
+    "Prefix",
     "Profile",
     "ProfileOrigin",
     "RefinerCall",

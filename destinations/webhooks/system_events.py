@@ -13,18 +13,20 @@ from typing import Any
 from django.utils import timezone
 
 from destinations.connectors.webhook import DELIVERY_FAILED, USER_CHANGED, is_system_event
-from destinations.delivery.routing import enabled_routes
+from destinations.delivery.routing import routes_for
+from destinations.demo_marks import any_demo_person
 
 USER_MERGED = "User Merged"
 USER_DELETED = "User Deleted"
 DELIVERY_FAILED_EVENT = "Delivery Failed"
 
 
-def subscribed(trigger: str) -> bool:
-    """Whether any enabled webhook listens for ``trigger``: no subscriber, no event stored."""
+def subscribed(trigger: str, *, demo: bool = False) -> bool:
+    """Whether any enabled webhook listens for ``trigger``: no subscriber, no event stored.
+    An event about demo data may only go to demo destinations, and no webhook is one."""
     return any(
         route.kind == "webhook" and (route.context or {}).get("trigger") == trigger
-        for route in enabled_routes()
+        for route in routes_for(demo=demo)
     )
 
 
@@ -55,7 +57,7 @@ def emit(name: str, properties: Mapping[str, Any], *, user_id: str | None = None
 def user_merged(
     survivor: Mapping[str, Any], absorbed: Sequence[Mapping[str, Any]], audit: int
 ) -> None:
-    if subscribed(USER_CHANGED):
+    if subscribed(USER_CHANGED, demo=any_demo_person([survivor, *absorbed])):
         emit(
             USER_MERGED,
             {
@@ -68,7 +70,7 @@ def user_merged(
 
 
 def user_deleted(identities: Sequence[Mapping[str, Any]], audit: int, events_deleted: int) -> None:
-    if subscribed(USER_CHANGED):
+    if subscribed(USER_CHANGED, demo=any_demo_person(identities)):
         emit(
             USER_DELETED,
             {"users": [dict(i) for i in identities], "audit_entry": audit,
@@ -79,8 +81,13 @@ def user_deleted(identities: Sequence[Mapping[str, Any]], audit: int, events_del
 
 def delivery_failed(failures: list[tuple[Any, str]]) -> None:
     """``failures``: (delivery, reason) for deliveries that just failed for good. Failures of
-    system events' own deliveries are not reported, so a failing webhook cannot feed itself."""
-    wanted = [(d, r) for d, r in failures if not is_system_event(d.event.payload)]
+    system events' own deliveries are not reported, so a failing webhook cannot feed itself;
+    nor are a demo destination's, which are demo data."""
+    wanted = [
+        (d, r)
+        for d, r in failures
+        if not is_system_event(d.event.payload) and not d.destination.demo
+    ]
     if not wanted or not subscribed(DELIVERY_FAILED):
         return
     for delivery, reason in wanted:

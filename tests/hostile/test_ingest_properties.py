@@ -143,6 +143,13 @@ def test_a_single_call_is_stored_when_and_only_when_it_answers_200(
     body=b"{}",
     path="track",
 )
+@example(  # a write key of NUL bytes: PostgreSQL refuses it in a query
+    authorization="Basic AAAA",
+    content_type="application/json",
+    encoding="",
+    body=b"\x00",
+    path="batch",
+)
 def test_any_request_gets_a_precise_answer(
     client: Client,
     source: Source,
