@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import itertools
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -338,12 +339,66 @@ def test_connection_failure_shows_the_exact_error(
 
     fake_refiner.refuse_connections()
     refused = staff_client.post(url, values, headers={"HX-Request": "true"})
-    assert f"Could not reach {fake_refiner.base_url}/: " in text_of(refused)
+    port = fake_refiner.base_url.split(":")[2].split("/")[0]
+    assert headline_of(refused) == (
+        f"Could not reach {fake_refiner.base_url}/: connection refused by 127.0.0.1:{port} "
+        "(nothing is listening there)"
+    )
 
     no_key = staff_client.post(
         url, {"base_url": fake_refiner.base_url}, headers={"HX-Request": "true"}
     )
     assert "API Key: This field is required." in text_of(no_key)
+
+
+def headline_of(response: Any) -> str:
+    """What a failed Test connection says first, outside its Details toggle."""
+    match = re.search(r'<div class="message error"><p>(.*?)</p>', text_of(response), re.S)
+    assert match, text_of(response)
+    return match[1]
+
+
+def details_of(response: Any) -> str:
+    match = re.search(
+        r"<details><summary>Details</summary><pre[^>]*>(.*?)</pre>", text_of(response), re.S
+    )
+    assert match, text_of(response)
+    return match[1]
+
+
+def test_connection_failures_are_said_in_words_with_the_raw_error_behind_details(
+    staff_client: Client, fake_refiner: FakeRefiner, settings: Any
+) -> None:
+    url = reverse("destination-test-new", args=["refiner"])
+
+    def tried(base_url: str) -> Any:
+        values = {"api_key": "rk_test", "base_url": base_url}
+        return staff_client.post(url, values, headers={"HX-Request": "true"})
+
+    unknown_host = tried("http://api.refiner.invalid/v1")
+    assert headline_of(unknown_host) == (
+        "Could not reach http://api.refiner.invalid/v1/: could not resolve the host "
+        "api.refiner.invalid"
+    )
+    assert "NameResolutionError" in details_of(unknown_host)
+    assert "ConnectionPool" not in headline_of(unknown_host)
+
+    # https:// to a server that speaks plain HTTP: the TLS handshake fails.
+    port = fake_refiner.base_url.split(":")[2].split("/")[0]
+    tls = tried(f"https://127.0.0.1:{port}/v1")
+    assert headline_of(tls) == (
+        f"Could not reach https://127.0.0.1:{port}/v1/: TLS problem with 127.0.0.1: wrong "
+        "version number (is it an http:// address?)"
+    )
+    assert "SSLError" in details_of(tls)
+
+    settings.DELIVERY_TIMEOUT_SECONDS = 1
+    fake_refiner.hang(seconds=3, times=1)
+    slow = tried(fake_refiner.base_url)
+    assert headline_of(slow) == (
+        f"Could not reach {fake_refiner.base_url}/: timed out waiting for 127.0.0.1 to answer"
+    )
+    assert "Read timed out" in details_of(slow)
 
 
 def test_connection_on_a_saved_destination_uses_the_stored_key_when_left_blank(

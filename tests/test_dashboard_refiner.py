@@ -679,7 +679,7 @@ def test_send_test_is_refused_for_a_loopback_url_by_default(
         reverse("destination-test-new", args=["webhook"]), webhook_fields(local_receiver.url)
     )
     body = text_of(result)
-    assert f"Could not send to {local_receiver.url}: {PRIVATE_REFUSAL}" in body
+    assert f"Could not reach {local_receiver.url}: {PRIVATE_REFUSAL}" in body
     assert 'class="message error"' in result.content.decode()
     assert local_receiver.received == []
 

@@ -145,7 +145,7 @@ def render_form(
     form: DestinationForm,
     *,
     destination: Destination | None,
-    test_result: tuple[bool, str] | None = None,
+    test_result: services.ConnectionTest | None = None,
 ) -> HttpResponse:
     generated = generated_secret_name(form.connector)
     if destination is None:
@@ -196,7 +196,9 @@ def destination_test(
     )
     config, problem = form.connection_config()
     result = (
-        (False, problem) if config is None else services.test_connection(connector.kind, config)
+        services.ConnectionTest(False, problem)
+        if config is None
+        else services.test_connection(connector.kind, config)
     )
     if getattr(request, "htmx", False):
         context = {"test_result": result}

@@ -84,7 +84,21 @@ class Verdict:
 
 
 class ConnectionFailed(Exception):
-    """Test connection did not succeed; the message is shown to the operator as it is."""
+    """Test connection did not succeed. The message is shown to the operator as it is; the
+    detail (the library's own text, e.g. urllib3's) is kept behind a toggle for whoever needs
+    to dig further."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    @classmethod
+    def unreachable(cls, url: str, exc: requests.RequestException) -> ConnectionFailed:
+        """No answer came: say why in words, with urllib3's text as the detail."""
+        from destinations.delivery.http import why_unreachable
+
+        return cls(f"Could not reach {url}: {why_unreachable(exc, url)}", detail=str(exc))
 
 
 class Connector:
@@ -133,6 +147,14 @@ class Connector:
     @classmethod
     def secret_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in cls.settings_fields if f.secret)
+
+
+def connection_test_timeout(longest: float = 10.0) -> float:
+    """Seconds a Test connection waits for an answer: the delivery timeout, at most
+    ``longest`` (the operator is watching)."""
+    from django.conf import settings
+
+    return min(longest, float(settings.DELIVERY_TIMEOUT_SECONDS))
 
 
 def classify_http(response: requests.Response, service: str) -> Verdict:

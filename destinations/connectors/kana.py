@@ -35,6 +35,7 @@ from destinations.connectors.base import (
     Skip,
     Verdict,
     classify_http,
+    connection_test_timeout,
     error_text,
     subject_of,
 )
@@ -187,10 +188,13 @@ def fetch_features(config: Mapping[str, str], session: requests.Session) -> list
     request = graphql(config, FEATURES, {})
     try:
         response = session.post(
-            request.url, json=request.json, headers=dict(request.headers), timeout=5
+            request.url,
+            json=request.json,
+            headers=dict(request.headers),
+            timeout=connection_test_timeout(5),
         )
     except requests.RequestException as exc:
-        raise ConnectionFailed(f"Could not reach {request.url}: {exc}") from exc
+        raise ConnectionFailed.unreachable(request.url, exc) from exc
     if response.status_code != 200:
         raise ConnectionFailed(f"Kana answered HTTP {response.status_code}: {error_text(response)}")
     try:

@@ -30,6 +30,7 @@ from destinations.connectors.base import (
     Skip,
     Verdict,
     classify_http,
+    connection_test_timeout,
 )
 
 EVENTS = "events"
@@ -124,11 +125,14 @@ class WebhookConnector(Connector):
         outbound = webhook_request(test_event(), config)
         try:
             response = session.post(
-                outbound.url, data=outbound.body, headers=dict(outbound.headers), timeout=10,
+                outbound.url,
+                data=outbound.body,
+                headers=dict(outbound.headers),
+                timeout=connection_test_timeout(),
                 allow_redirects=False,
-            )  # fmt: skip
+            )
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"Could not send to {outbound.url}: {readable(exc)}") from exc
+            raise ConnectionFailed.unreachable(outbound.url, exc) from exc
         verdict = self.classify(response, outbound)
         if not verdict.delivered:
             raise ConnectionFailed(f"The test was not accepted: {verdict.reason}")
@@ -146,15 +150,6 @@ def test_event() -> dict[str, Any]:
         "context": {"switchboard": {"test": True}},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def readable(exc: Exception) -> str:
-    text = str(exc)
-    marker = text.find(" is a private or loopback address")
-    if marker >= 0:
-        start = text.rfind(": ", 0, marker)
-        return text[start + 2 : text.find("allows it)", marker) + len("allows it)")]
-    return text[:300]
 
 
 def triggered(payload: Mapping[str, Any], config: Mapping[str, str]) -> bool:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import threading
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -124,3 +126,53 @@ class GuardedAdapter(HTTPAdapter):
             "http": GuardedHTTPConnectionPool,
             "https": GuardedHTTPSConnectionPool,
         }
+
+
+def why_unreachable(exc: requests.RequestException, url: str) -> str:
+    """What went wrong before any answer came, in words: the host name did not resolve, the
+    connection was refused or timed out, TLS failed, or the address guard refused it.
+    urllib3's own text (``HTTPSConnectionPool(host=...): Max retries exceeded...``) is for
+    the details, not the headline."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 443 if parts.scheme == "https" else 80
+    text = str(exc)
+    if PRIVATE_ADDRESS in text:
+        blocked = re.search(r"([^\s(\"']+ \([^)]*\) " + PRIVATE_ADDRESS + r".*?allows it\))", text)
+        return blocked.group(1) if blocked else f"{host} {PRIVATE_ADDRESS}: refused"
+    if isinstance(exc, requests.exceptions.SSLError):
+        detail = re.search(r"\[SSL[^\]]*\] ([^(\"']+?)(?: \(_ssl|['\"]|\)|$)", text)
+        reason = detail.group(1).strip() if detail else "the secure connection failed"
+        hint = " (is it an http:// address?)" if "wrong version number" in reason else ""
+        return f"TLS problem with {host}: {reason}{hint}"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"timed out connecting to {host}:{port}"
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return f"timed out waiting for {host} to answer"
+    if any(cause in text for cause in NAME_NOT_RESOLVED):
+        return f"could not resolve the host {host}"
+    if "Connection refused" in text:
+        return f"connection refused by {host}:{port} (nothing is listening there)"
+    if "Connection reset" in text or "RemoteDisconnected" in text:
+        return f"{host} closed the connection without an answer"
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
+        return f"{url!r} is not a URL that can be reached"
+    return f"could not connect to {host}:{port}"
+
+
+NAME_NOT_RESOLVED = (
+    "NameResolutionError",
+    "Name or service not known",
+    "nodename nor servname",
+    "Temporary failure in name resolution",
+    "No address associated with hostname",
+    "getaddrinfo failed",
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -133,12 +133,20 @@ def destination_set_enabled(
     record(AuditAction.DESTINATION_CHANGED, summary, actor=actor, destination=destination.pk)
 
 
-def test_connection(kind: str, config: Mapping[str, str]) -> tuple[bool, str]:
+class ConnectionTest(NamedTuple):
+    ok: bool
+    message: str
+    detail: str = ""  # the library's own words, behind a toggle
+
+
+def test_connection(kind: str, config: Mapping[str, str]) -> ConnectionTest:
     try:
         connector = connector_for(kind)
-        return True, connector.test_connection(config, session(guarded=connector.guarded_urls))
+        return ConnectionTest(
+            True, connector.test_connection(config, session(guarded=connector.guarded_urls))
+        )
     except ConnectionFailed as exc:
-        return False, str(exc)
+        return ConnectionTest(False, exc.message, exc.detail)
 
 
 def destination_resume(destination: Destination, *, actor: User | None = None) -> int:
