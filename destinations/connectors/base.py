@@ -36,8 +36,6 @@ class OutboundRequest:
     subject: str | None = None
     # Raw bytes to send instead of ``json`` when the body must be exactly what was signed.
     body: bytes | None = None
-    # Operator-entered URLs go through the SSRF guard (no private or loopback addresses).
-    guarded: bool = False
     # Sent instead when the answer says so (``Verdict.use_fallback``), e.g. create a user the
     # service does not know yet, then record the usage again.
     fallback: tuple[OutboundRequest, ...] = ()
@@ -107,8 +105,6 @@ class Connector:
     accepts: ClassVar[frozenset[str]]
     settings_fields: ClassVar[tuple[SettingField, ...]]
     requests_per_minute: ClassVar[int] = 0  # 0: no limit
-    # Operator-entered URLs (webhooks) are reached through the SSRF guard.
-    guarded_urls: ClassVar[bool] = False
     test_label: ClassVar[str] = "Test connection"
     subject_requests_per_minute: ClassVar[int] = 0
 

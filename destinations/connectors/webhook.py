@@ -6,7 +6,8 @@ that failed permanently. The last two are Switchboard's own system events (track
 "User Deleted", "Delivery Failed") marked ``context.switchboard.system`` and routed to webhooks
 only. The body is the stored event. ``Authorization: Bearer <Secret Auth-Token>`` when a token
 is set; Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)
-when a signing secret is set. URLs on private or loopback addresses are refused at connect time.
+when a signing secret is set. Private and loopback addresses are refused at connect time, as
+for every destination (``destinations.delivery.http``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ def is_system_event(payload: Mapping[str, Any]) -> bool:
 class WebhookConnector(Connector):
     kind = "webhook"
     display_name = "Webhooks"
-    guarded_urls = True
     test_label = "Send test"
     accepts = frozenset({"identify", "track", "page", "screen", "group", "alias"})
     settings_fields = (
@@ -184,9 +184,7 @@ def webhook_request(
                 "webhook-signature": sign(config["signing_secret"], message_id, timestamp, body),
             }
         )
-    return OutboundRequest(
-        method="POST", url=config.get("url", ""), body=body, headers=headers, guarded=True
-    )
+    return OutboundRequest(method="POST", url=config.get("url", ""), body=body, headers=headers)
 
 
 def sign(secret: str, message_id: str, timestamp: str, body: bytes) -> str:

@@ -1,11 +1,13 @@
 """Pooled HTTP sessions for delivery, one per sending thread (requests.Session is not
 documented as thread-safe), each keeping its connections to a destination alive.
 
-Requests to operator-entered URLs (webhooks) go through a guarded session that refuses private,
-loopback and link-local addresses. The check is made on the address the socket actually
-connected to, so a host name that resolves differently between a check and the connection
-(DNS rebinding) cannot slip through. ``SWITCHBOARD_ALLOW_PRIVATE_URLS=true`` lifts it for
-internal receivers and tests.
+Every URL Switchboard calls was entered by an admin (a webhook's URL, Refiner's Base URL,
+Kana's API URL), so every request goes through the same guard: private, loopback, link-local,
+multicast and reserved addresses are refused. The check is made on every address the name
+resolves to and again on the address the socket actually connected to, so a host name that
+resolves differently between a check and the connection (DNS rebinding) cannot slip through.
+``SWITCHBOARD_ALLOW_PRIVATE_URLS=true`` lifts it for internal services, the demo mode's
+stand-ins (``start --demo`` sets it) and the test suite's fakes (decision 23).
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ PRIVATE_ADDRESS = "is a private or loopback address"
 _local = threading.local()
 
 
-def session(*, guarded: bool = False) -> requests.Session:
-    name = "guarded" if guarded else "open"
-    current: requests.Session | None = getattr(_local, name, None)
+def session() -> requests.Session:
+    current: requests.Session | None = getattr(_local, "session", None)
     if current is None:
         current = requests.Session()
         # Retries are the engine's business (with backoff and a record of each attempt).
-        adapter_class = GuardedAdapter if guarded else HTTPAdapter
-        adapter = adapter_class(pool_connections=8, pool_maxsize=8, max_retries=0)
+        adapter = GuardedAdapter(pool_connections=8, pool_maxsize=8, max_retries=0)
         current.mount("http://", adapter)
         current.mount("https://", adapter)
         current.headers["User-Agent"] = "Switchboard"
@@ -48,13 +48,22 @@ def session(*, guarded: bool = False) -> requests.Session:
             # requests keeps reading it on each request (and honours NO_PROXY per URL).
             current.trust_env = False
             current.verify = ca_bundle_from_environment() or True
-        setattr(_local, name, current)
+        _local.session = current
     return current
 
 
 def ca_bundle_from_environment() -> str | None:
     """The CA bundle requests would read from the environment for each request."""
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
+def private_urls_rule() -> str:
+    """The rule in one sentence, for forms' help and error pages."""
+    state = "allowed here" if settings.ALLOW_PRIVATE_URLS else "refused here"
+    return (
+        "Private and loopback addresses (10.x, 192.168.x, 127.0.0.1, localhost...) are "
+        f"{state}: SWITCHBOARD_ALLOW_PRIVATE_URLS=true allows them."
+    )
 
 
 def address_allowed(ip: str) -> bool:

@@ -142,9 +142,7 @@ class ConnectionTest(NamedTuple):
 def test_connection(kind: str, config: Mapping[str, str]) -> ConnectionTest:
     try:
         connector = connector_for(kind)
-        return ConnectionTest(
-            True, connector.test_connection(config, session(guarded=connector.guarded_urls))
-        )
+        return ConnectionTest(True, connector.test_connection(config, session()))
     except ConnectionFailed as exc:
         return ConnectionTest(False, exc.message, exc.detail)
 
