@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Q
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.selectors.events import EVENTS_PAGE_SIZE
+from dashboard.selectors.people import EVENTS_PAGE_SIZE as ACCOUNT_EVENTS_PAGE_SIZE
 from destinations.models import Account, Event, IngestFailure, Profile
 from destinations.sources import source_create
 
@@ -167,6 +170,51 @@ def test_user_and_account_detail_show_identity(staff_client, sample):
     account_page = staff_client.get(reverse("account-detail", args=[sample["account"].pk]))
     assert account_page.context["members"] == [sample["profile"]]
     assert "Initech" in account_page.content.decode()
+
+
+def facts_of(body: str) -> dict[str, str]:
+    return dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", body))
+
+
+def test_an_account_is_first_seen_at_its_earliest_group_call(staff_client, post_ingest):
+    group = {"userId": "u1", "groupId": "acct-9", "traits": {"name": "Hooli"}}
+    # Calls arrive out of order (an SDK's queue, a replay): seen is when they were made.
+    for minute in (20, 5, 30, 12):
+        post_ingest("group", {**group, "timestamp": f"2025-06-01T10:{minute:02d}:00Z"})
+    account = Account.objects.get(group_id="acct-9")
+    facts = facts_of(
+        staff_client.get(reverse("account-detail", args=[account.pk])).content.decode()
+    )
+    assert facts["First seen"] == "2025-06-01T10:05:00+00:00"
+    assert facts["Last seen"] == "2025-06-01T10:30:00+00:00"
+
+
+def test_an_account_s_events_page_back_to_the_first(staff_client, post_ingest):
+    post_ingest("group", {"userId": "u1", "groupId": "acct-2", "traits": {"name": "Globex"}})
+    for n in range(ACCOUNT_EVENTS_PAGE_SIZE + 5):  # and 30 events of its member
+        post_ingest("track", {"userId": "u1", "event": f"Step {n}"})
+    post_ingest("track", {"userId": "someone-else", "event": "Not theirs"})
+    account = Account.objects.get(group_id="acct-2")
+    url = reverse("account-detail", args=[account.pk])
+
+    seen: list[int] = []
+    pages = 0
+    next_url: str | None = url
+    while next_url:
+        with CaptureQueriesContext(connection) as queries:
+            response = staff_client.get(next_url)
+        body = response.content.decode()
+        rows = response.context["events"].rows
+        seen += [event.pk for event in rows]
+        pages += 1
+        older = re.search(r'<a href="(\?before=\d+)#events">Older', body)
+        next_url = url + older[1] if older else None
+        assert ("Newest</a>" in body) == (pages > 1)
+        assert len(queries) <= 12  # the same for every page
+    assert pages == 2
+    member_events = Event.objects.filter(Q(group_id="acct-2") | Q(user_id="u1"))
+    assert seen == sorted(member_events.values_list("pk", flat=True), reverse=True)
+    assert len(seen) == ACCOUNT_EVENTS_PAGE_SIZE + 6  # the group call and 30 tracks, once each
 
 
 def test_create_source_through_the_form_and_see_snippets(staff_client, db):

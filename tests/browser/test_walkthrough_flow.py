@@ -49,3 +49,32 @@ def test_test_connection_shows_progress_then_says_what_failed(
     result.get_by_text("Details").click()
     expect(raw).to_be_visible()
     expect(raw).to_contain_text("NameResolutionError")
+
+
+def test_an_account_page_shows_seen_times_in_order_and_pages_its_events(
+    logged_in_page: Page, post_ingest: Any
+) -> None:
+    page = logged_in_page
+    group = {"userId": "u-ada", "groupId": "acct-acme", "traits": {"name": "Acme"}}
+    for minute in (20, 5):  # the older call arrives last
+        post_ingest("group", {**group, "timestamp": f"2025-06-01T10:{minute:02d}:00Z"})
+    for n in range(30):
+        post_ingest("track", {"userId": "u-ada", "event": f"Step {n:02d}"})
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Accounts").click()
+    page.get_by_role("link", name="Acme").click()
+    facts = page.locator("dl.facts")
+    expect(facts.locator("dt:has-text('First seen') + dd")).to_have_text(
+        "2025-06-01T10:05:00+00:00"
+    )
+    expect(facts.locator("dt:has-text('Last seen') + dd")).to_have_text("2025-06-01T10:20:00+00:00")
+
+    rows = page.locator("#events tbody tr")
+    expect(rows).to_have_count(25)
+    expect(rows.first).to_contain_text("Step 29")
+    page.locator("#events").get_by_role("link", name="Older →").click()
+    expect(rows).to_have_count(7)  # five more steps and the two group calls
+    expect(rows.first).to_contain_text("Step 04")
+    expect(page.locator("#events").get_by_role("link", name="Older →")).to_have_count(0)
+    page.locator("#events").get_by_role("link", name="← Newest").click()
+    expect(rows.first).to_contain_text("Step 29")
