@@ -23,7 +23,7 @@ from dashboard.selectors.delivery_stats import (
     delivery_window,
     percentile,
 )
-from destinations.delivery import jobs
+from destinations.delivery import engine, jobs
 from destinations.delivery.services import destination_create
 from destinations.models import (
     AttemptOutcome,
@@ -680,7 +680,7 @@ def test_errors_are_grouped_by_reason_with_three_samples(
     assert '"message": "API key not valid"' in body
     assert f'"messageId": "{rejected.samples[0].delivery.event.message_id}"' in body
     assert "No request was made." in body
-    assert body.count(">Retry</button>") == 6
+    assert body.count(">Retry</button>") == 5  # not on the skipped one: it would skip again
 
 
 def test_event_delivery_page_stays_within_a_query_budget(
@@ -724,7 +724,57 @@ def test_retry_one_failed_delivery(staff_client: Client, seeded: dict[str, Any])
     assert delivery.status == DeliveryStatus.PENDING
     assert delivery.reason == "" and delivery.finished_at is None
     again = staff_client.post(reverse("delivery-retry", args=[delivery.pk]), follow=True)
-    assert "Only a failed or skipped delivery can be retried." in text_of(again)
+    assert "Only a failed delivery can be retried" in text_of(again)
+
+
+def test_retry_is_offered_only_where_sending_again_can_change_the_outcome(
+    staff_client: Client, source: Source, refiner_destination: Destination, post_ingest: Any
+) -> None:
+    kana = destination_create(
+        kind="kana",
+        name="Kana",
+        settings_values={"api_url": "http://127.0.0.1:9/graphql"},
+        secret_values={"api_key": "prv_test"},
+    )
+    post_ingest("track", {"userId": "u1", "event": "Viewed Pricing", "messageId": "unmapped"})
+    post_ingest("track", {"anonymousId": "a1", "event": "Viewed Pricing", "messageId": "anon"})
+    bad_delta = {"featureId": "seats", "delta": 1.5}
+    post_ingest("track", {"userId": "u1", "event": "Seat Added", "properties": bad_delta,
+                          "messageId": "bad-delta"})  # fmt: skip
+    anonymous = Delivery.objects.get(event__message_id="anon", destination=refiner_destination)
+    engine.deliver([anonymous.pk])  # Refiner skips it when translating: no one to identify
+    rows = {
+        (d.event.message_id, d.destination.name): d
+        for d in Delivery.objects.select_related("event", "destination")
+    }
+    assert rows["unmapped", "Kana"].reason.startswith("unmapped")
+    assert rows["anon", "Kana"].reason == "rejected: Kana needs a userId"
+    assert rows["anon", "Refiner"].reason.startswith("no userId or email")
+    assert rows["bad-delta", "Kana"].status == DeliveryStatus.FAILED
+    # Refiner refused the key once: fixing the key is what a retry is for.
+    refused = rows["unmapped", "Refiner"]
+    Delivery.objects.filter(pk=refused.pk).update(
+        status=DeliveryStatus.FAILED, reason="Refiner refused the API key (HTTP 404): no"
+    )
+
+    def retry_form(delivery: Delivery) -> bool:
+        page = text_of(staff_client.get(reverse("event-detail", args=[delivery.event_id])))
+        return reverse("delivery-retry", args=[delivery.pk]) in page
+
+    assert retry_form(refused)
+    for key in (("unmapped", "Kana"), ("anon", "Kana"), ("anon", "Refiner"), ("bad-delta", "Kana")):
+        assert not retry_form(rows[key]), key
+        answer = staff_client.post(reverse("delivery-retry", args=[rows[key].pk]), follow=True)
+        assert "Only a failed delivery can be retried" in text_of(answer)
+        assert Delivery.objects.get(pk=rows[key].pk).status == rows[key].status
+    unmapped_page = text_of(staff_client.get(reverse("event-detail", args=[refused.event_id])))
+    rule_link = reverse("mapping-rule-new", args=[kana.pk]) + "?event=Viewed%20Pricing"
+    assert f'<a href="{rule_link}">Add a mapping rule</a>' in unmapped_page
+
+    # Retry all failed leaves out the failure over the event's content.
+    staff_client.post(reverse("destination-retry-failed", args=[kana.pk]))
+    assert Job.objects.get().total == 0
+    assert Delivery.objects.get(pk=rows["bad-delta", "Kana"].pk).status == DeliveryStatus.FAILED
 
 
 def test_retry_all_failed_runs_a_job_whose_progress_stops_polling_when_done(

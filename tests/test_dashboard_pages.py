@@ -133,6 +133,47 @@ def test_events_keyset_pagination_walks_every_row_once(staff_client, post_ingest
     assert seen == sorted(seen, reverse=True)
 
 
+def test_events_show_each_destination_s_delivery_state_in_one_query(staff_client, post_ingest):
+    from destinations.delivery.services import destination_create
+    from destinations.models import Delivery, DeliveryStatus
+
+    for name in ("Refiner", "Ops hook"):
+        destination_create(
+            kind="refiner" if name == "Refiner" else "webhook",
+            name=name,
+            settings_values={"url": "https://hooks.example.com/in", "trigger": "events"}
+            if name == "Ops hook"
+            else {},
+            secret_values={"api_key": "rk"} if name == "Refiner" else {},
+        )
+    url = reverse("event-list")
+    staff_client.get(url)  # the session and role lookups, cached after the first page
+
+    def queries_for(count: int) -> int:
+        batch = [{"type": "track", "userId": f"u{i}", "event": "Tick"} for i in range(count)]
+        assert post_ingest("batch", {"batch": batch}).status_code == 200
+        with CaptureQueriesContext(connection) as queries:
+            staff_client.get(url)
+        return len(queries)
+
+    few = queries_for(2)
+    assert queries_for(EVENTS_PAGE_SIZE) == few  # one query for the page's deliveries
+
+    newest = Event.objects.order_by("-id")[0]
+    Delivery.objects.filter(event=newest, destination__name="Refiner").update(
+        status=DeliveryStatus.DELIVERED
+    )
+    Delivery.objects.filter(event=newest, destination__name="Ops hook").update(
+        status=DeliveryStatus.FAILED
+    )
+    body = staff_client.get(url).content.decode()
+    first_row = body.split("<tbody>")[1].split("</tr>")[0]
+    cells = re.findall(r'<a class="badge status-(\w+)"[^>]*>([^<]+)</a>', first_row)
+    assert cells == [("failed", "Ops hook: failed"), ("delivered", "Refiner: delivered")]
+    second_row = body.split("<tbody>")[1].split("</tr>")[1]
+    assert re.findall(r">([^<]+: \w+)</a>", second_row) == ["Ops hook: pending", "Refiner: pending"]
+
+
 def test_event_list_htmx_request_renders_only_the_table(staff_client, sample):
     response = staff_client.get(reverse("event-list"), headers={"HX-Request": "true"})
     body = response.content.decode()
@@ -148,7 +189,8 @@ def test_list_pages_do_not_query_per_row(staff_client, post_ingest):
         batch.append({"type": "group", "userId": f"u{i}", "groupId": f"g{i % 10}"})
         batch.append({"type": "track", "userId": f"u{i}", "event": "E"})
     assert post_ingest("batch", {"batch": batch}).status_code == 200
-    for name, ceiling in [("event-list", 8), ("user-list", 6), ("account-list", 7)]:
+    # event-list: one of its queries reads the page's delivery states.
+    for name, ceiling in [("event-list", 9), ("user-list", 6), ("account-list", 7)]:
         with CaptureQueriesContext(connection) as queries:
             assert staff_client.get(reverse(name)).status_code == 200
         assert len(queries) <= ceiling, (name, [q["sql"] for q in queries])

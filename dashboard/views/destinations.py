@@ -29,6 +29,7 @@ from dashboard.selectors.destinations import (
 from dashboard.views.navigation import redirect_back
 from dashboard.views.request_info import acting_user
 from destinations.connectors.base import Connector
+from destinations.crypto import SecretsUnreadable
 from destinations.delivery import services
 from destinations.models import Destination, DestinationKind
 
@@ -201,9 +202,30 @@ def destination_test(
         else services.test_connection(connector.kind, config)
     )
     if getattr(request, "htmx", False):
-        context = {"test_result": result}
-        return render(request, "destinations/form.html#test-result", context)
+        return render(request, "includes/test_result.html", {"test_result": result})
     return render_form(request, form, destination=destination, test_result=result)
+
+
+@require_POST
+@vary_on_headers("HX-Request")
+def destination_test_stored(request: HttpRequest, destination_id: int) -> HttpResponse:
+    """Send test (Test connection) from a destination's page, with its saved settings: a
+    webhook's receiver gets a sample event without opening the settings."""
+    destination = get_object_or_404(Destination, pk=destination_id)
+    connector = connector_or_404(destination.kind)
+    try:
+        config = destination.config()
+    except SecretsUnreadable:
+        result = services.ConnectionTest(False, UNREADABLE_SECRETS)
+    else:
+        result = services.test_connection(connector.kind, config)
+    if getattr(request, "htmx", False):
+        return render(request, "includes/test_result.html", {"test_result": result})
+    if result.ok:
+        messages.success(request, f"{connector.test_label}: {result.message}")
+    else:
+        messages.error(request, f"{connector.test_label}: {result.message}")
+    return redirect("destination-delivery", destination_id=destination.pk)
 
 
 @require_GET

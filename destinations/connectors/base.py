@@ -107,6 +107,9 @@ class Connector:
     requests_per_minute: ClassVar[int] = 0  # 0: no limit
     test_label: ClassVar[str] = "Test connection"
     subject_requests_per_minute: ClassVar[int] = 0
+    # How the reasons of failed Skips (``Skip(failed=True)``: the event's own content is wrong)
+    # begin. The same event fails the same way again, so no Retry is offered for them.
+    event_fault_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def route_context(self, destination: Any) -> Any:
         """Read once per routing-cache refresh (database reads allowed), handed to ``plan``."""

@@ -1,16 +1,33 @@
 """What a new operator trips over, in a real browser: Test connection says what failed in words
-(the raw error behind Details) and shows that it is running."""
+(the raw error behind Details) and shows that it is running; accounts' seen times and event
+pages; the source's curl and RudderStack snippets, run as pasted; where each event went; Retry
+only where it can help; Send test on a webhook's page."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from destinations.delivery.services import destination_create
+from destinations.models import Destination, Source
 from tests.fakes.refiner import FakeRefiner
+from tests.fakes.webhook_receiver import WebhookReceiver, serve_webhook_receiver
+from tests.worker import Worker
 
 pytestmark = pytest.mark.browser
+
+# Delivery runs in another process.
+DELIVERY_TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    yield from serve_webhook_receiver(token="hook-token-123")
 
 
 def test_test_connection_shows_progress_then_says_what_failed(
@@ -78,3 +95,71 @@ def test_an_account_page_shows_seen_times_in_order_and_pages_its_events(
     expect(page.locator("#events").get_by_role("link", name="Older →")).to_have_count(0)
     page.locator("#events").get_by_role("link", name="← Newest").click()
     expect(rows.first).to_contain_text("Step 29")
+
+
+def snippet(page: Page, name: str) -> str:
+    return page.locator(f"#snippet-{name}").inner_text()
+
+
+def test_source_snippets_work_and_events_show_where_they_went(
+    logged_in_page: Page,
+    source: Source,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
+    worker: Worker,
+    post_ingest: Any,
+) -> None:
+    page = logged_in_page
+    page.goto(f"/sources/{source.pk}/")
+    curl = snippet(page, "curl")
+    assert source.write_key in curl
+    # The snippets as an operator would paste them: curl in a shell, RudderStack's in Python.
+    subprocess.run(["bash", "-c", curl], check=True, capture_output=True, timeout=30)
+    rudder = snippet(page, "rudderstack")
+    assert rudder.startswith("pip install rudder-sdk-python\n")
+    code = rudder.split("\n", 1)[1]
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
+    post_ingest("page", {"anonymousId": "visitor-1", "name": "Pricing"})
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Events").click()
+    table = page.locator("#event-table")
+    expect(table.locator("tbody tr")).to_have_count(4)  # curl, identify and track, the page
+    states = table.locator("td.delivery-states")
+    # Newest first; the table refreshes itself while the worker delivers.
+    expect(states.nth(0)).to_have_text("Refiner: skipped", timeout=DELIVERY_TIMEOUT_MS)
+    for row in (1, 2, 3):
+        expect(states.nth(row)).to_have_text("Refiner: delivered", timeout=DELIVERY_TIMEOUT_MS)
+    assert fake_refiner.requests_to("/track-event")[0].body["event"] == "Report Exported"
+    assert len(fake_refiner.requests_to("/track-event")) == 2  # curl's and RudderStack's
+
+    # The anonymous page view was skipped (Refiner needs a userId or email): no Retry for it.
+    states.nth(0).get_by_role("link").click()
+    deliveries = page.locator("#deliveries")
+    expect(deliveries).to_contain_text("no userId or email: Refiner cannot identify this user")
+    expect(deliveries.get_by_role("button", name="Retry")).to_have_count(0)
+
+
+def test_send_test_from_a_webhook_s_page(
+    logged_in_page: Page, receiver: WebhookReceiver, settings: Any
+) -> None:
+    page = logged_in_page
+    webhook = destination_create(
+        kind="webhook",
+        name="Ops hook",
+        settings_values={"url": receiver.url, "trigger": "events"},
+        secret_values={"auth_token": "hook-token-123"},
+    )
+    page.goto("/webhooks/outbound/")
+    page.get_by_role("link", name="Ops hook").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Ops hook")
+    page.get_by_role("button", name="Send test").click()
+    result = page.locator("#test-result")
+    expect(result).to_contain_text("✓ Test event accepted: HTTP 200")
+    [call] = receiver.received
+    assert call.body["event"] == "Switchboard Test"
+    assert call.header("Authorization") == "Bearer hook-token-123"
+
+    receiver.fail(500, times=1)
+    page.get_by_role("button", name="Send test").click()
+    expect(result).to_contain_text("The test was not accepted: HTTP 500 from the webhook URL")
+    assert webhook.deliveries.count() == 0  # a test is not a delivery
