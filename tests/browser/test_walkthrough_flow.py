@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from destinations.delivery.services import destination_create
-from destinations.models import Destination, Source
+from destinations.demo import seed_demo
+from destinations.models import Account, Destination, Source
 from tests.fakes.refiner import FakeRefiner
 from tests.fakes.webhook_receiver import WebhookReceiver, serve_webhook_receiver
 from tests.worker import Worker
@@ -163,3 +164,75 @@ def test_send_test_from_a_webhook_s_page(
     page.get_by_role("button", name="Send test").click()
     expect(result).to_contain_text("The test was not accepted: HTTP 500 from the webhook URL")
     assert webhook.deliveries.count() == 0  # a test is not a delivery
+
+
+# What sticks out past the window's right edge, for the failure message.
+WIDER_THAN_THE_WINDOW = """() => [...document.querySelectorAll("body *")]
+  .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .slice(0, 5)
+  .map((e) => `${e.tagName}.${e.className}: ${(e.textContent || "").trim().slice(0, 40)}`)"""
+
+NARROW_PAGES = [
+    "/",
+    "/events/",
+    "/users/",
+    "/accounts/",
+    "/sources/",
+    "/destinations/",
+    "/rules/",
+    "/conflicts/",
+    "/refiner/webhooks/",
+    "/webhooks/outbound/",
+    "/audit/",
+    "/members/",
+]
+
+
+def test_a_phone_wide_screen_folds_the_menu_and_never_scrolls_sideways(
+    logged_in_page: Page,
+) -> None:
+    page = logged_in_page
+    seed_demo(refiner_url="http://127.0.0.1:9/v1", kana_url="http://127.0.0.1:9/graphql")
+    source = Source.objects.get(demo=True)
+    account = Account.objects.order_by("id").first()
+    assert account is not None
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in [*NARROW_PAGES, f"/sources/{source.pk}/", f"/accounts/{account.pk}/"]:
+        page.goto(path)
+        expect(page.get_by_role("heading", level=1).first).to_be_visible()
+        wide = page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        offenders = page.evaluate(WIDER_THAN_THE_WINDOW)
+        assert wide[0] <= wide[1], (
+            f"{path} is {wide[0]} px wide in a {wide[1]} px window {offenders}"
+        )
+
+    # The menu is folded behind one button, and opens on a tap.
+    menu = page.get_by_role("button", name="Menu")
+    nav = page.get_by_role("navigation", name="Main")
+    expect(menu).to_be_visible()
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(nav).to_be_hidden()
+    menu.click()
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    nav.get_by_role("link", name="Events").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Events")
+    expect(nav).to_be_hidden()
+
+    # Wide again: no button, the menu in the bar.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    expect(page.get_by_role("button", name="Menu")).to_be_hidden()
+    expect(nav.get_by_role("link", name="Accounts")).to_be_visible()
+
+
+def test_favicon_is_served_on_every_page(page: Page, live_server: Any) -> None:
+    icon = page.request.get(f"{live_server.url}/favicon.ico")
+    assert icon.status == 200
+    assert icon.headers["content-type"] in ("image/x-icon", "image/vnd.microsoft.icon")
+    assert icon.body()[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    page.goto("/login/")
+    link = page.locator('link[rel="icon"]')
+    expect(link).to_have_attribute("type", "image/svg+xml")
+    svg = page.request.get(f"{live_server.url}{link.get_attribute('href')}")
+    assert svg.status == 200 and svg.headers["content-type"].startswith("image/svg+xml")
