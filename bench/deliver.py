@@ -373,7 +373,11 @@ class Backend:
         self.data_dir = data_dir
 
     def env(self) -> dict[str, str]:
-        return {"SWITCHBOARD_DATA_DIR": str(self.data_dir)}
+        # The stand-in services listen on loopback, which the address guard refuses otherwise.
+        return {
+            "SWITCHBOARD_DATA_DIR": str(self.data_dir),
+            "SWITCHBOARD_ALLOW_PRIVATE_URLS": "true",
+        }
 
     def create(self) -> None: ...
 

@@ -3,7 +3,8 @@
 kombu creates a message file under its final name and then writes it, so a worker polling the
 folder can take the file while it is still empty, fail to decode it and stop. Here a message is
 written under a name the consumer ignores and renamed into place (an atomic rename on POSIX), so
-a consumer only ever sees whole messages.
+a consumer only ever sees whole messages. It also has no host, so kombu does not warn that none
+was given.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    @property
+    def default_connection_params(self) -> dict[str, Any]:
+        # A folder has no host. kombu's virtual transports default to "localhost", and every
+        # connection made from ``filesystem://`` (no host in it) then logged "No hostname was
+        # supplied. Reverting to default 'localhost'": four times at each start.
+        return {"port": self.default_port}
 
 
 def register() -> None:

@@ -16,6 +16,7 @@ from django import forms
 from destinations.connectors.base import Connector, SettingField
 from destinations.connectors.webhook import new_signing_secret
 from destinations.crypto import mask
+from destinations.delivery.http import private_urls_rule
 from destinations.models import Destination
 
 KEEP_SECRET_HELP = "Saved. Leave blank to keep it; type a new value to replace it."
@@ -136,14 +137,17 @@ class DestinationForm(forms.Form):
             )
         field_class: type[forms.CharField] = forms.CharField
         extra: dict[str, Any] = {}
+        help_text = setting.help or (f"Default: {setting.default}" if setting.default else "")
         if setting.name == "url" or setting.name.endswith("_url"):
             field_class, extra = forms.URLField, {"assume_scheme": "https"}
+            # One rule for every URL Switchboard calls (decision 23): say it where it is typed.
+            help_text = f"{help_text}. {private_urls_rule()}" if help_text else private_urls_rule()
         return field_class(
             label=setting.label,
             # Blank falls back to the declared default, so only a field without one is required.
             required=setting.required and not setting.default,
             initial=setting.default,
-            help_text=setting.help or (f"Default: {setting.default}" if setting.default else ""),
+            help_text=help_text,
             **extra,
         )
 

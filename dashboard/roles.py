@@ -53,6 +53,8 @@ URL_ROLES: dict[str, tuple[str, str]] = {
     "destination-delivery": (VIEWER, ADMIN),
     "destination-edit": (ADMIN, ADMIN),
     "destination-test": (ADMIN, ADMIN),
+    # With the saved settings only (nothing typed can be tried): as harmless as a Retry.
+    "destination-test-saved": (OPERATOR, OPERATOR),
     "destination-toggle": (ADMIN, ADMIN),
     "destination-resume": (OPERATOR, OPERATOR),
     "destination-retry-failed": (OPERATOR, OPERATOR),

@@ -158,6 +158,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Files served at the site's root, before login: /favicon.ico, which browsers and tools ask for.
+WHITENOISE_ROOT = BASE_DIR / "dashboard" / "root"
 STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }

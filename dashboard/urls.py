@@ -70,6 +70,11 @@ urlpatterns = [
         name="destination-test",
     ),
     path(
+        "destinations/<int:destination_id>/test-saved/",
+        destinations.destination_test_stored,
+        name="destination-test-saved",
+    ),
+    path(
         "destinations/<int:destination_id>/toggle/",
         destinations.destination_toggle,
         name="destination-toggle",

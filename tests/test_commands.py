@@ -86,3 +86,24 @@ def test_adddestination_refuses_a_rate_limit_that_is_not_a_positive_number(typed
     with pytest.raises(CommandError, match="not a whole number of requests per minute, 1 to"):
         run("adddestination", "refiner", "--name", "R", "--api-key", "k", "--rate-limit", typed)
     assert not Destination.objects.exists()
+
+
+def test_adddestination_refuses_an_option_the_kind_does_not_have(monkeypatch: Any) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", "t")
+    for args, unknown in (
+        (("kana", "--api-key", "k", "--base-url", "http://kana.internal/graphql"), "--base-url"),
+        (("refiner", "--api-key", "k", "--auth-token-env", "HOOK_TOKEN"), "--auth-token-env"),
+    ):
+        with pytest.raises(CommandError) as refused:
+            run("adddestination", *args, "--name", "K")
+        message = str(refused.value)
+        assert message.startswith(f"{args[0]} destinations have no {unknown}; their options are ")
+        assert not Destination.objects.exists()
+    with pytest.raises(CommandError) as refused:
+        run("adddestination", "kana", "--name", "K", "--api-key", "k", "--base-url", "http://x/")
+    assert str(refused.value) == (
+        "kana destinations have no --base-url; their options are --name, --disabled, "
+        "--rate-limit, --api-key, --api-key-env, --api-url"
+    )
+    run("adddestination", "kana", "--name", "K", "--api-key", "k", "--api-url", "http://x/graphql")
+    assert Destination.objects.get().settings == {"api_url": "http://x/graphql"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import itertools
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from dashboard.selectors.delivery_stats import (
     delivery_window,
     percentile,
 )
-from destinations.delivery import jobs
+from destinations.delivery import engine, jobs
 from destinations.delivery.services import destination_create
 from destinations.models import (
     AttemptOutcome,
@@ -338,12 +339,66 @@ def test_connection_failure_shows_the_exact_error(
 
     fake_refiner.refuse_connections()
     refused = staff_client.post(url, values, headers={"HX-Request": "true"})
-    assert f"Could not reach {fake_refiner.base_url}/: " in text_of(refused)
+    port = fake_refiner.base_url.split(":")[2].split("/")[0]
+    assert headline_of(refused) == (
+        f"Could not reach {fake_refiner.base_url}/: connection refused by 127.0.0.1:{port} "
+        "(nothing is listening there)"
+    )
 
     no_key = staff_client.post(
         url, {"base_url": fake_refiner.base_url}, headers={"HX-Request": "true"}
     )
     assert "API Key: This field is required." in text_of(no_key)
+
+
+def headline_of(response: Any) -> str:
+    """What a failed Test connection says first, outside its Details toggle."""
+    match = re.search(r'<div class="message error"><p>(.*?)</p>', text_of(response), re.S)
+    assert match, text_of(response)
+    return match[1]
+
+
+def details_of(response: Any) -> str:
+    match = re.search(
+        r"<details><summary>Details</summary><pre[^>]*>(.*?)</pre>", text_of(response), re.S
+    )
+    assert match, text_of(response)
+    return match[1]
+
+
+def test_connection_failures_are_said_in_words_with_the_raw_error_behind_details(
+    staff_client: Client, fake_refiner: FakeRefiner, settings: Any
+) -> None:
+    url = reverse("destination-test-new", args=["refiner"])
+
+    def tried(base_url: str) -> Any:
+        values = {"api_key": "rk_test", "base_url": base_url}
+        return staff_client.post(url, values, headers={"HX-Request": "true"})
+
+    unknown_host = tried("http://api.refiner.invalid/v1")
+    assert headline_of(unknown_host) == (
+        "Could not reach http://api.refiner.invalid/v1/: could not resolve the host "
+        "api.refiner.invalid"
+    )
+    assert "NameResolutionError" in details_of(unknown_host)
+    assert "ConnectionPool" not in headline_of(unknown_host)
+
+    # https:// to a server that speaks plain HTTP: the TLS handshake fails.
+    port = fake_refiner.base_url.split(":")[2].split("/")[0]
+    tls = tried(f"https://127.0.0.1:{port}/v1")
+    assert headline_of(tls) == (
+        f"Could not reach https://127.0.0.1:{port}/v1/: TLS problem with 127.0.0.1: wrong "
+        "version number (is it an http:// address?)"
+    )
+    assert "SSLError" in details_of(tls)
+
+    settings.DELIVERY_TIMEOUT_SECONDS = 1
+    fake_refiner.hang(seconds=3, times=1)
+    slow = tried(fake_refiner.base_url)
+    assert headline_of(slow) == (
+        f"Could not reach {fake_refiner.base_url}/: timed out waiting for 127.0.0.1 to answer"
+    )
+    assert "Read timed out" in details_of(slow)
 
 
 def test_connection_on_a_saved_destination_uses_the_stored_key_when_left_blank(
@@ -625,7 +680,7 @@ def test_errors_are_grouped_by_reason_with_three_samples(
     assert '"message": "API key not valid"' in body
     assert f'"messageId": "{rejected.samples[0].delivery.event.message_id}"' in body
     assert "No request was made." in body
-    assert body.count(">Retry</button>") == 6
+    assert body.count(">Retry</button>") == 5  # not on the skipped one: it would skip again
 
 
 def test_event_delivery_page_stays_within_a_query_budget(
@@ -669,7 +724,57 @@ def test_retry_one_failed_delivery(staff_client: Client, seeded: dict[str, Any])
     assert delivery.status == DeliveryStatus.PENDING
     assert delivery.reason == "" and delivery.finished_at is None
     again = staff_client.post(reverse("delivery-retry", args=[delivery.pk]), follow=True)
-    assert "Only a failed or skipped delivery can be retried." in text_of(again)
+    assert "Only a failed delivery can be retried" in text_of(again)
+
+
+def test_retry_is_offered_only_where_sending_again_can_change_the_outcome(
+    staff_client: Client, source: Source, refiner_destination: Destination, post_ingest: Any
+) -> None:
+    kana = destination_create(
+        kind="kana",
+        name="Kana",
+        settings_values={"api_url": "http://127.0.0.1:9/graphql"},
+        secret_values={"api_key": "prv_test"},
+    )
+    post_ingest("track", {"userId": "u1", "event": "Viewed Pricing", "messageId": "unmapped"})
+    post_ingest("track", {"anonymousId": "a1", "event": "Viewed Pricing", "messageId": "anon"})
+    bad_delta = {"featureId": "seats", "delta": 1.5}
+    post_ingest("track", {"userId": "u1", "event": "Seat Added", "properties": bad_delta,
+                          "messageId": "bad-delta"})  # fmt: skip
+    anonymous = Delivery.objects.get(event__message_id="anon", destination=refiner_destination)
+    engine.deliver([anonymous.pk])  # Refiner skips it when translating: no one to identify
+    rows = {
+        (d.event.message_id, d.destination.name): d
+        for d in Delivery.objects.select_related("event", "destination")
+    }
+    assert rows["unmapped", "Kana"].reason.startswith("unmapped")
+    assert rows["anon", "Kana"].reason == "rejected: Kana needs a userId"
+    assert rows["anon", "Refiner"].reason.startswith("no userId or email")
+    assert rows["bad-delta", "Kana"].status == DeliveryStatus.FAILED
+    # Refiner refused the key once: fixing the key is what a retry is for.
+    refused = rows["unmapped", "Refiner"]
+    Delivery.objects.filter(pk=refused.pk).update(
+        status=DeliveryStatus.FAILED, reason="Refiner refused the API key (HTTP 404): no"
+    )
+
+    def retry_form(delivery: Delivery) -> bool:
+        page = text_of(staff_client.get(reverse("event-detail", args=[delivery.event_id])))
+        return reverse("delivery-retry", args=[delivery.pk]) in page
+
+    assert retry_form(refused)
+    for key in (("unmapped", "Kana"), ("anon", "Kana"), ("anon", "Refiner"), ("bad-delta", "Kana")):
+        assert not retry_form(rows[key]), key
+        answer = staff_client.post(reverse("delivery-retry", args=[rows[key].pk]), follow=True)
+        assert "Only a failed delivery can be retried" in text_of(answer)
+        assert Delivery.objects.get(pk=rows[key].pk).status == rows[key].status
+    unmapped_page = text_of(staff_client.get(reverse("event-detail", args=[refused.event_id])))
+    rule_link = reverse("mapping-rule-new", args=[kana.pk]) + "?event=Viewed%20Pricing"
+    assert f'<a href="{rule_link}">Add a mapping rule</a>' in unmapped_page
+
+    # Retry all failed leaves out the failure over the event's content.
+    staff_client.post(reverse("destination-retry-failed", args=[kana.pk]))
+    assert Job.objects.get().total == 0
+    assert Delivery.objects.get(pk=rows["bad-delta", "Kana"].pk).status == DeliveryStatus.FAILED
 
 
 def test_retry_all_failed_runs_a_job_whose_progress_stops_polling_when_done(

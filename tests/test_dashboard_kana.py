@@ -409,7 +409,8 @@ def test_feature_falls_back_to_free_text_when_kana_is_unreachable(
     text = squashed(response)
     assert (
         f"Kana could not be reached: Could not reach http://127.0.0.1:{port}/graphql: "
-        "connection refused — type the feature id" in text
+        f"connection refused by 127.0.0.1:{port} (nothing is listening there) — type the "
+        "feature id" in text
     )
     assert re.search(
         r'<input type="text" name="feature_id"[^>]*id="id_feature_id"', text_of(response)

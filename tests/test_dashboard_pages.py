@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models import Q
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.selectors.events import EVENTS_PAGE_SIZE
+from dashboard.selectors.people import EVENTS_PAGE_SIZE as ACCOUNT_EVENTS_PAGE_SIZE
 from destinations.models import Account, Event, IngestFailure, Profile
 from destinations.sources import source_create
 
@@ -131,6 +133,47 @@ def test_events_keyset_pagination_walks_every_row_once(staff_client, post_ingest
     assert seen == sorted(seen, reverse=True)
 
 
+def test_events_show_each_destination_s_delivery_state_in_one_query(staff_client, post_ingest):
+    from destinations.delivery.services import destination_create
+    from destinations.models import Delivery, DeliveryStatus
+
+    for name in ("Refiner", "Ops hook"):
+        destination_create(
+            kind="refiner" if name == "Refiner" else "webhook",
+            name=name,
+            settings_values={"url": "https://hooks.example.com/in", "trigger": "events"}
+            if name == "Ops hook"
+            else {},
+            secret_values={"api_key": "rk"} if name == "Refiner" else {},
+        )
+    url = reverse("event-list")
+    staff_client.get(url)  # the session and role lookups, cached after the first page
+
+    def queries_for(count: int) -> int:
+        batch = [{"type": "track", "userId": f"u{i}", "event": "Tick"} for i in range(count)]
+        assert post_ingest("batch", {"batch": batch}).status_code == 200
+        with CaptureQueriesContext(connection) as queries:
+            staff_client.get(url)
+        return len(queries)
+
+    few = queries_for(2)
+    assert queries_for(EVENTS_PAGE_SIZE) == few  # one query for the page's deliveries
+
+    newest = Event.objects.order_by("-id")[0]
+    Delivery.objects.filter(event=newest, destination__name="Refiner").update(
+        status=DeliveryStatus.DELIVERED
+    )
+    Delivery.objects.filter(event=newest, destination__name="Ops hook").update(
+        status=DeliveryStatus.FAILED
+    )
+    body = staff_client.get(url).content.decode()
+    first_row = body.split("<tbody>")[1].split("</tr>")[0]
+    cells = re.findall(r'<a class="badge status-(\w+)"[^>]*>([^<]+)</a>', first_row)
+    assert cells == [("failed", "Ops hook: failed"), ("delivered", "Refiner: delivered")]
+    second_row = body.split("<tbody>")[1].split("</tr>")[1]
+    assert re.findall(r">([^<]+: \w+)</a>", second_row) == ["Ops hook: pending", "Refiner: pending"]
+
+
 def test_event_list_htmx_request_renders_only_the_table(staff_client, sample):
     response = staff_client.get(reverse("event-list"), headers={"HX-Request": "true"})
     body = response.content.decode()
@@ -146,7 +189,8 @@ def test_list_pages_do_not_query_per_row(staff_client, post_ingest):
         batch.append({"type": "group", "userId": f"u{i}", "groupId": f"g{i % 10}"})
         batch.append({"type": "track", "userId": f"u{i}", "event": "E"})
     assert post_ingest("batch", {"batch": batch}).status_code == 200
-    for name, ceiling in [("event-list", 8), ("user-list", 6), ("account-list", 7)]:
+    # event-list: one of its queries reads the page's delivery states.
+    for name, ceiling in [("event-list", 9), ("user-list", 6), ("account-list", 7)]:
         with CaptureQueriesContext(connection) as queries:
             assert staff_client.get(reverse(name)).status_code == 200
         assert len(queries) <= ceiling, (name, [q["sql"] for q in queries])
@@ -206,6 +250,51 @@ def test_user_and_account_detail_show_identity(staff_client, sample):
     account_page = staff_client.get(reverse("account-detail", args=[sample["account"].pk]))
     assert account_page.context["members"] == [sample["profile"]]
     assert "Initech" in account_page.content.decode()
+
+
+def facts_of(body: str) -> dict[str, str]:
+    return dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", body))
+
+
+def test_an_account_is_first_seen_at_its_earliest_group_call(staff_client, post_ingest):
+    group = {"userId": "u1", "groupId": "acct-9", "traits": {"name": "Hooli"}}
+    # Calls arrive out of order (an SDK's queue, a replay): seen is when they were made.
+    for minute in (20, 5, 30, 12):
+        post_ingest("group", {**group, "timestamp": f"2025-06-01T10:{minute:02d}:00Z"})
+    account = Account.objects.get(group_id="acct-9")
+    facts = facts_of(
+        staff_client.get(reverse("account-detail", args=[account.pk])).content.decode()
+    )
+    assert facts["First seen"] == "2025-06-01T10:05:00+00:00"
+    assert facts["Last seen"] == "2025-06-01T10:30:00+00:00"
+
+
+def test_an_account_s_events_page_back_to_the_first(staff_client, post_ingest):
+    post_ingest("group", {"userId": "u1", "groupId": "acct-2", "traits": {"name": "Globex"}})
+    for n in range(ACCOUNT_EVENTS_PAGE_SIZE + 5):  # and 30 events of its member
+        post_ingest("track", {"userId": "u1", "event": f"Step {n}"})
+    post_ingest("track", {"userId": "someone-else", "event": "Not theirs"})
+    account = Account.objects.get(group_id="acct-2")
+    url = reverse("account-detail", args=[account.pk])
+
+    seen: list[int] = []
+    pages = 0
+    next_url: str | None = url
+    while next_url:
+        with CaptureQueriesContext(connection) as queries:
+            response = staff_client.get(next_url)
+        body = response.content.decode()
+        rows = response.context["events"].rows
+        seen += [event.pk for event in rows]
+        pages += 1
+        older = re.search(r'<a href="(\?before=\d+)#events">Older', body)
+        next_url = url + older[1] if older else None
+        assert ("Newest</a>" in body) == (pages > 1)
+        assert len(queries) <= 12  # the same for every page
+    assert pages == 2
+    member_events = Event.objects.filter(Q(group_id="acct-2") | Q(user_id="u1"))
+    assert seen == sorted(member_events.values_list("pk", flat=True), reverse=True)
+    assert len(seen) == ACCOUNT_EVENTS_PAGE_SIZE + 6  # the group call and 30 tracks, once each
 
 
 def test_create_source_through_the_form_and_see_snippets(staff_client, db):

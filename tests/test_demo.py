@@ -69,6 +69,10 @@ def test_seed_then_remove_leaves_other_data_alone(post_ingest: Any, source: Sour
     counts = conflict_counts()
     assert counts["duplicate_emails"] == 2 and counts["without_billing_id"] >= 4
     assert Delivery.objects.filter(destination__demo=True).exists()
+    # Seeded over the last day and a half: each account was first seen before it was last seen.
+    for account in Account.objects.all():
+        assert account.first_seen_at is not None and account.last_seen_at is not None
+        assert account.first_seen_at < account.last_seen_at, account.group_id
     # Seeding again only re-points the destinations.
     assert seed_demo(
         refiner_url="http://127.0.0.1:8/v1", kana_url="http://127.0.0.1:8/graphql"

@@ -111,6 +111,7 @@ def test_accounts_too() -> None:
     for account in (old, new):
         account.name = "Acme ✓ 'Ltd'"
         account.traits = {"name": "Acme ✓", "employees": 12, "plan": {"tier": "pro", "seats": None}}
+        account.first_seen_at = datetime(2025, 2, 1, 9, 30, tzinfo=UTC)
         account.last_seen_at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
     Account.objects.bulk_update([old], ACCOUNT_FIELDS)
     bulk_write(Account, [new], ACCOUNT_FIELDS)
@@ -394,8 +395,9 @@ def test_a_profile_left_unchanged_is_not_rewritten(source: Source) -> None:
 
 def test_an_unchanged_account_is_not_rewritten(source: Source) -> None:
     group = {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}}
-    send(source, [{**group, "timestamp": at(10)}], prefix="first")
+    send(source, [{**group, "timestamp": at(3)}, {**group, "timestamp": at(10)}], prefix="first")
     with CaptureQueriesContext(connection) as queries:
+        # Between the first and the last call seen: nothing the account stores changes.
         send(source, [{**group, "timestamp": at(5)}], prefix="again")
     assert updates_of(queries, Account._meta.db_table) == []
     assert Membership.objects.count() == 1

@@ -9,6 +9,7 @@ from django.db.models import Count, Q, QuerySet
 from destinations.connectors import CONNECTORS
 from destinations.connectors.base import Connector
 from destinations.crypto import SecretsUnreadable
+from destinations.delivery.services import retryable
 from destinations.models import Delivery, DeliveryStatus, Destination, DestinationKind, Job
 
 # What is still owed to a destination: waiting for a first try, waiting to retry, or in flight.
@@ -52,7 +53,8 @@ def stored_secrets(destination: Destination) -> tuple[dict[str, str], bool]:
 
 
 def failed_count(destination: Destination) -> int:
-    return Delivery.objects.filter(destination=destination, status=DeliveryStatus.FAILED).count()
+    """Failed deliveries Retry all failed would send again."""
+    return Delivery.objects.filter(retryable(), destination=destination).count()
 
 
 def job_with_destination(job_id: int) -> tuple[Job, Destination | None] | None:

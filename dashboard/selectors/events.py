@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
 from dashboard.selectors.pagination import KeysetPage, keyset_page
-from destinations.models import Event
+from destinations.models import Delivery, DeliveryStatus, Event
 
 EVENTS_PAGE_SIZE = 50
 
@@ -43,6 +44,37 @@ def events_filtered(filters: EventFilters) -> QuerySet[Event]:
 
 def events_page(filters: EventFilters, *, before: int | None) -> KeysetPage[Event]:
     return keyset_page(events_filtered(filters), before=before, size=EVENTS_PAGE_SIZE)
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """Where one event stands at one destination, as the Events list shows it."""
+
+    destination: str
+    status: str  # the delivery's own status
+    state: str  # delivered, failed, skipped or pending (sending and retrying included)
+
+
+STATES: dict[str, str] = {
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.FAILED: "failed",
+    DeliveryStatus.SKIPPED: "skipped",
+}
+
+
+def delivery_states(events: list[Event]) -> dict[int, list[DeliveryState]]:
+    """Each event's deliveries, by destination name, for a page of events: one query,
+    whatever the page's length."""
+    found: dict[int, list[DeliveryState]] = defaultdict(list)
+    rows = (
+        Delivery.objects.filter(event_id__in=[event.pk for event in events])
+        .order_by("event_id", "destination__name", "destination_id")
+        .values_list("event_id", "destination__name", "status")
+    )
+    for event_id, destination, status in rows:
+        state = STATES.get(status, "pending")
+        found[event_id].append(DeliveryState(destination, status, state))
+    return found
 
 
 def event_detail(event_id: int) -> Event | None:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
@@ -16,9 +15,8 @@ from dashboard.display_json import pretty_json
 from dashboard.selectors.destinations import BACKLOG_STATUSES
 from destinations.conditions import describe
 from destinations.connectors.base import ConnectionFailed
-from destinations.connectors.kana import DEFAULT_API_URL, fetch_features
+from destinations.connectors.kana import fetch_features
 from destinations.crypto import SecretsUnreadable
-from destinations.delivery.engine import connection_reason
 from destinations.delivery.filters import fingerprint
 from destinations.delivery.http import session
 from destinations.mapping.unmapped import preview, unmapped_deliveries
@@ -118,12 +116,7 @@ def kana_features(destination: Destination) -> FeatureList:
     try:
         found = fetch_features(config, session())
     except ConnectionFailed as exc:
-        reason = str(exc)
-        if isinstance(exc.__cause__, requests.ConnectionError):
-            # The exception carries urllib3's long text; say it in the delivery log's words.
-            url = config.get("api_url") or DEFAULT_API_URL
-            reason = f"Could not reach {url}: {connection_reason(exc.__cause__)}"
-        return FeatureList([], f"Kana could not be reached: {reason} — type the feature id")
+        return FeatureList([], f"Kana could not be reached: {exc.message} — type the feature id")
     if not found:
         return FeatureList(
             [], "Kana lists no features yet: create the feature in Kana, or type its id"

@@ -10,6 +10,7 @@ from dashboard.selectors.pagination import KeysetPage, keyset_page
 from destinations.models import Account, Event, Membership, Profile
 
 PEOPLE_PAGE_SIZE = 50
+EVENTS_PAGE_SIZE = 25
 MEMBERS_SHOWN = 3
 
 
@@ -78,11 +79,12 @@ def account_members(account: Account) -> list[Profile]:
     )
 
 
-def recent_events_for_account(account: Account, limit: int = 25) -> list[Event]:
+def account_events_page(account: Account, *, before: int | None) -> KeysetPage[Event]:
+    """The account's group calls and its members' events, newest first, a page at a time."""
     member_ids = Membership.objects.filter(account=account).values("profile_id")
-    return list(
+    events = (
         Event.objects.filter(Q(group_id=account.group_id) | Q(profile_id__in=member_ids))
         .select_related("source")
         .defer("payload")
-        .order_by("-id")[:limit]
     )
+    return keyset_page(events, before=before, size=EVENTS_PAGE_SIZE)

@@ -16,7 +16,10 @@ def receivers_with_activity() -> QuerySet[RefinerReceiver]:
     latest = RefinerCall.objects.filter(receiver=OuterRef("pk")).order_by("-id")
     return RefinerReceiver.objects.annotate(
         calls_total=Count("calls"),
+        # Every outcome, so the split adds up to the total.
         calls_accepted=Count("calls", filter=Q(calls__outcome=CallOutcome.ACCEPTED)),
+        calls_duplicate=Count("calls", filter=Q(calls__outcome=CallOutcome.DUPLICATE)),
+        calls_ignored=Count("calls", filter=Q(calls__outcome=CallOutcome.IGNORED)),
         calls_refused=Count("calls", filter=Q(calls__outcome=CallOutcome.REFUSED)),
         last_call_at=Subquery(latest.values("received_at")[:1]),
         last_call_outcome=Subquery(latest.values("outcome")[:1]),

@@ -13,6 +13,9 @@ from django.utils.timesince import timesince
 from dashboard.charts import SERIES, BarChart, volume_chart
 from dashboard.display_json import parsed_or_none, pretty_json, readable
 from dashboard.selectors.delivery_stats import VolumeBucket
+from destinations.connectors.kana import UNMAPPED
+from destinations.delivery.services import retry_can_change
+from destinations.models import DeliveryStatus
 
 register = template.Library()
 
@@ -22,6 +25,17 @@ def pretty_json_filter(value: Any) -> str:
     if value is None:
         return ""
     return pretty_json(value)
+
+
+@register.filter
+def can_retry(delivery: Any) -> bool:
+    """Whether Retry is offered: only where sending again can change the outcome."""
+    return retry_can_change(delivery.status, delivery.reason)
+
+
+@register.filter
+def unmapped(delivery: Any) -> bool:
+    return delivery.status == DeliveryStatus.SKIPPED and delivery.reason == UNMAPPED
 
 
 @register.filter

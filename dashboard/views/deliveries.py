@@ -16,6 +16,7 @@ from dashboard.selectors.destinations import failed_count, job_with_destination
 from dashboard.selectors.pagination import parse_cursor
 from dashboard.views.navigation import job_page, redirect_back
 from dashboard.views.request_info import acting_user
+from destinations.connectors import CONNECTORS
 from destinations.delivery import services
 from destinations.models import Delivery, Destination, JobStatus
 
@@ -27,12 +28,14 @@ JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED)
 def destination_delivery(request: HttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     window = delivery_window(request.GET.get("window"))
+    connector = CONNECTORS.get(destination.kind)
     context = {
         "destination": destination,
         "report": delivery_report(destination, window=window),
         "windows": WINDOWS.values(),
         "failed_total": failed_count(destination),
         "job": None,
+        "test_label": connector.test_label if connector else "",
     }
     template = "destinations/delivery.html"
     if getattr(request, "htmx", False):
@@ -50,7 +53,12 @@ def delivery_retry(request: HttpRequest, delivery_id: int) -> HttpResponse:
     if services.delivery_retry(delivery, actor=acting_user(request)):
         messages.success(request, f"Delivery to {delivery.destination.name} queued again.")
     else:
-        messages.warning(request, "Only a failed or skipped delivery can be retried.")
+        messages.warning(
+            request,
+            "Only a failed delivery can be retried, and only where sending again can change "
+            "the outcome: a skipped delivery or an event with malformed content would end "
+            "the same way.",
+        )
     return redirect_back(request, reverse("event-detail", args=[delivery.event_id]))
 
 

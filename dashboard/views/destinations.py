@@ -29,6 +29,7 @@ from dashboard.selectors.destinations import (
 from dashboard.views.navigation import redirect_back
 from dashboard.views.request_info import acting_user
 from destinations.connectors.base import Connector
+from destinations.crypto import SecretsUnreadable
 from destinations.delivery import services
 from destinations.models import Destination, DestinationKind
 
@@ -145,7 +146,7 @@ def render_form(
     form: DestinationForm,
     *,
     destination: Destination | None,
-    test_result: tuple[bool, str] | None = None,
+    test_result: services.ConnectionTest | None = None,
 ) -> HttpResponse:
     generated = generated_secret_name(form.connector)
     if destination is None:
@@ -196,12 +197,35 @@ def destination_test(
     )
     config, problem = form.connection_config()
     result = (
-        (False, problem) if config is None else services.test_connection(connector.kind, config)
+        services.ConnectionTest(False, problem)
+        if config is None
+        else services.test_connection(connector.kind, config)
     )
     if getattr(request, "htmx", False):
-        context = {"test_result": result}
-        return render(request, "destinations/form.html#test-result", context)
+        return render(request, "includes/test_result.html", {"test_result": result})
     return render_form(request, form, destination=destination, test_result=result)
+
+
+@require_POST
+@vary_on_headers("HX-Request")
+def destination_test_stored(request: HttpRequest, destination_id: int) -> HttpResponse:
+    """Send test (Test connection) from a destination's page, with its saved settings: a
+    webhook's receiver gets a sample event without opening the settings."""
+    destination = get_object_or_404(Destination, pk=destination_id)
+    connector = connector_or_404(destination.kind)
+    try:
+        config = destination.config()
+    except SecretsUnreadable:
+        result = services.ConnectionTest(False, UNREADABLE_SECRETS)
+    else:
+        result = services.test_connection(connector.kind, config)
+    if getattr(request, "htmx", False):
+        return render(request, "includes/test_result.html", {"test_result": result})
+    if result.ok:
+        messages.success(request, f"{connector.test_label}: {result.message}")
+    else:
+        messages.error(request, f"{connector.test_label}: {result.message}")
+    return redirect("destination-delivery", destination_id=destination.pk)
 
 
 @require_GET

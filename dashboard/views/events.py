@@ -8,7 +8,7 @@ from django.views.decorators.vary import vary_on_headers
 from dashboard.display_json import pretty_json
 from dashboard.forms import EventFilterForm
 from dashboard.selectors.event_deliveries import delivery_rows, event_deliveries, not_routed
-from dashboard.selectors.events import event_detail, events_page
+from dashboard.selectors.events import delivery_states, event_detail, events_page
 from dashboard.selectors.pagination import parse_cursor
 
 
@@ -18,6 +18,9 @@ def event_list(request: HttpRequest) -> HttpResponse:
     form = EventFilterForm(request.GET or None)
     before = parse_cursor(request.GET.get("before"))
     page = events_page(form.filters(), before=before)
+    states = delivery_states(page.rows)
+    for event in page.rows:
+        event.delivery_states = states.get(event.pk, [])  # type: ignore[attr-defined]
     query = request.GET.copy()
     query.pop("before", None)
     context = {

@@ -85,10 +85,12 @@ def account_show(request: HttpRequest, account_id: int) -> HttpResponse:
     account = people.account_detail(account_id)
     if account is None:
         raise Http404("No such account")
+    before = parse_cursor(request.GET.get("before"))
     context = {
         "account": account,
         "traits": pretty_json(account.traits),
         "members": people.account_members(account),
-        "events": people.recent_events_for_account(account),
+        "events": people.account_events_page(account, before=before),
+        "older_page": before is not None,
     }
     return render(request, "accounts/detail.html", context)

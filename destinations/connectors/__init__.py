@@ -12,6 +12,12 @@ CONNECTORS: dict[str, Connector] = {
 }
 
 
+# Every kind's failed-Skip reasons: a failure that begins so is the event's own fault.
+EVENT_FAULT_PREFIXES: tuple[str, ...] = tuple(
+    prefix for c in CONNECTORS.values() for prefix in c.event_fault_prefixes
+)
+
+
 def connector_for(kind: str) -> Connector:
     try:
         return CONNECTORS[kind]

@@ -36,8 +36,6 @@ class OutboundRequest:
     subject: str | None = None
     # Raw bytes to send instead of ``json`` when the body must be exactly what was signed.
     body: bytes | None = None
-    # Operator-entered URLs go through the SSRF guard (no private or loopback addresses).
-    guarded: bool = False
     # Sent instead when the answer says so (``Verdict.use_fallback``), e.g. create a user the
     # service does not know yet, then record the usage again.
     fallback: tuple[OutboundRequest, ...] = ()
@@ -84,7 +82,21 @@ class Verdict:
 
 
 class ConnectionFailed(Exception):
-    """Test connection did not succeed; the message is shown to the operator as it is."""
+    """Test connection did not succeed. The message is shown to the operator as it is; the
+    detail (the library's own text, e.g. urllib3's) is kept behind a toggle for whoever needs
+    to dig further."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    @classmethod
+    def unreachable(cls, url: str, exc: requests.RequestException) -> ConnectionFailed:
+        """No answer came: say why in words, with urllib3's text as the detail."""
+        from destinations.delivery.http import why_unreachable
+
+        return cls(f"Could not reach {url}: {why_unreachable(exc, url)}", detail=str(exc))
 
 
 class Connector:
@@ -93,10 +105,11 @@ class Connector:
     accepts: ClassVar[frozenset[str]]
     settings_fields: ClassVar[tuple[SettingField, ...]]
     requests_per_minute: ClassVar[int] = 0  # 0: no limit
-    # Operator-entered URLs (webhooks) are reached through the SSRF guard.
-    guarded_urls: ClassVar[bool] = False
     test_label: ClassVar[str] = "Test connection"
     subject_requests_per_minute: ClassVar[int] = 0
+    # How the reasons of failed Skips (``Skip(failed=True)``: the event's own content is wrong)
+    # begin. The same event fails the same way again, so no Retry is offered for them.
+    event_fault_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def route_context(self, destination: Any) -> Any:
         """Read once per routing-cache refresh (database reads allowed), handed to ``plan``."""
@@ -133,6 +146,14 @@ class Connector:
     @classmethod
     def secret_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in cls.settings_fields if f.secret)
+
+
+def connection_test_timeout(longest: float = 10.0) -> float:
+    """Seconds a Test connection waits for an answer: the delivery timeout, at most
+    ``longest`` (the operator is watching)."""
+    from django.conf import settings
+
+    return min(longest, float(settings.DELIVERY_TIMEOUT_SECONDS))
 
 
 def classify_http(response: requests.Response, service: str) -> Verdict:

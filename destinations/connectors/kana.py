@@ -35,6 +35,7 @@ from destinations.connectors.base import (
     Skip,
     Verdict,
     classify_http,
+    connection_test_timeout,
     error_text,
     subject_of,
 )
@@ -42,6 +43,7 @@ from destinations.identity.traits import message_traits, trait_billing_id
 
 DEFAULT_API_URL = "https://api.usekana.com/graphql"
 NEEDS_USER_ID = "rejected: Kana needs a userId"
+DELTA_FAULT = "properties.delta "
 UNMAPPED = "unmapped: no featureId and no mapping rule matched"
 # Attempts during which usage for an unknown user waits for that user's identify.
 WAIT_FOR_USER_ATTEMPTS = 2
@@ -95,6 +97,7 @@ class KanaConnector(Connector):
         SettingField("api_key", "API Key", secret=True, help="Kana's Admin API (backend) key"),
         SettingField("api_url", "API URL", default=DEFAULT_API_URL, required=False),
     )
+    event_fault_prefixes = (DELTA_FAULT,)
 
     def route_context(self, destination: Any) -> tuple[RuleView, ...]:
         return tuple(
@@ -187,10 +190,13 @@ def fetch_features(config: Mapping[str, str], session: requests.Session) -> list
     request = graphql(config, FEATURES, {})
     try:
         response = session.post(
-            request.url, json=request.json, headers=dict(request.headers), timeout=5
+            request.url,
+            json=request.json,
+            headers=dict(request.headers),
+            timeout=connection_test_timeout(5),
         )
     except requests.RequestException as exc:
-        raise ConnectionFailed(f"Could not reach {request.url}: {exc}") from exc
+        raise ConnectionFailed.unreachable(request.url, exc) from exc
     if response.status_code != 200:
         raise ConnectionFailed(f"Kana answered HTTP {response.status_code}: {error_text(response)}")
     try:
@@ -217,10 +223,10 @@ def usage_delta(properties: Mapping[str, Any]) -> int | Skip:
     if delta is None:
         return 1
     if isinstance(delta, bool) or not isinstance(delta, int):
-        return Skip(f"properties.delta must be a whole number, got {delta!r}", failed=True)
+        return Skip(f"{DELTA_FAULT}must be a whole number, got {delta!r}", failed=True)
     if not -(2**31) <= delta < 2**31:
         # Kana's Int is 32 bits: refused here with the reason rather than by Kana later.
-        return Skip(f"properties.delta {delta} is outside Kana's range (32-bit)", failed=True)
+        return Skip(f"{DELTA_FAULT}{delta} is outside Kana's range (32-bit)", failed=True)
     return delta
 
 

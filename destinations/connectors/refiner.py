@@ -26,6 +26,7 @@ from destinations.connectors.base import (
     Skip,
     Verdict,
     classify_http,
+    connection_test_timeout,
     error_text,
     subject_of,
 )
@@ -88,9 +89,11 @@ class RefinerConnector(Connector):
     def test_connection(self, config: Mapping[str, str], session: requests.Session) -> str:
         url = base_url(config) + "/"
         try:
-            response = session.get(url, headers=auth_headers(config), timeout=10)
+            response = session.get(
+                url, headers=auth_headers(config), timeout=connection_test_timeout()
+            )
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"Could not reach {url}: {exc}") from exc
+            raise ConnectionFailed.unreachable(url, exc) from exc
         if response.status_code != 200:
             raise ConnectionFailed(
                 f"Refiner answered HTTP {response.status_code}: {error_text(response)}"

@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 
 from destinations.connectors.base import error_text
 from destinations.connectors.refiner import auth_headers, base_url
-from destinations.delivery.http import session
+from destinations.delivery.http import session, why_unreachable
 from destinations.models import AuditAction, AuditEntry, Destination
 
 ORDER_BY = ("first_seen_at", "last_seen_at", "last_form_submission_at")
@@ -45,7 +45,8 @@ def get(destination: Destination, path: str, params: Mapping[str, Any]) -> Any:
             base_url(config) + path, params=query, headers=auth_headers(config), timeout=TIMEOUT
         )
     except requests.RequestException as exc:
-        raise RefinerApiError(f"Could not reach Refiner: {exc}") from exc
+        reason = why_unreachable(exc, base_url(config))
+        raise RefinerApiError(f"Could not reach Refiner: {reason}") from exc
     if response.status_code != 200:
         raise RefinerApiError(
             f"Refiner answered HTTP {response.status_code}: {error_text(response)}"
@@ -203,7 +204,7 @@ def console_call(
             allow_redirects=False,
         )
     except requests.RequestException as exc:
-        raise RefinerApiError(f"Could not reach Refiner: {exc}") from exc
+        raise RefinerApiError(f"Could not reach Refiner: {why_unreachable(exc, url)}") from exc
     shown = urlsplit(url)
     # Parameter names only: their values may be people's emails or ids.
     names = sorted({name for name, _ in parse_qsl(shown.query, keep_blank_values=True)})

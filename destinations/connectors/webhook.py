@@ -6,7 +6,8 @@ that failed permanently. The last two are Switchboard's own system events (track
 "User Deleted", "Delivery Failed") marked ``context.switchboard.system`` and routed to webhooks
 only. The body is the stored event. ``Authorization: Bearer <Secret Auth-Token>`` when a token
 is set; Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)
-when a signing secret is set. URLs on private or loopback addresses are refused at connect time.
+when a signing secret is set. Private and loopback addresses are refused at connect time, as
+for every destination (``destinations.delivery.http``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from destinations.connectors.base import (
     Skip,
     Verdict,
     classify_http,
+    connection_test_timeout,
 )
 
 EVENTS = "events"
@@ -61,7 +63,6 @@ def is_system_event(payload: Mapping[str, Any]) -> bool:
 class WebhookConnector(Connector):
     kind = "webhook"
     display_name = "Webhooks"
-    guarded_urls = True
     test_label = "Send test"
     accepts = frozenset({"identify", "track", "page", "screen", "group", "alias"})
     settings_fields = (
@@ -124,11 +125,14 @@ class WebhookConnector(Connector):
         outbound = webhook_request(test_event(), config)
         try:
             response = session.post(
-                outbound.url, data=outbound.body, headers=dict(outbound.headers), timeout=10,
+                outbound.url,
+                data=outbound.body,
+                headers=dict(outbound.headers),
+                timeout=connection_test_timeout(),
                 allow_redirects=False,
-            )  # fmt: skip
+            )
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"Could not send to {outbound.url}: {readable(exc)}") from exc
+            raise ConnectionFailed.unreachable(outbound.url, exc) from exc
         verdict = self.classify(response, outbound)
         if not verdict.delivered:
             raise ConnectionFailed(f"The test was not accepted: {verdict.reason}")
@@ -146,15 +150,6 @@ def test_event() -> dict[str, Any]:
         "context": {"switchboard": {"test": True}},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def readable(exc: Exception) -> str:
-    text = str(exc)
-    marker = text.find(" is a private or loopback address")
-    if marker >= 0:
-        start = text.rfind(": ", 0, marker)
-        return text[start + 2 : text.find("allows it)", marker) + len("allows it)")]
-    return text[:300]
 
 
 def triggered(payload: Mapping[str, Any], config: Mapping[str, str]) -> bool:
@@ -189,9 +184,7 @@ def webhook_request(
                 "webhook-signature": sign(config["signing_secret"], message_id, timestamp, body),
             }
         )
-    return OutboundRequest(
-        method="POST", url=config.get("url", ""), body=body, headers=headers, guarded=True
-    )
+    return OutboundRequest(method="POST", url=config.get("url", ""), body=body, headers=headers)
 
 
 def sign(secret: str, message_id: str, timestamp: str, body: bytes) -> str:

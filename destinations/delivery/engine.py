@@ -258,7 +258,7 @@ def send_one(connector: Connector, plan: Sequence[OutboundRequest]) -> Result:
 def send_request(connector: Connector, outbound: OutboundRequest) -> Result:
     timeout = settings.DELIVERY_TIMEOUT_SECONDS
     try:
-        response = session(guarded=outbound.guarded).request(
+        response = session().request(
             outbound.method,
             outbound.url,
             json=outbound.json if outbound.body is None else None,

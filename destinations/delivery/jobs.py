@@ -57,8 +57,11 @@ def runner(kind: str) -> Callable[[Job], None]:
 
 
 def retry_failed(job: Job) -> None:
-    """Re-queue failed deliveries in id order, a chunk per transaction. Progress is the count
-    re-queued so far; a retried row is no longer failed, so a re-run continues where it left."""
+    """Re-queue failed deliveries in id order, a chunk per transaction, except those a retry
+    cannot change (``services.retryable``). Progress is the count re-queued so far; a retried
+    row is no longer failed, so a re-run continues where it left."""
+    from destinations.delivery.services import retryable
+
     destination_id = job.params["destination_id"]
     window = timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)
     requeue = timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
@@ -67,16 +70,14 @@ def retry_failed(job: Job) -> None:
         now = timezone.now()
         with transaction.atomic():
             ids = list(
-                Delivery.objects.filter(
-                    destination_id=destination_id, status=DeliveryStatus.FAILED, id__gt=last_id
-                )
+                Delivery.objects.filter(retryable(), destination_id=destination_id, id__gt=last_id)
                 .order_by("id")
                 .values_list("id", flat=True)[:CHUNK]
             )
             if not ids:
                 return
             last_id = ids[-1]
-            Delivery.objects.filter(id__in=ids, status=DeliveryStatus.FAILED).update(
+            Delivery.objects.filter(retryable(), id__in=ids).update(
                 status=DeliveryStatus.PENDING,
                 next_attempt_at=now + requeue,
                 retry_until=now + window,

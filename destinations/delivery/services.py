@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from destinations.audit import record
-from destinations.connectors import connector_for
+from destinations.connectors import EVENT_FAULT_PREFIXES, connector_for
 from destinations.connectors.base import ConnectionFailed
 from destinations.crypto import SecretsUnreadable
 from destinations.delivery.enqueue import enqueue_deliveries
@@ -133,12 +134,18 @@ def destination_set_enabled(
     record(AuditAction.DESTINATION_CHANGED, summary, actor=actor, destination=destination.pk)
 
 
-def test_connection(kind: str, config: Mapping[str, str]) -> tuple[bool, str]:
+class ConnectionTest(NamedTuple):
+    ok: bool
+    message: str
+    detail: str = ""  # the library's own words, behind a toggle
+
+
+def test_connection(kind: str, config: Mapping[str, str]) -> ConnectionTest:
     try:
         connector = connector_for(kind)
-        return True, connector.test_connection(config, session(guarded=connector.guarded_urls))
+        return ConnectionTest(True, connector.test_connection(config, session()))
     except ConnectionFailed as exc:
-        return False, str(exc)
+        return ConnectionTest(False, exc.message, exc.detail)
 
 
 def destination_resume(destination: Destination, *, actor: User | None = None) -> int:
@@ -164,15 +171,31 @@ def destination_resume(destination: Destination, *, actor: User | None = None) -
     return count
 
 
+def retry_can_change(status: str, reason: str) -> bool:
+    """Whether sending again can end differently. Yes for a failure of the destination, the
+    network, its settings or the translation: fixing those is what Retry is for. No for a
+    skipped delivery (no userId, no email, unmapped, a call the service does not take): the
+    same event is skipped the same way, and unmapped events move when a mapping rule matches
+    them. No for a failure over the event's own content (a malformed delta)."""
+    return status == DeliveryStatus.FAILED and not reason.startswith(EVENT_FAULT_PREFIXES)
+
+
+def retryable() -> Q:
+    """The deliveries ``retry_can_change`` says yes to, as a filter."""
+    faults = Q()
+    for prefix in EVENT_FAULT_PREFIXES:
+        faults |= Q(reason__startswith=prefix)
+    return Q(status=DeliveryStatus.FAILED) & ~faults
+
+
 def delivery_retry(delivery: Delivery, *, actor: User | None = None) -> bool:
-    """Send a finished (failed or skipped) delivery again, with a fresh retry window."""
+    """Send a failed delivery again, with a fresh retry window, where that can change the
+    outcome (``retry_can_change``); False, and nothing done, otherwise."""
     now = timezone.now()
     window = timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)
     requeue = timedelta(seconds=settings.DELIVERY_REQUEUE_AFTER_SECONDS)
     with transaction.atomic():
-        updated = Delivery.objects.filter(
-            pk=delivery.pk, status__in=(DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
-        ).update(
+        updated = Delivery.objects.filter(retryable(), pk=delivery.pk).update(
             status=DeliveryStatus.PENDING,
             next_attempt_at=now + requeue,
             retry_until=now + window,
@@ -191,7 +214,7 @@ def retry_failed_start(destination: Destination, user: User | None) -> Job:
     """A job that re-queues every failed delivery of ``destination``, with a progress bar."""
     from destinations.tasks import run_job_task
 
-    total = Delivery.objects.filter(destination=destination, status=DeliveryStatus.FAILED).count()
+    total = Delivery.objects.filter(retryable(), destination=destination).count()
     params: dict[str, Any] = {"destination_id": destination.pk}
     job = Job.objects.create(
         kind=JobKind.RETRY_FAILED,

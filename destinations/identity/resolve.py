@@ -30,7 +30,7 @@ from destinations.models import Account, AnonymousId, Event, Membership, Profile
 from destinations.raw_reads import rows_locked, values_present
 
 PROFILE_FIELDS = ["email", "name", "billing_id", "traits", "first_seen_at", "last_seen_at"]
-ACCOUNT_FIELDS = ["name", "traits", "last_seen_at"]
+ACCOUNT_FIELDS = ["name", "traits", "first_seen_at", "last_seen_at"]
 
 
 def locked(queryset: Any) -> Any:
@@ -229,6 +229,9 @@ class IdentityResolver:
             if name and account.name != name:
                 account.name = name
                 changed = True
+        if account.first_seen_at is None or message.timestamp < account.first_seen_at:
+            account.first_seen_at = message.timestamp
+            changed = True
         if account.last_seen_at is None or message.timestamp > account.last_seen_at:
             account.last_seen_at = message.timestamp
             changed = True

@@ -145,6 +145,9 @@ class Account(models.Model):
     name = models.CharField(max_length=255, blank=True, default="")
     traits = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Both from the group calls' own timestamps, as a user's are: created_at is when the row
+    # was made, later than the first call when events arrive late (queued, replayed, seeded).
+    first_seen_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     members: models.ManyToManyField[Profile, Membership] = models.ManyToManyField(
         Profile, through="Membership", related_name="accounts"

@@ -141,7 +141,12 @@ def test_merge_keeping_the_newer_name_then_undo_from_the_audit_log(
     # Undo from the audit log puts both users back.
     page.goto("/audit/")
     row = page.locator("table.audit tbody tr").filter(has_text="Merged u-ada-2 into u-ada-1")
-    row.get_by_role("button", name="Undo").click()
+    # Two steps: the first only explains what undoing does.
+    row.get_by_text("Undo…").click()
+    expect(row).to_contain_text("Every user in this merge goes back to how it was just before it")
+    older.refresh_from_db()
+    assert older.name == "Ada Lovelace"  # nothing undone yet
+    row.get_by_role("button", name="Yes, undo this merge").click()
     expect(page.get_by_role("status")).to_contain_text(
         "Undid: Merged u-ada-2 into u-ada-1 (4 events moved)"
     )

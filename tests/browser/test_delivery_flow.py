@@ -128,7 +128,7 @@ def test_operator_watches_delivery_break_and_recover(
 
     # The event's own page tells the same story: a failed attempt, then a delivered one.
     page.goto("/events/?event=Seat+Added")
-    page.locator("#event-table tbody tr").first.get_by_role("link").click()
+    page.locator("#event-table tbody tr").first.get_by_role("link").first.click()
     deliveries = page.locator("#deliveries")
     expect(deliveries.locator(".badge.status-delivered")).to_have_text("delivered")
     outcomes = deliveries.locator("table.attempts tbody tr")

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from dashboard import webserver
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -80,12 +80,21 @@ class Command(BaseCommand):
             # Production serves hashed static files from STATIC_ROOT: they must be collected.
             call_command("collectstatic", interactive=False, verbosity=0)
         self.ensure_admin()
+        if options["demo"]:
+            # The stand-ins listen on loopback, which the address guard refuses otherwise: the
+            # web server (Test connection, Refiner pages) and the worker inherit this.
+            os.environ["SWITCHBOARD_ALLOW_PRIVATE_URLS"] = "true"
         host, port = options["host"], options["port"]
         children = self.web_server(host, port, options["web_workers"])
-        if not options["no_worker"]:
-            children.append(self.delivery_worker(options["delivery_threads"]))
-        if options["demo"]:
-            children.append(self.demo(port))
+        try:
+            if not options["no_worker"]:
+                children.append(self.delivery_worker(options["delivery_threads"]))
+            if options["demo"]:
+                children.append(self.demo(port))
+        except BaseException:
+            # Nothing may keep running after the command has given up.
+            self.stop(children)
+            raise
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         if ":" in shown_host:
             shown_host = f"[{shown_host}]"  # an IPv6 address in a URL
@@ -172,17 +181,22 @@ class Command(BaseCommand):
                 str(kana_port),
             ],
         )
-        for stand_in_port in (refiner_port, kana_port):
-            wait_for_port(stand_in_port)
-        seeded = seed_demo(
-            refiner_url=f"http://127.0.0.1:{refiner_port}/v1",
-            kana_url=f"http://127.0.0.1:{kana_port}/graphql",
-        )
+        try:
+            for stand_in_port in (refiner_port, kana_port):
+                wait_for_port(stand_in_port)
+            seeded = seed_demo(
+                refiner_url=f"http://127.0.0.1:{refiner_port}/v1",
+                kana_url=f"http://127.0.0.1:{kana_port}/graphql",
+            )
+        except BaseException:
+            self.stop([child])
+            raise
         self.stdout.write(
             self.style.WARNING(
                 f"Demo mode: stand-ins for Refiner on :{refiner_port} and Kana on :{kana_port}; "
                 f"{seeded['events']} demo events stored. Remove them with the button in the "
-                "demo banner."
+                "demo banner. Private and loopback addresses are allowed while --demo runs "
+                "(SWITCHBOARD_ALLOW_PRIVATE_URLS=true), so the stand-ins can be reached."
             )
         )
         return child
@@ -205,6 +219,11 @@ class Command(BaseCommand):
                     exit_code = code or 1
                     stopping = True
             time.sleep(0.5)
+        self.stop(children)
+        if exit_code:
+            sys.exit(exit_code)
+
+    def stop(self, children: list[Child]) -> None:
         for child in children:
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -213,5 +232,3 @@ class Command(BaseCommand):
                 child.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.process.kill()
-        if exit_code:
-            sys.exit(exit_code)

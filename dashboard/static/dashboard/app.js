@@ -99,3 +99,15 @@ document.addEventListener("htmx:afterSwap", (event) => {
   });
   while (list.children.length > keep) list.lastElementChild.remove();
 });
+
+// The header's menu on narrow screens: the button appears, and opens and closes the menu.
+const menuToggle = document.querySelector(".topbar .menu-toggle");
+if (menuToggle) {
+  const topbar = menuToggle.closest(".topbar");
+  topbar.classList.add("collapsible");
+  menuToggle.hidden = false;
+  menuToggle.addEventListener("click", () => {
+    const open = topbar.classList.toggle("open");
+    menuToggle.setAttribute("aria-expanded", String(open));
+  });
+}

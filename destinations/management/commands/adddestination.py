@@ -6,7 +6,8 @@
 Options come from the connectors' declared settings (``api_key`` -> ``--api-key``). Secrets
 may also be read from an environment variable named by ``--<setting>-env`` so they stay out
 of shell history. ``--rate-limit`` caps the requests a minute sent to the destination; without
-it the connector's default applies (Refiner: 4,000 a minute; the others: none).
+it the connector's default applies (Refiner: 4,000 a minute; the others: none). An option of
+another kind (``kana --base-url``) is refused, naming the options this kind has.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from destinations.connectors import CONNECTORS
+from destinations.connectors.base import Connector
 from destinations.delivery.services import destination_create
 
 
@@ -41,6 +43,39 @@ def requests_per_minute(value: str) -> int:
             f"{value!r} is not a whole number of requests per minute, 1 to {RATE_LIMIT_MAX:,}"
         )
     return number
+
+
+COMMON_OPTIONS = ("--name", "--disabled", "--rate-limit")
+
+
+def options_of(connector: Connector) -> list[str]:
+    """The options this kind takes, as typed on the command line."""
+    found = list(COMMON_OPTIONS)
+    for field in connector.settings_fields:
+        found.append(option_name(field.name))
+        if field.secret:
+            found.append(option_name(field.name) + "-env")
+    return found
+
+
+def refuse_other_kinds_options(connector: Connector, options: dict[str, Any]) -> None:
+    """The parser takes every kind's settings; one this kind does not have would otherwise be
+    accepted and quietly ignored (``kana --base-url`` for Kana's ``--api-url``)."""
+    own = {field.name for field in connector.settings_fields}
+    given = []
+    for other in CONNECTORS.values():
+        for field in other.settings_fields:
+            if field.name in own:
+                continue
+            for dest, flag in ((field.name, ""), (f"{field.name}_env", "-env")):
+                if options.get(dest) is not None:
+                    given.append(option_name(field.name) + flag)
+    if given:
+        unknown = ", ".join(sorted(set(given)))
+        raise CommandError(
+            f"{connector.kind} destinations have no {unknown}; "
+            f"their options are {', '.join(options_of(connector))}"
+        )
 
 
 class Command(BaseCommand):
@@ -78,6 +113,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         connector = CONNECTORS[options["kind"]]
+        refuse_other_kinds_options(connector, options)
         values: dict[str, str] = {}
         secrets: dict[str, str] = {}
         for field in connector.settings_fields:
