@@ -148,11 +148,13 @@ class Run:
         self.concurrency = max(1, settings.DELIVERY_CONCURRENCY)
         # Shared with the senders, under ``lock``.
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)
+        self.results = threading.Condition(self.lock)  # the task's thread waits for outcomes
+        self.work = threading.Condition(self.lock)  # idle senders wait for work
         self.lanes: dict[Lane, deque[Work]] = {}  # a lane being sent stays here, maybe empty
         self.ready: deque[Lane] = deque()  # lanes with work waiting and none being sent
         self.in_flight = 0
         self.senders = 0
+        self.idle = 0  # senders waiting for work
         self.done: list[Finished] = []
         self.given_up: set[int] = set()  # claims lost before they were sent: not sent
         self.closed = False
@@ -167,9 +169,10 @@ class Run:
                 finished = self.wait()
         finally:
             with self.lock:
-                # After an error the senders stop taking work; the sweeper recovers the rows
-                # still held once their lease expires.
+                # The senders stop. After an error they take no more work: the sweeper recovers
+                # the rows still held once their lease expires.
                 self.closed = True
+                self.work.notify_all()
 
     # --- the task's thread ---
 
@@ -177,7 +180,7 @@ class Run:
         """Until there are outcomes worth a write, or leases to renew."""
         with self.lock:
             while not self.worth_a_round():
-                self.changed.wait(max(0.01, self.seconds_to_renewal()))
+                self.results.wait(max(0.01, self.seconds_to_renewal()))
             finished, self.done = self.done, []
         return finished
 
@@ -294,7 +297,9 @@ class Run:
                     self.ready.append(item.lane)
                 else:
                     lane.append(item)
-            start = max(0, min(self.concurrency - self.senders, len(self.ready)))
+            self.work.notify(len(self.ready))
+            # Senders stay with the task until it ends, waiting for work when there is none.
+            start = max(0, min(self.concurrency - self.senders, len(self.ready) - self.idle))
             self.senders += start
         for _ in range(start):
             sending_pool().submit(self.send)
@@ -314,17 +319,24 @@ class Run:
                 self.done.append((work.delivery, result))
                 self.release(lane)
                 if self.outcomes_worth_a_write():
-                    self.changed.notify()
+                    self.results.notify()
 
     def next_work(self) -> tuple[Lane, Work] | None:
         with self.lock:
-            while self.ready and not self.closed:
+            while not self.closed:
+                if not self.ready:
+                    self.idle += 1
+                    self.work.wait()
+                    self.idle -= 1
+                    continue
                 lane = self.ready.popleft()
                 work = self.lanes[lane].popleft()
                 if work.delivery.pk in self.given_up:
                     self.release(lane)
                     continue
                 self.in_flight += 1
+                if self.outcomes_worth_a_write():  # it took the last work there was
+                    self.results.notify()
                 return lane, work
             self.senders -= 1
             return None
@@ -332,7 +344,7 @@ class Run:
     def release(self, lane: Lane) -> None:
         """A lane's delivery is done: its next one may go (called under the lock)."""
         if self.lanes[lane]:
-            self.ready.append(lane)
+            self.ready.append(lane)  # the sender that released it takes work next
         else:
             del self.lanes[lane]
 
