@@ -688,33 +688,101 @@ def test_the_per_destination_rate_limit_holds_the_rest_for_the_next_minute(
 # --- a task slower than its lease ---------------------------------------------------------------
 
 
-def test_a_task_out_of_time_hands_back_what_it_has_not_started(
+def test_a_slow_destination_never_lets_a_live_workers_claim_expire(
     live_server: Any,
     source: Source,
     refiner_destination: Destination,
     fake_refiner: FakeRefiner,
     start_worker: StartWorker,
 ) -> None:
-    # An 8 s lease with a 2 s timeout leaves a task 4 s to start deliveries (engine.sending_time).
-    # One request at a time, each answered after 1.5 s: six take 9 s, longer than the lease. A
-    # task that went on sending would see the sweeper hand its last rows to another claim and
-    # send them twice; instead it stops starting new ones and hands them back, unsent.
-    fake_refiner.hang(1.5)
-    # Two task threads: one wake-up carries all six, the other thread runs the sweeper meanwhile.
-    worker = start_worker(concurrency=2, DELIVERY_LEASE_SECONDS="8", DELIVERY_CONCURRENCY="1")
-    assert engine.sending_time() == 4
-    users = [f"u-slow-{n}" for n in range(6)]
+    # Refiner takes 5 s to answer each request, longer than the whole 4 s lease, and the worker
+    # sends one at a time. A claim held for the length of its lease, unrenewed, would be taken
+    # back by the sweeper (every 0.5 s) while its request was still waiting for the answer, and
+    # sent again by another claim. The task renews the leases of the rows it holds instead.
+    fake_refiner.hang(5)
+    worker = start_worker(
+        concurrency=2,
+        DELIVERY_LEASE_SECONDS="4",
+        DELIVERY_TIMEOUT_SECONDS="10",
+        DELIVERY_CONCURRENCY="1",
+    )
+    users = [f"u-slow-{n}" for n in range(3)]
     send_batch(source, live_server, users)
 
     describe = explain(worker, fake_refiner)
-    wait_until(lambda: Delivery.objects.filter(status__in=FINISHED).count() == 6, 40, describe)
+    wait_until(lambda: Delivery.objects.filter(status__in=FINISHED).count() == 3, 60, describe)
     requests = fake_refiner.requests_to("/track-event")
     assert sorted(r.body["id"] for r in requests) == users, describe()
     for user in users:
         delivery = delivery_for(user)
         assert delivery.status == DeliveryStatus.DELIVERED
-        # Handed back is not an attempt: one claim that sent, one attempt logged.
+        # One claim that sent, one attempt logged: no claim was lost.
         assert delivery.attempts == 1
         [attempt] = attempts_of(delivery)
         assert (attempt.number, attempt.outcome) == (1, AttemptOutcome.DELIVERED)
+        assert attempt.duration_ms >= 5000
     assert not DeliveryAttempt.objects.filter(error=LOST_ATTEMPT).exists()
+
+
+# --- what a killed worker sends twice ----------------------------------------------------------
+
+
+def test_a_killed_worker_sends_again_only_what_it_had_in_flight(
+    live_server: Any,
+    source: Source,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
+    start_worker: StartWorker,
+) -> None:
+    users = [f"u-window-{n:03}" for n in range(200)]
+    # Every answer takes 0.2 s, so each task is in the middle of its 100 deliveries for seconds.
+    fake_refiner.hang(0.2)
+    # Two tasks at a time, each with four requests in flight. The 10 s lease is the killed
+    # claims' wait before another worker may send them.
+    first = start_worker(
+        concurrency=2,
+        DELIVERY_CONCURRENCY="4",
+        DELIVERY_LEASE_SECONDS="10",
+        DELIVERY_TIMEOUT_SECONDS="5",
+    )
+    # One request: two wake-ups of 100 deliveries each, taken by the worker's two threads.
+    send_batch(source, live_server, users)
+    assert Delivery.objects.count() == 200
+
+    fake_refiner.wait_for(60, timeout=30, path="/track-event")
+    crash(first)
+    time.sleep(0.3)  # requests written just before the kill are still being read by the fake
+    fake_refiner.clear_faults()
+    sent_before_kill = len(fake_refiner.requests_to("/track-event"))
+    recorded_before_kill = Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count()
+    assert recorded_before_kill < 200, "the worker finished before the kill: nothing was tested"
+
+    second = start_worker()
+    describe = explain(second, fake_refiner)
+    wait_until(
+        lambda: Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count() == 200,
+        60,
+        describe,
+    )
+    requests = fake_refiner.requests_to("/track-event")
+    sent = Counter(r.body["id"] for r in requests)
+    assert set(sent) == set(users)  # nothing lost
+    assert Counter(r.body["id"] for r in requests if r.status == 200).keys() == set(users)
+    repeated = {user: n - 1 for user, n in sent.items() if n > 1}
+    # A task holds at most claim_window() rows whose outcome is not written yet: its
+    # DELIVERY_CONCURRENCY (4) requests in flight and 2 waiting their turn. Only those can be
+    # sent twice, so with two tasks running the kill repeats at most 2 x 6 = 12 deliveries,
+    # whereas a task that wrote its outcomes after all 100 had been sent repeated all it sent.
+    window = engine.claim_window()
+    assert window == 6
+    assert sum(repeated.values()) <= 2 * window, (
+        f"{sum(repeated.values())} sent twice; {sent_before_kill} sent and "
+        f"{recorded_before_kill} recorded before the kill"
+    )
+    # What was sent twice is what the killed worker had claimed: its claims expired and were
+    # sent again, each one once.
+    assert set(repeated.values()) <= {1}
+    for user in repeated:
+        lost, delivered = attempts_of(delivery_for(user))
+        assert (lost.outcome, lost.error) == (AttemptOutcome.RETRY, LOST_ATTEMPT)
+        assert delivered.outcome == AttemptOutcome.DELIVERED

@@ -1,9 +1,16 @@
-"""Send claimed deliveries and record what happened.
+"""Send claimed deliveries and record what happened, a few at a time.
 
-A worker claims rows (``status`` pending/retrying -> sending, with a lease) inside a short
-transaction, sends without holding any lock, then writes every attempt and every outcome in one
-transaction. A row is only written back if it still carries this worker's lease, so a worker
-that stalled past its lease cannot overwrite the outcome of the worker that took over.
+A task works through its ids with a small window of claimed rows. It claims (``status``
+pending/retrying -> sending, with a lease) only what its senders can have in flight plus a few
+waiting their turn; as requests complete, it writes their attempts and outcomes in small groups
+and claims as many more rows in the same transaction. A worker killed at any moment therefore
+has at most ``claim_window()`` rows per running task that were (or may have been) sent without
+their outcome written, and only those are sent twice.
+
+A row is written back only if it still carries this claim's lease, so a worker that stalled
+past its lease cannot overwrite the outcome of the worker that took over. While a task runs it
+renews the lease of the rows it still holds, so a slow destination never lets a live worker's
+claim expire and be sent again by another.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from destinations.connectors import connector_for
@@ -37,7 +44,6 @@ from destinations.connectors.base import (
     Verdict,
 )
 from destinations.delivery import ratelimit, rows
-from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.http import PRIVATE_ADDRESS, session
 from destinations.models import (
     AttemptOutcome,
@@ -68,9 +74,8 @@ class Result:
     status_code: int | None = None
     duration_ms: int = 0
     skipped: bool = False
-    # Not sent (held back by the rate limit, or out of time): not an attempt; waits until then.
+    # Not sent (held back by the rate limit): not an attempt; waits until then.
     deferred_until: datetime | None = None
-    released: bool = False  # out of time: woken again at once
     request: dict[str, Any] | None = None
     response: dict[str, Any] | None = None
 
@@ -81,63 +86,277 @@ class RunStats:
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
+@dataclass(slots=True)
+class Claim:
+    """A row this task holds: ``lease`` is the claim's token, renewed while the task runs."""
+
+    delivery: Delivery
+    lease: datetime
+
+
+Lane = tuple[int, str]  # (destination, subject): a subject's deliveries go one at a time
+
+
+@dataclass(slots=True)
+class Work:
+    """A claimed delivery's requests, waiting for a sender."""
+
+    delivery: Delivery
+    connector: Connector
+    plan: list[OutboundRequest]
+    lane: Lane
+
+
+Finished = tuple[Delivery, Result]
+
+
+def claim_margin() -> int:
+    """Rows a task holds beyond what it can have in flight, waiting their turn, so that a sender
+    that finishes need not wait for the next claim; also how many outcomes are written
+    together."""
+    return max(1, settings.DELIVERY_CONCURRENCY // 2)
+
+
+def claim_window() -> int:
+    """How many rows a task holds at once (claimed, outcome not yet written):
+    ``DELIVERY_CONCURRENCY`` in flight and ``claim_margin()`` waiting. It bounds what a killed
+    worker sends twice: at most this many per task it was running."""
+    return settings.DELIVERY_CONCURRENCY + claim_margin()
+
+
 def deliver(delivery_ids: Sequence[int]) -> RunStats:
     """Claim what is still waiting among ``delivery_ids``, send it, record the outcomes."""
-    stats = RunStats()
-    deadline = time.monotonic() + sending_time()
-    lease, claimed = claim(delivery_ids)
-    stats.claimed = len(claimed)
-    if not claimed:
-        return stats
-    by_destination: dict[int, list[Delivery]] = defaultdict(list)
-    for delivery in claimed:
-        by_destination[delivery.destination_id].append(delivery)
-    released: dict[int, list[int]] = {}
-    for destination_id, deliveries in by_destination.items():
-        destination = deliveries[0].destination
-        results = send_all(destination, deliveries, deadline=deadline)
-        record(destination, deliveries, results, lease)
-        for result in results:
-            stats.outcomes[outcome_of(result)] += 1
-        unsent = [d.pk for d, r in zip(deliveries, results, strict=True) if r.released]
-        if unsent:
-            released[destination_id] = unsent
-    if released:
-        enqueue_deliveries(released)
-    return stats
+    return Run(delivery_ids).go()
 
 
-def sending_time() -> float:
-    """How long a task may go on starting deliveries. It must record every outcome before its
-    lease runs out (after that the sweeper hands the rows to another worker and this worker's
-    outcomes are thrown away), so it stops starting new ones in time for the slowest delivery
-    (two requests, each up to the timeout) to finish; the rest go back to waiting, unsent."""
-    lease = settings.DELIVERY_LEASE_SECONDS
-    reserve = 2 * settings.DELIVERY_TIMEOUT_SECONDS + 10
-    return max(lease - reserve, lease / 2)
+class Run:
+    """One task's deliveries. The task's own thread claims, plans and records (every database
+    statement runs on it, in its connection); threads of the sending pool only send, at most
+    ``DELIVERY_CONCURRENCY`` at a time, and hand each result back as it comes."""
+
+    def __init__(self, delivery_ids: Sequence[int]) -> None:
+        self.stats = RunStats()
+        self.unclaimed = sorted(set(delivery_ids))  # not yet tried, in id (received) order
+        self.all_ids = list(self.unclaimed)
+        self.payloads: dict[int, Any] | None = None
+        self.held: dict[int, Claim] = {}
+        self.connectors: dict[int, tuple[Destination, Connector, dict[str, Any]]] = {}
+        self.healthy: dict[int, float] = {}  # see record()
+        self.window = claim_window()
+        self.group = claim_margin()
+        self.lease_seconds = float(settings.DELIVERY_LEASE_SECONDS)
+        self.concurrency = max(1, settings.DELIVERY_CONCURRENCY)
+        # Shared with the senders, under ``lock``.
+        self.lock = threading.Lock()
+        self.results = threading.Condition(self.lock)  # the task's thread waits for outcomes
+        self.work = threading.Condition(self.lock)  # idle senders wait for work
+        self.lanes: dict[Lane, deque[Work]] = {}  # a lane being sent stays here, maybe empty
+        self.ready: deque[Lane] = deque()  # lanes with work waiting and none being sent
+        self.in_flight = 0
+        self.senders = 0
+        self.idle = 0  # senders waiting for work
+        self.done: list[Finished] = []
+        self.given_up: set[int] = set()  # claims lost before they were sent: not sent
+        self.closed = False
+
+    def go(self) -> RunStats:
+        try:
+            finished: list[Finished] = []
+            while True:
+                self.step(finished)
+                if not self.held and not self.unclaimed:
+                    return self.stats
+                finished = self.wait()
+        finally:
+            with self.lock:
+                # The senders stop. After an error they take no more work: the sweeper recovers
+                # the rows still held once their lease expires.
+                self.closed = True
+                self.work.notify_all()
+
+    # --- the task's thread ---
+
+    def wait(self) -> list[Finished]:
+        """Until there are outcomes worth a write, or leases to renew."""
+        with self.lock:
+            while not self.worth_a_round():
+                self.results.wait(max(0.01, self.seconds_to_renewal()))
+            finished, self.done = self.done, []
+        return finished
+
+    def worth_a_round(self) -> bool:
+        if not self.held or self.seconds_to_renewal() <= 0:
+            return True
+        return self.outcomes_worth_a_write()
+
+    def outcomes_worth_a_write(self) -> bool:
+        """A group is complete, or nothing else is coming, or the senders have nothing left
+        they may start while more could be claimed (called under the lock)."""
+        if not self.done:
+            return False
+        return (
+            len(self.done) >= self.group
+            or self.in_flight == 0
+            or (not self.ready and bool(self.unclaimed))
+        )
+
+    def seconds_to_renewal(self) -> float:
+        """Leases are renewed when half of the oldest has gone."""
+        if not self.held:
+            return self.lease_seconds
+        oldest = min(claim.lease for claim in self.held.values())
+        return (oldest - timezone.now()).total_seconds() - self.lease_seconds / 2
+
+    def step(self, finished: Sequence[Finished]) -> None:
+        """One transaction: write what finished, renew leases that are half gone, claim rows
+        to fill the window again. Then plan what was claimed and hand it to the senders."""
+        now = timezone.now()
+        lease = now + timedelta(seconds=self.lease_seconds)
+        # A result for a row whose claim was lost is dropped: the row is someone else's now.
+        ours = [(self.held[d.pk], r) for d, r in finished if d.pk in self.held]
+        for _, result in finished:
+            self.stats.outcomes[outcome_of(result)] += 1
+        for claim, _ in ours:
+            del self.held[claim.delivery.pk]
+        renewing = [
+            claim
+            for claim in self.held.values()
+            if (claim.lease - now).total_seconds() < self.lease_seconds / 2
+        ]
+        room = self.window - len(self.held) if self.unclaimed else 0
+        failed_for_good: list[tuple[Delivery, str]] = []
+        renewed: set[int] = set()
+        taken: list[Delivery] = []
+        if ours or renewing or room > 0:
+            with transaction.atomic():
+                failed_for_good = record(ours, now, self.healthy)
+                renewed = renew(renewing, lease)
+                if room > 0:
+                    taken = rows.take(self.unclaimed[:room], now=now, lease=lease)
+        if failed_for_good:
+            system_events.delivery_failed(failed_for_good)
+        self.give_up([c for c in renewing if c.delivery.pk not in renewed])
+        for claim in renewing:
+            claim.lease = lease
+        if room > 0:
+            # Those not taken are not waiting (already sent, or not due) or another worker
+            # has them.
+            del self.unclaimed[:room]
+        if taken:
+            self.dispatch(self.claimed(taken, lease))
+
+    def give_up(self, lost: Sequence[Claim]) -> None:
+        """Claims taken back (the sweeper thought this worker dead): not sent, not recorded."""
+        if not lost:
+            return
+        logger.warning("%d deliveries' claims expired before they were renewed", len(lost))
+        with self.lock:
+            for claim in lost:
+                self.given_up.add(claim.delivery.pk)
+                del self.held[claim.delivery.pk]
+
+    def claimed(self, claimed: list[Delivery], lease: datetime) -> list[Delivery]:
+        if self.payloads is None:
+            # Read once for all of the task's ids (not per claim): payloads never change.
+            self.payloads = rows.payloads(self.all_ids)
+        for delivery in claimed:
+            rows.with_event(delivery, self.payloads.pop(delivery.pk, None))
+        missing = {d.destination_id for d in claimed} - set(self.connectors)
+        for destination in Destination.objects.filter(pk__in=missing) if missing else ():
+            self.connectors[destination.pk] = (
+                destination,
+                connector_for(destination.kind),
+                destination.config(),
+            )
+        for delivery in claimed:
+            delivery.destination = self.connectors[delivery.destination_id][0]
+            self.held[delivery.pk] = Claim(delivery, lease)
+        self.stats.claimed += len(claimed)
+        return claimed
+
+    def dispatch(self, claimed: Sequence[Delivery]) -> None:
+        work: list[Work] = []
+        now_done: list[Finished] = []
+        by_destination: dict[int, list[Delivery]] = defaultdict(list)
+        for delivery in claimed:
+            by_destination[delivery.destination_id].append(delivery)
+        for destination_id, deliveries in by_destination.items():
+            destination, connector, config = self.connectors[destination_id]
+            planned = plan(destination, connector, config, deliveries)
+            for delivery, item in zip(deliveries, planned, strict=True):
+                if isinstance(item, Result):
+                    now_done.append((delivery, item))
+                else:
+                    work.append(item)
+        with self.lock:
+            self.done.extend(now_done)
+            for item in work:
+                lane = self.lanes.get(item.lane)
+                if lane is None:
+                    self.lanes[item.lane] = deque([item])
+                    self.ready.append(item.lane)
+                else:
+                    lane.append(item)
+            self.work.notify(len(self.ready))
+            # Senders stay with the task until it ends, waiting for work when there is none.
+            start = max(0, min(self.concurrency - self.senders, len(self.ready) - self.idle))
+            self.senders += start
+        for _ in range(start):
+            sending_pool().submit(self.send)
+
+    # --- the senders ---
+
+    def send(self) -> None:
+        while (taken := self.next_work()) is not None:
+            lane, work = taken
+            try:
+                result = send_one(work.connector, work.plan)
+            except Exception as exc:  # a bug must fail one attempt, not stall the task
+                logger.exception("sending delivery %s failed", work.delivery.pk)
+                result = Result(Verdict.retry(f"could not be sent: {exc}"[:300]))
+            with self.lock:
+                self.in_flight -= 1
+                self.done.append((work.delivery, result))
+                self.release(lane)
+                if self.outcomes_worth_a_write():
+                    self.results.notify()
+
+    def next_work(self) -> tuple[Lane, Work] | None:
+        with self.lock:
+            while not self.closed:
+                if not self.ready:
+                    self.idle += 1
+                    self.work.wait()
+                    self.idle -= 1
+                    continue
+                lane = self.ready.popleft()
+                work = self.lanes[lane].popleft()
+                if work.delivery.pk in self.given_up:
+                    self.release(lane)
+                    continue
+                self.in_flight += 1
+                if self.outcomes_worth_a_write():  # it took the last work there was
+                    self.results.notify()
+                return lane, work
+            self.senders -= 1
+            return None
+
+    def release(self, lane: Lane) -> None:
+        """A lane's delivery is done: its next one may go (called under the lock)."""
+        if self.lanes[lane]:
+            self.ready.append(lane)  # the sender that released it takes work next
+        else:
+            del self.lanes[lane]
 
 
-def claim(delivery_ids: Sequence[int]) -> tuple[datetime, list[Delivery]]:
-    """Move waiting rows to ``sending`` with a lease. The lease's exact timestamp doubles as
-    this claim's token when the outcome is written back."""
-    now = timezone.now()
-    lease = now + timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
-    with transaction.atomic():
-        ids = rows.take(list(delivery_ids), now=now, lease=lease)
-    if not ids:
-        return lease, []
-    claimed = rows.load_claimed(ids, lease)
-    destinations = Destination.objects.in_bulk({d.destination_id for d in claimed})
-    for delivery in claimed:
-        delivery.destination = destinations[delivery.destination_id]
-    return lease, claimed
-
-
-def send_all(
-    destination: Destination, deliveries: Sequence[Delivery], *, deadline: float
-) -> list[Result]:
-    connector = connector_for(destination.kind)
-    config = destination.config()
+def plan(
+    destination: Destination,
+    connector: Connector,
+    config: dict[str, Any],
+    deliveries: Sequence[Delivery],
+) -> list[Work | Result]:
+    """Each delivery's requests, or its result already: skipped, not translatable, or held back
+    by the rate limit (not sent, not an attempt)."""
     planned: list[list[OutboundRequest] | Skip] = []
     for delivery in deliveries:
         context = DeliveryContext(config=config, plan=delivery.plan, attempt=delivery.attempts)
@@ -153,63 +372,36 @@ def send_all(
         per_minute=destination.rate_limit_per_minute or connector.requests_per_minute,
         subject_per_minute=connector.subject_requests_per_minute,
     )
-    results: list[Result | None] = [None] * len(deliveries)
-    # A subject's deliveries go one after another in the order received (a user's identify
-    # before its usage); different subjects go in parallel.
-    lanes: dict[str | None, list[tuple[int, list[OutboundRequest]]]] = defaultdict(list)
-    for index, plan in enumerate(planned):
-        if isinstance(plan, Skip):
-            results[index] = Result(Verdict.fail(plan.reason), skipped=not plan.failed)
+    items: list[Work | Result] = []
+    for index, (delivery, requests_) in enumerate(zip(deliveries, planned, strict=True)):
+        if isinstance(requests_, Skip):
+            items.append(Result(Verdict.fail(requests_.reason), skipped=not requests_.failed))
         elif not allowed[index]:
             resume = datetime.fromtimestamp(ratelimit.window_end(), tz=UTC)
-            results[index] = Result(
-                Verdict.retry("held back by the rate limit"),
-                # Spread over the next window's first seconds, not all at its first instant.
-                deferred_until=resume + timedelta(seconds=random.uniform(0, 5)),
+            items.append(
+                Result(
+                    Verdict.retry("held back by the rate limit"),
+                    # Spread over the next window's first seconds, not all at its first instant.
+                    deferred_until=resume + timedelta(seconds=random.uniform(0, 5)),
+                )
             )
         else:
-            lanes[subjects[index] or f"#{index}"].append((index, plan))
-    for index, result in send_lanes(connector, list(lanes.values()), deadline):
-        results[index] = result
-    return [r for r in results if r is not None]
+            # A subject's deliveries go one after another in the order received (a user's
+            # identify before its usage); different subjects go in parallel.
+            subject = subjects[index] or f"#{delivery.pk}"
+            items.append(Work(delivery, connector, requests_, (destination.pk, subject)))
+    return items
 
 
-Lane = Sequence[tuple[int, list[OutboundRequest]]]
-
-
-def send_lanes(
-    connector: Connector, lanes: Sequence[Lane], deadline: float
-) -> list[tuple[int, Result]]:
-    """Send the lanes with at most ``DELIVERY_CONCURRENCY`` requests in flight. One lane is sent
-    on the task's own thread; more are taken by runners on the process's sending pool."""
-    if len(lanes) <= 1:
-        return [pair for lane in lanes for pair in send_lane(connector, lane, deadline)]
-    queue = deque(lanes)
-
-    def runner() -> list[tuple[int, Result]]:
-        done: list[tuple[int, Result]] = []
-        while True:
-            try:
-                lane = queue.popleft()  # deque.popleft is atomic: runners share the queue
-            except IndexError:
-                return done
-            done.extend(send_lane(connector, lane, deadline))
-
-    runners = min(settings.DELIVERY_CONCURRENCY, len(lanes))
-    futures = [sending_pool().submit(runner) for _ in range(runners)]
-    return [pair for future in futures for pair in future.result()]
-
-
-def send_lane(connector: Connector, lane: Lane, deadline: float) -> list[tuple[int, Result]]:
-    done: list[tuple[int, Result]] = []
-    for index, plan in lane:
-        if time.monotonic() >= deadline:
-            out_of_time = Verdict.retry("not started before the task's time ran out")
-            result = Result(out_of_time, deferred_until=timezone.now(), released=True)
-        else:
-            result = send_one(connector, plan)
-        done.append((index, result))
-    return done
+def renew(claims: Sequence[Claim], lease: datetime) -> set[int]:
+    """Give ``claims`` the new lease where they still hold their row; returns those ids."""
+    by_lease: dict[datetime, list[int]] = defaultdict(list)
+    for claim in claims:
+        by_lease[claim.lease].append(claim.delivery.pk)
+    renewed: set[int] = set()
+    for old, ids in by_lease.items():
+        renewed.update(rows.renew(ids, old, lease))
+    return renewed
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -360,49 +552,60 @@ OUTCOME_FIELDS = (
 
 
 def record(
-    destination: Destination,
-    deliveries: Sequence[Delivery],
-    results: Sequence[Result],
-    lease: datetime,
-) -> None:
-    now = timezone.now()
+    finished: Sequence[tuple[Claim, Result]],
+    now: datetime,
+    healthy: dict[int, float] | None = None,
+) -> list[tuple[Delivery, str]]:
+    """Write the attempts and outcomes of ``finished`` (inside the caller's transaction) and
+    the health of their destinations; returns the deliveries that failed for good.
+
+    ``healthy`` (destination -> monotonic time) is the caller's note of destinations whose
+    success it wrote: nothing but successes since then, and it is not written again until
+    then."""
+    if not finished:
+        return []
+    for claim, result in finished:
+        apply_result(claim.delivery, result, now)
+    # Written only where this claim still holds the row; what it says of the rest (their lease
+    # was taken back) is dropped, attempt and all.
+    still_ours = write_outcomes(finished)
     attempts: list[DeliveryAttempt] = []
-    failures = 0
-    successes = 0
-    last_error = ""
     failed_for_good: list[tuple[Delivery, str]] = []
-    for delivery, result in zip(deliveries, results, strict=True):
-        apply_result(delivery, result, now)
-    with transaction.atomic():
-        # Written only where this claim still holds the row; what it says of the rest (their
-        # lease was taken back) is dropped, attempt and all.
-        still_ours = write_outcomes(deliveries, lease)
-        for delivery, result in zip(deliveries, results, strict=True):
-            if delivery.pk not in still_ours:
+    health: dict[int, list[Any]] = {}  # destination -> [successes, failures, last error]
+    for claim, result in finished:
+        delivery = claim.delivery
+        if delivery.pk not in still_ours:
+            continue
+        if delivery.status == DeliveryStatus.FAILED:
+            failed_for_good.append((delivery, delivery.reason))
+        if result.deferred_until is None:
+            attempts.append(attempt_row(delivery, result, now))
+        counts = health.setdefault(delivery.destination_id, [0, 0, ""])
+        if result.verdict.delivered:
+            counts[0] += 1
+        elif not result.skipped and result.deferred_until is None:
+            counts[1] += 1
+            counts[2] = result.verdict.reason
+    rows.insert_attempts(attempts)
+    for destination_id, (successes, failures, last_error) in health.items():
+        if healthy is not None and not failures:
+            if healthy.get(destination_id, 0.0) > time.monotonic():
                 continue
-            if delivery.status == DeliveryStatus.FAILED:
-                failed_for_good.append((delivery, delivery.reason))
-            if result.deferred_until is None:
-                attempts.append(attempt_row(delivery, result, now))
-            if result.verdict.delivered:
-                successes += 1
-            elif not result.skipped and result.deferred_until is None:
-                failures += 1
-                last_error = result.verdict.reason
-        DeliveryAttempt.objects.bulk_create(attempts, batch_size=500)
-        note_health(destination.pk, successes=successes, failures=failures, last_error=last_error)
-    if failed_for_good:
-        system_events.delivery_failed(failed_for_good)
+            healthy[destination_id] = time.monotonic() + HEALTH_WRITE_SECONDS
+        note_health(destination_id, successes=successes, failures=failures, last_error=last_error)
+    return failed_for_good
 
 
-def write_outcomes(deliveries: Sequence[Delivery], lease: datetime) -> set[int]:
-    """One ``UPDATE ... WHERE id IN (...)`` per distinct set of new values (a task's rows
-    nearly always share their outcome: delivered, status 200); returns the ids written."""
-    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for delivery in deliveries:
-        groups[tuple(getattr(delivery, name) for name in OUTCOME_FIELDS)].append(delivery.pk)
+def write_outcomes(finished: Sequence[tuple[Claim, Result]]) -> set[int]:
+    """One ``UPDATE ... WHERE id IN (...)`` per claim and distinct set of new values (a group's
+    rows nearly always share their outcome: delivered, status 200); returns the ids written."""
+    groups: dict[tuple[datetime, tuple[Any, ...]], list[int]] = defaultdict(list)
+    for claim, _ in finished:
+        delivery = claim.delivery
+        values = tuple(getattr(delivery, name) for name in OUTCOME_FIELDS)
+        groups[(claim.lease, values)].append(delivery.pk)
     written: set[int] = set()
-    for values, ids in groups.items():
+    for (lease, values), ids in groups.items():
         written.update(
             rows.write_outcome(ids, lease, dict(zip(OUTCOME_FIELDS, values, strict=True)))
         )
@@ -479,11 +682,7 @@ def note_health(destination_id: int, *, successes: int, failures: int, last_erro
     if successes:
         # Written at most every few seconds while all is well: every task of every worker
         # would otherwise write the same row, one after another.
-        Destination.objects.filter(pk=destination_id).filter(
-            Q(consecutive_failures__gt=0)
-            | Q(last_success_at__isnull=True)
-            | Q(last_success_at__lt=now - timedelta(seconds=HEALTH_WRITE_SECONDS))
-        ).update(last_success_at=now, consecutive_failures=0)
+        rows.note_success(destination_id, now, now - timedelta(seconds=HEALTH_WRITE_SECONDS))
     if not failures:
         return
     Destination.objects.filter(pk=destination_id).update(

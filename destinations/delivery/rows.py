@@ -17,11 +17,18 @@ from typing import Any
 
 from django.db import connection
 
-from destinations.models import Delivery, DeliveryStatus, Destination, Event
+from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Event
+from destinations.raw_reads import column as raw_column
 from destinations.raw_reads import placeholders
 
 _quote = connection.ops.quote_name
 DELIVERY = _quote(Delivery._meta.db_table)
+DELIVERY_FIELDS = list(Delivery._meta.concrete_fields)
+DELIVERY_ATTNAMES = [f.attname for f in DELIVERY_FIELDS]
+DELIVERY_COLUMNS = ", ".join(_quote(f.column) for f in DELIVERY_FIELDS)
+ATTEMPT = _quote(DeliveryAttempt._meta.db_table)
+ATTEMPT_FIELDS = [f for f in DeliveryAttempt._meta.concrete_fields if not f.primary_key]
+ATTEMPT_COLUMNS = ", ".join(_quote(f.column) for f in ATTEMPT_FIELDS)
 DESTINATION = _quote(Destination._meta.db_table)
 EVENT = _quote(Event._meta.db_table)
 PAYLOAD_FIELD = Event._meta.get_field("payload")
@@ -61,9 +68,10 @@ def update_returning_ids(
         return ids
 
 
-def take(delivery_ids: Sequence[int], *, now: datetime, lease: datetime) -> list[int]:
+def take(delivery_ids: Sequence[int], *, now: datetime, lease: datetime) -> list[Delivery]:
     """Move those of ``delivery_ids`` that wait and may be sent now to ``sending``, with
-    ``lease``; returns the ids taken. Call inside a transaction.
+    ``lease``; returns the rows taken, as they are now (their ``event`` is not loaded). Call
+    inside a transaction.
 
     A retry waits out its backoff (and Retry-After) even if a stray or duplicate wake-up names
     it early; a row the sweeper woke is handed back as pending, so it is taken. On PostgreSQL
@@ -81,38 +89,75 @@ def take(delivery_ids: Sequence[int], *, now: datetime, lease: datetime) -> list
         "AND (d.status = %s OR (d.status = %s AND d.next_attempt_at <= %s)) "
         f"AND t.enabled = %s AND t.paused_at IS NULL{skip_locked}"
     )
-    return update_returning_ids(
-        "status = %s, lease_expires_at = %s, attempts = attempts + 1",
-        [DeliveryStatus.SENDING.value, db_value("lease_expires_at", lease)],
-        f"id IN ({waiting})",
-        [
-            *delivery_ids,
-            DeliveryStatus.PENDING.value,
-            DeliveryStatus.RETRYING.value,
-            db_value("next_attempt_at", now),
-            True,
-        ],
-    )
-
-
-def load_claimed(ids: Sequence[int], lease: datetime) -> list[Delivery]:
-    """The rows this claim took, each with its event's payload (the only column of the event
-    that is sent; the others would be decoded for every row and not read)."""
-    columns = ", ".join(f"d.{_quote(f.column)}" for f in Delivery._meta.concrete_fields)
-    rows = list(
-        Delivery.objects.raw(
-            f"SELECT {columns}, e.{_quote(PAYLOAD_FIELD.column)} AS event_payload "  # type: ignore[union-attr]
-            f"FROM {DELIVERY} d JOIN {EVENT} e ON e.id = d.event_id "
-            f"WHERE d.id IN {placeholders(len(ids))} AND d.lease_expires_at = %s ORDER BY d.id",
-            [*ids, db_value("lease_expires_at", lease)],
+    assignments = "status = %s, lease_expires_at = %s, attempts = attempts + 1"
+    params = [DeliveryStatus.SENDING.value, db_value("lease_expires_at", lease)]
+    where_params = [
+        *delivery_ids,
+        DeliveryStatus.PENDING.value,
+        DeliveryStatus.RETRYING.value,
+        db_value("next_attempt_at", now),
+        True,
+    ]
+    with connection.cursor() as cursor:
+        if returning_supported():
+            # The rows come back from the UPDATE itself: no second statement to read them.
+            cursor.execute(
+                f"UPDATE {DELIVERY} SET {assignments} WHERE id IN ({waiting}) "
+                f"RETURNING {DELIVERY_COLUMNS}",
+                [*params, *where_params],
+            )
+            return deliveries_from(cursor.fetchall())
+    ids = update_returning_ids(assignments, params, f"id IN ({waiting})", where_params)
+    if not ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM {DELIVERY} WHERE id IN {placeholders(len(ids))}", ids
         )
-    )
-    for delivery in rows:
-        payload = PAYLOAD_FIELD.from_db_value(delivery.event_payload, None, connection)  # type: ignore[union-attr,attr-defined,arg-type]
-        # The other columns load on first use (the failure notice reads a few).
-        event = Event.from_db(connection.alias, ["id", "payload"], [delivery.event_id, payload])
-        delivery.event = event
-    return rows
+        return deliveries_from(cursor.fetchall())
+
+
+def deliveries_from(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
+    """Model instances from rows of ``DELIVERY_COLUMNS``, converted as the ORM would."""
+    table = Delivery._meta.db_table
+    converters = []
+    for delivery_field in DELIVERY_FIELDS:
+        col = delivery_field.get_col(table)
+        converters.append(
+            (col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+        )
+    deliveries = []
+    for row in rows:
+        values = list(row)
+        for index, (col, functions) in enumerate(converters):
+            for convert in functions:
+                values[index] = convert(values[index], col, connection)
+        deliveries.append(Delivery.from_db(connection.alias, DELIVERY_ATTNAMES, values))
+    return sorted(deliveries, key=lambda delivery: delivery.pk)
+
+
+def payloads(delivery_ids: Sequence[int]) -> dict[int, Any]:
+    """The events' payloads of these deliveries, as stored (``with_event`` decodes one). A
+    payload never changes once stored, so it may be read before the row is claimed."""
+    if not delivery_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT d.id, e.{_quote(PAYLOAD_FIELD.column)} "  # type: ignore[union-attr]
+            f"FROM {DELIVERY} d JOIN {EVENT} e ON e.id = d.event_id "
+            f"WHERE d.id IN {placeholders(len(delivery_ids))}",
+            list(delivery_ids),
+        )
+        return dict(cursor.fetchall())
+
+
+def with_event(delivery: Delivery, stored_payload: Any) -> Delivery:
+    """Attach the event, with only its payload loaded: the only column of the event that is
+    sent; the others load on first use (the failure notice reads a few)."""
+    payload = PAYLOAD_FIELD.from_db_value(stored_payload, None, connection)  # type: ignore[union-attr,attr-defined,arg-type]
+    event = Event.from_db(connection.alias, ["id", "payload"], [delivery.event_id, payload])
+    delivery.event = event
+    return delivery
 
 
 def write_outcome(ids: Sequence[int], lease: datetime, values: Mapping[str, Any]) -> list[int]:
@@ -126,3 +171,45 @@ def write_outcome(ids: Sequence[int], lease: datetime, values: Mapping[str, Any]
         f"id IN {placeholders(len(ids))} AND status = %s AND lease_expires_at = %s",
         [*ids, DeliveryStatus.SENDING.value, db_value("lease_expires_at", lease)],
     )
+
+
+def renew(ids: Sequence[int], lease: datetime, new_lease: datetime) -> list[int]:
+    """Extend the lease of those of ``ids`` still held by the claim ``lease``; returns their ids.
+    The new lease is the claim's token from then on."""
+    return update_returning_ids(
+        f"{_quote(column('lease_expires_at'))} = %s",
+        [db_value("lease_expires_at", new_lease)],
+        f"id IN {placeholders(len(ids))} AND status = %s AND lease_expires_at = %s",
+        [*ids, DeliveryStatus.SENDING.value, db_value("lease_expires_at", lease)],
+    )
+
+
+def insert_attempts(attempts: Sequence[DeliveryAttempt], batch_size: int = 500) -> None:
+    """``INSERT`` the attempt rows, many per statement (``bulk_create`` compiled each one)."""
+    row = "(" + ", ".join(["%s"] * len(ATTEMPT_FIELDS)) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(attempts), batch_size):
+            batch = attempts[start : start + batch_size]
+            params = [
+                field.get_db_prep_save(getattr(attempt, field.attname), connection)
+                for attempt in batch
+                for field in ATTEMPT_FIELDS
+            ]
+            cursor.execute(
+                f"INSERT INTO {ATTEMPT} ({ATTEMPT_COLUMNS}) VALUES {', '.join([row] * len(batch))}",
+                params,
+            )
+
+
+def note_success(destination_id: int, now: datetime, unless_since: datetime) -> None:
+    """Mark the destination healthy, unless it already is with a success since ``unless_since``
+    (so that not every write of every worker rewrites the same row)."""
+    success = raw_column(Destination, "last_success_at")
+    failures = raw_column(Destination, "consecutive_failures")
+    value = Destination._meta.get_field("last_success_at").get_db_prep_save  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {DESTINATION} SET {success} = %s, {failures} = 0 WHERE id = %s "
+            f"AND ({failures} > 0 OR {success} IS NULL OR {success} < %s)",
+            [value(now, connection), destination_id, value(unless_since, connection)],
+        )
