@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.worker import ROOT, TEST_QUEUE, die_with_parent, test_database_url, wait_until
+from tests.worker import TEST_QUEUE, spawn, test_database_url, wait_until
 
 HOST = "127.0.0.1"
 
@@ -63,16 +63,7 @@ class WebServer:
             *(sys.executable, "manage.py", "start", "--no-worker"),
             *("--host", HOST, "--port", str(self.port), "--web-workers", str(self.workers)),
         ]
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            preexec_fn=die_with_parent,
-            start_new_session=True,
-        )
+        self.process = spawn(argv, env=self.env, log_path=self.log_path)
         wait_until(lambda: self.exited() or self.ready(), timeout, self.describe)
         assert not self.exited(), self.describe()
         return self

@@ -89,18 +89,9 @@ class Worker:
             "--without-mingle",
             "--without-heartbeat",
         ]
-        log = self.log_path.open("wb")
         # Its own process group: the beat scheduler runs in a child process, which kill() must
         # take down too (a parent-death signal does not pass on to grandchildren).
-        self.process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            preexec_fn=die_with_parent,
-            start_new_session=True,
-        )
+        self.process = spawn(argv, env=self.env, log_path=self.log_path)
         wait_until(lambda: b" ready." in self.log_path.read_bytes(), timeout, self.describe)
         return self
 
@@ -128,6 +119,21 @@ class Worker:
 
     def describe(self) -> str:
         return f"worker log:\n{self.log()[-6000:]}"
+
+
+def spawn(argv: list[str], *, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A process of the project's, in its own process group (so the whole group can be
+    killed), logging to ``log_path``, and killed if the test process dies."""
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+        preexec_fn=die_with_parent,
+        start_new_session=True,
+    )
 
 
 def die_with_parent() -> None:
