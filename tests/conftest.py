@@ -24,8 +24,8 @@ from destinations.identity.suppression import forget_cached_suppressions
 from destinations.ingest.auth import forget_cached_sources
 from destinations.models import Destination, Source
 from destinations.sources import source_create
-from tests.fakes.kana import FakeKana, serve_fake_kana
-from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
+from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
 from tests.server import WebServer
 from tests.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
 

@@ -42,7 +42,7 @@ from destinations.models import (
     Suppression,
     Upload,
 )
-from tests.fakes.refiner import FakeRefiner
+from destinations.standins.refiner import FakeRefiner
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_with_people")]
 

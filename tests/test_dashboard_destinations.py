@@ -36,7 +36,7 @@ from destinations.models import (
     JobStatus,
     Source,
 )
-from tests.fakes.refiner import FakeRefiner
+from destinations.standins.refiner import FakeRefiner
 
 LIVE_KEY = "rk_live_5ecret_Key_7788"
 

@@ -40,7 +40,7 @@ from destinations.models import (
     Source,
 )
 from destinations.sources import source_create
-from tests.fakes.kana import FakeKana, serve_fake_kana
+from destinations.standins.kana import FakeKana, serve_fake_kana
 
 KEY = "prv_test"
 HX = {"HX-Request": "true"}

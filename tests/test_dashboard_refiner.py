@@ -31,9 +31,9 @@ from destinations.models import (
     RefinerCall,
     RefinerReceiver,
 )
+from destinations.standins.refiner import FakeRefiner, sample_webhook_payload
 from destinations.webhooks.receivers import token_hash
-from tests.fakes.refiner import FakeRefiner, sample_webhook_payload
-from tests.fakes.webhook_receiver import WebhookReceiver, serve_webhook_receiver
+from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
 
 INSTRUCTIONS = "In Refiner: Integrations > Webhooks > add webhook; paste the URL and token"
 RELATIVE_ONLY = "URL must be relative to the Refiner API, e.g. /contacts"

@@ -35,8 +35,8 @@ from destinations.models import (
     Event,
     Source,
 )
+from destinations.standins.refiner import FakeRefiner
 from tests.brokers import PrivateRedis, celery_publishing_to
-from tests.fakes.refiner import FakeRefiner
 from tests.worker import TEST_DELIVERY_ENV, Worker, wait_until
 
 StartWorker = Callable[..., Worker]

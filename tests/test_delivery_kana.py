@@ -40,7 +40,7 @@ from destinations.models import (
     MappingRule,
     Source,
 )
-from tests.fakes.kana import FakeKana
+from destinations.standins.kana import FakeKana
 from tests.worker import TEST_DELIVERY_ENV, Worker, wait_until
 
 FINISHED = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)

@@ -7,7 +7,7 @@ from typing import Any
 from segment.analytics.client import Client as SegmentClient
 
 from destinations.models import Delivery, DeliveryStatus, Destination, Source
-from tests.fakes.refiner import FakeRefiner
+from destinations.standins.refiner import FakeRefiner
 from tests.worker import Worker, wait_until
 
 

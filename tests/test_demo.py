@@ -41,8 +41,8 @@ from destinations.models import (
     Profile,
     Source,
 )
-from tests.fakes.kana import FakeKana, serve_fake_kana
-from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
+from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
 from tests.worker import ROOT, Worker, wait_until
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fakes.kana import FakeKana, serve_fake_kana
+from destinations.standins.kana import FakeKana, serve_fake_kana
 
 KEY = "prv_test"
 

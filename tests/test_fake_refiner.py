@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fakes.refiner import (
+from destinations.standins.refiner import (
     FakeRefiner,
     sample_webhook_payload,
     send_webhook,

@@ -16,9 +16,9 @@ from django.urls import reverse
 
 from destinations.delivery import engine
 from destinations.models import Delivery, DeliveryStatus
-from tests.fakes.kana import FakeKana
-from tests.fakes.refiner import FakeRefiner
-from tests.fakes.webhook_receiver import WebhookReceiver, serve_webhook_receiver
+from destinations.standins.kana import FakeKana
+from destinations.standins.refiner import FakeRefiner
+from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
 
 REFUSED = (
     "127.0.0.1 (127.0.0.1) is a private or loopback address: refused "

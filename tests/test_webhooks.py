@@ -29,8 +29,8 @@ from destinations.models import (
     RefinerCall,
     RefinerTrigger,
 )
+from destinations.standins.refiner import sample_webhook_payload
 from destinations.webhooks.receivers import receiver_create, receiver_rotate
-from tests.fakes.refiner import sample_webhook_payload
 
 pytestmark = pytest.mark.django_db
 

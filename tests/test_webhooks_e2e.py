@@ -29,9 +29,9 @@ from destinations.models import (
     Profile,
     RefinerCall,
 )
-from tests.fakes.kana import FakeKana, serve_fake_kana
-from tests.fakes.refiner import sample_webhook_payload, send_webhook
-from tests.fakes.webhook_receiver import WebhookReceiver
+from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.standins.refiner import sample_webhook_payload, send_webhook
+from tests.helpers.webhook_receiver import WebhookReceiver
 from tests.worker import Worker, wait_until
 
 DELIVERY_TIMEOUT = 20.0

@@ -14,8 +14,8 @@ from playwright.sync_api import Page, expect
 from segment.analytics.client import Client as SegmentClient
 
 from destinations.models import Delivery, DeliveryStatus, Source
+from destinations.standins.refiner import FakeRefiner
 from tests.browser.conftest import artifact_path
-from tests.fakes.refiner import FakeRefiner
 from tests.worker import Worker
 
 pytestmark = pytest.mark.browser

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from playwright.sync_api import Page, expect
 
 from destinations.demo import DEMO_REFINER_KEY, seed_demo
-from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
+from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
 
 pytestmark = pytest.mark.browser
 

@@ -36,14 +36,14 @@ from destinations.demo import (
     seed_demo,
 )
 from destinations.models import Delivery, DeliveryStatus, Destination, Source
-from destinations.webhooks.receivers import receiver_create
-from tests.fakes.kana import FakeKana, serve_fake_kana
-from tests.fakes.refiner import (
+from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.standins.refiner import (
     FakeRefiner,
     sample_webhook_payload,
     send_webhook,
     serve_fake_refiner,
 )
+from destinations.webhooks.receivers import receiver_create
 from tests.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser

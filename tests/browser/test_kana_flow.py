@@ -18,8 +18,8 @@ from segment.analytics.client import Client as SegmentClient
 from destinations.delivery.services import destination_create
 from destinations.mapping.services import rule_save
 from destinations.models import Delivery, DeliveryStatus, Destination, Source
+from destinations.standins.kana import FakeKana, serve_fake_kana
 from tests.browser.conftest import artifact_path
-from tests.fakes.kana import FakeKana, serve_fake_kana
 from tests.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser

@@ -33,9 +33,9 @@ from destinations.models import (
     Event,
     Source,
 )
+from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
 from tests.browser.conftest import artifact_path
-from tests.fakes.kana import FakeKana, serve_fake_kana
-from tests.fakes.refiner import FakeRefiner, serve_fake_refiner
 from tests.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser

@@ -14,9 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from destinations.models import Destination, Event, Profile
+from destinations.standins.refiner import FakeRefiner, sample_webhook_payload, send_webhook
 from tests.browser.conftest import artifact_path
-from tests.fakes.refiner import FakeRefiner, sample_webhook_payload, send_webhook
-from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.helpers.webhook_receiver import WebhookReceiver
 from tests.worker import Worker
 
 pytestmark = pytest.mark.browser

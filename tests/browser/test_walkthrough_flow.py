@@ -16,8 +16,8 @@ from playwright.sync_api import Page, expect
 from destinations.delivery.services import destination_create
 from destinations.demo import seed_demo
 from destinations.models import Account, Destination, Source
-from tests.fakes.refiner import FakeRefiner
-from tests.fakes.webhook_receiver import WebhookReceiver, serve_webhook_receiver
+from destinations.standins.refiner import FakeRefiner
+from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
 from tests.worker import Worker
 
 pytestmark = pytest.mark.browser

@@ -1,5 +1,5 @@
 """Run local stand-ins for Refiner and Kana, for demo mode: the same loopback servers the test
-suite uses (tests/fakes), so a newcomer sees deliveries without an account anywhere."""
+suite uses (destinations/standins), so a newcomer sees deliveries without an account anywhere."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--kana-port", type=int, required=True)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from tests.fakes.kana import FakeKana
-        from tests.fakes.refiner import FakeRefiner
+        from destinations.standins.kana import FakeKana
+        from destinations.standins.refiner import FakeRefiner
 
         refiner = FakeRefiner(api_keys={DEMO_REFINER_KEY}, project_name="Demo project")
         refiner.port = options["refiner_port"]

@@ -34,7 +34,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from tests.fakes.http import ApiError, FakeHttpServer, Fault, Handler, RecordedRequest, read_body
+from destinations.standins.http import (
+    ApiError,
+    FakeHttpServer,
+    Fault,
+    Handler,
+    RecordedRequest,
+    read_body,
+)
 
 DEFAULT_API_KEY = "rk_test"
 API_PREFIX = "/v1"

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from tests.fakes.http import FakeHttpServer, Fault, Handler, RecordedRequest, read_body
+from destinations.standins.http import FakeHttpServer, Fault, Handler, RecordedRequest, read_body
 
 
 class WebhookReceiver(FakeHttpServer[RecordedRequest]):

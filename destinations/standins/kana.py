@@ -40,7 +40,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes.http import ApiError, FakeHttpServer, Fault, Handler, RecordedRequest, read_body
+from destinations.standins.http import (
+    ApiError,
+    FakeHttpServer,
+    Fault,
+    Handler,
+    RecordedRequest,
+    read_body,
+)
 
 DEFAULT_API_KEY = "prv_test"
 GRAPHQL_PATH = "/graphql"
