@@ -4,7 +4,7 @@ Counting the pair (not the address alone) keeps one noisy office from locking ev
 and not the name alone keeps an attacker from locking a real user out from elsewhere.
 
 An attempt is counted before its password is checked, in one atomic step on counters that every
-process shares (``dashboard.counters``): however many attempts arrive at once, on however many
+process shares (``destinations.counters``): however many attempts arrive at once, on however many
 web processes, at most ``LOGIN_MAX_FAILURES`` passwords are checked per pair until the wait
 (``LOGIN_LOCKOUT_SECONDS`` from the first failure) is over. A successful login clears the count.
 """
@@ -19,7 +19,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from dashboard.counters import add_to_counters, forget_counter
+from destinations.counters import add_to_counters, forget_counter
 
 
 def client_address(request: HttpRequest) -> str:

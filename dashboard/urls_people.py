@@ -1,5 +1,5 @@
 """User conflicts (duplicate emails, missing billing ids), merge, delete, billing-customer
-import, and the audit log. Included at the site root from dashboard.urls."""
+import, and the audit log. Included at the site root from dashboard.project.urls."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ class PrivateRedis:
     def queue_length(self, name: str | None = None) -> int:
         """Messages waiting in ``name``, by default the queue this process's tasks go to."""
         if name is None:
-            from dashboard.celery import app
+            from dashboard.project.celery import app
 
             name = app.conf.task_default_queue
         length: int = self.client().llen(name)
@@ -127,7 +127,7 @@ REDIRECTED = ("broker_write_url", "broker_transport_options")
 @contextmanager
 def celery_publishing_to(url: str) -> Iterator[None]:
     """Make this process's Celery app (ingest's enqueue, the sweeper) publish to ``url``."""
-    from dashboard.celery import app
+    from dashboard.project.celery import app
 
     saved: dict[str, Any] = {name: app.conf.get(name) for name in REDIRECTED}
     _forget_pools(app)

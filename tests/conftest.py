@@ -17,7 +17,7 @@ from django.test import Client
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from dashboard.counters import clear_counters
+from destinations.counters import clear_counters
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
 from destinations.identity.suppression import forget_cached_suppressions
@@ -123,7 +123,7 @@ def _fresh_routing_state() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _own_task_queue() -> None:
-    from dashboard.celery import app
+    from dashboard.project.celery import app
 
     app.conf.task_default_queue = TEST_QUEUE
 

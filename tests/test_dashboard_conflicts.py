@@ -44,7 +44,7 @@ from destinations.models import (
 )
 from destinations.standins.refiner import FakeRefiner
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_with_people")]
+pytestmark = pytest.mark.django_db
 
 STRIPE = (
     b"id,Description,Email,Name,Created (UTC)\n"

@@ -9,7 +9,7 @@ import pytest
 from kombu import Connection
 from kombu.transport.virtual import Empty
 
-from dashboard.broker import Transport
+from dashboard.project.broker import Transport
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.cache import cache
 from requests.adapters import HTTPAdapter
 
-from dashboard.counters import add_to_counters
+from destinations.counters import add_to_counters
 from destinations.models import Event, Source
 from tests.server import WebServer
 

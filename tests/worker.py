@@ -74,7 +74,7 @@ class Worker:
             "-m",
             "celery",
             "-A",
-            "dashboard",
+            "dashboard.project",
             "worker",
             "--beat",
             "--schedule",

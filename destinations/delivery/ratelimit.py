@@ -1,5 +1,5 @@
 """Per-destination request budgets over one-minute windows, on counters every worker process
-shares (``dashboard.counters``: Redis with ``CACHE_URL``, else a SQLite file in the data
+shares (``destinations.counters``: Redis with ``CACHE_URL``, else a SQLite file in the data
 directory).
 """
 
@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from dashboard.counters import add_to_counters
+from destinations.counters import add_to_counters
 
 WINDOW_SECONDS = 60
 

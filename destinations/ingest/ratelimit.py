@@ -1,12 +1,12 @@
 """Per-source request rate limit over one-second windows, on counters every web process shares
-(``dashboard.counters``: Redis with ``CACHE_URL``, else a SQLite file in the data directory).
+(``destinations.counters``: Redis with ``CACHE_URL``, else a SQLite file in the data directory).
 """
 
 from __future__ import annotations
 
 import time
 
-from dashboard.counters import add_to_counters
+from destinations.counters import add_to_counters
 from destinations.ingest.auth import SourceRef
 from destinations.ingest.errors import IngestError
 

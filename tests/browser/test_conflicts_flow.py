@@ -15,7 +15,7 @@ from destinations.models import AuditAction, AuditEntry, Event, Profile, Suppres
 from tests.browser.conftest import artifact_path
 from tests.worker import Worker
 
-pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.urls_with_people")]
+pytestmark = pytest.mark.browser
 
 # The import runs in the worker process; give it more than the default few seconds.
 JOB_TIMEOUT_MS = 20_000

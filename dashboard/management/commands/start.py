@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dashboard import webserver
+from dashboard.project import webserver
 
 
 def wait_for_port(port: int, timeout: float = 60.0) -> None:
@@ -138,8 +138,8 @@ class Command(BaseCommand):
 
     def delivery_worker(self, threads: int) -> Child:
         """One worker process with the beat scheduler inside it. Scale-out runs
-        ``celery -A dashboard worker`` on as many machines as needed and one ``celery -A dashboard
-        beat``; the sweeper is safe to run more than once at a time."""
+        ``celery -A dashboard.project worker`` on as many machines as needed and one
+        ``celery -A dashboard.project beat``; the sweeper is safe to run more than once at a time."""
         return Child.run(
             "delivery worker",
             [
@@ -148,7 +148,7 @@ class Command(BaseCommand):
                 "celery",
                 "--quiet",  # no banner: the start command prints what matters
                 "-A",
-                "dashboard",
+                "dashboard.project",
                 "worker",
                 "--beat",
                 "--schedule",

@@ -6,9 +6,9 @@ import os
 
 from celery import Celery
 
-from dashboard.broker import register
+from dashboard.project.broker import register
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.project.settings")
 register()
 
 app = Celery("switchboard")

@@ -7,7 +7,7 @@ for ``SWITCHBOARD_CLIENT_TIMEOUT_SECONDS`` (mid-request or between keep-alive re
 closed. See docs/decisions/0019-web-server.md.
 
 The start command binds the socket once (``listen``) and runs ``launch``'s processes, each
-``python -m dashboard.webserver --fd N``, which inherit it; the kernel hands each new
+``python -m dashboard.project.webserver --fd N``, which inherit it; the kernel hands each new
 connection to one of them.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 from waitress import wasyncore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 THREADS = 8  # per process: Django runs on these
 BACKLOG = 2048
 # Bodies past this are refused with 413 before they are read. Above the largest body a view
@@ -56,7 +56,7 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def server_argv(fd: int) -> list[str]:
-    return [sys.executable, "-m", "dashboard.webserver", "--fd", str(fd)]
+    return [sys.executable, "-m", "dashboard.project.webserver", "--fd", str(fd)]
 
 
 def launch(host: str, port: int, processes: int) -> list[subprocess.Popen[bytes]]:
@@ -73,14 +73,14 @@ def launch(host: str, port: int, processes: int) -> list[subprocess.Popen[bytes]
 
 def serve(sock: socket.socket) -> None:
     """Serve Django on ``sock`` until SIGTERM or SIGINT, then finish what was read and stop."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.project.settings")
     import django
 
     django.setup()
     from django.conf import settings
     from waitress.server import BaseWSGIServer, create_server
 
-    from dashboard.wsgi import application
+    from dashboard.project.wsgi import application
 
     connections = settings.WEB_CONNECTION_LIMIT
     raise_open_files_limit(connections + 100)

@@ -49,4 +49,4 @@ class Transport(filesystem.Transport):
 
 def register() -> None:
     """``filesystem://`` broker URLs use this transport."""
-    TRANSPORT_ALIASES["filesystem"] = "dashboard.broker:Transport"
+    TRANSPORT_ALIASES["filesystem"] = "dashboard.project.broker:Transport"

@@ -13,9 +13,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.env import env_bool, env_float, env_int, env_list, env_str, kept_secret
+from dashboard.project.env import env_bool, env_float, env_int, env_list, env_str, kept_secret
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(env_str("SWITCHBOARD_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 PRODUCTION = env_bool("SWITCHBOARD_PRODUCTION")
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
@@ -72,8 +72,8 @@ MIDDLEWARE = [
     "dashboard.middleware.SecurityHeadersMiddleware",
 ]
 
-ROOT_URLCONF = "dashboard.urls"
-WSGI_APPLICATION = "dashboard.wsgi.application"
+ROOT_URLCONF = "dashboard.project.urls"
+WSGI_APPLICATION = "dashboard.project.wsgi.application"
 
 TEMPLATES = [
     {
@@ -123,7 +123,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: Redis when CACHE_URL is set (every machine shares it); otherwise files in the data
 # directory, shared by every process on this machine. Counters (rate limits, failed logins) go to
-# Redis too, or else to their own SQLite file: see dashboard/counters.py and ADR 0018.
+# Redis too, or else to their own SQLite file: see destinations/counters.py and ADR 0018.
 _cache_url = env_str("CACHE_URL")
 if _cache_url:
     CACHES = {
@@ -191,8 +191,8 @@ if env_bool("SWITCHBOARD_BEHIND_HTTPS_PROXY"):
 # Ingest reads its own body with its own limit; this only guards the dashboard's forms.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
-# The web server (dashboard/webserver.py), per process: open connections, and how long a client
-# may send nothing (mid-request or between keep-alive requests) before it is disconnected.
+# The web server (dashboard/project/webserver.py), per process: open connections, and how long
+# a client may send nothing (mid-request or between keep-alive requests) before it is disconnected.
 WEB_CONNECTION_LIMIT = env_int("SWITCHBOARD_WEB_CONNECTIONS", 1000)
 WEB_CLIENT_TIMEOUT_SECONDS = env_int("SWITCHBOARD_CLIENT_TIMEOUT_SECONDS", 30)
 
