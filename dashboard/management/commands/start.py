@@ -139,7 +139,7 @@ class Command(BaseCommand):
     def delivery_worker(self, threads: int) -> Child:
         """One worker process with the beat scheduler inside it. Scale-out runs
         ``celery -A dashboard.project worker`` on as many machines as needed and one
-        ``celery -A dashboard.project beat``; the sweeper is safe to run more than once at a time."""
+        ``celery -A dashboard.project beat``; the sweeper may run more than once at a time."""
         return Child.run(
             "delivery worker",
             [
