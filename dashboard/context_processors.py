@@ -7,9 +7,9 @@ from typing import Any
 from django.core.cache import cache
 from django.http import HttpRequest
 
-from dashboard.freshness import stamped
 from dashboard.roles import ADMIN, OPERATOR, has_role, role_of
 from destinations.demo import StandIn, demo_loaded, demo_stand_ins
+from destinations.web.freshness import stamped
 
 
 def role(request: HttpRequest) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from typing import Any
 from django import forms
 from django.forms.boundfield import BoundWidget
 
-from destinations.connectors.kana import billing_id_problem
-from destinations.identity import imports
-from destinations.identity.delete import DeleteOptions
-from destinations.identity.merge import CHOOSABLE, default_survivor
+from destinations.identity.billing_ids import billing_id_problem
 from destinations.models import AuditAction, Profile
+from destinations.people import imports
+from destinations.people.delete import DeleteOptions
+from destinations.people.merge import CHOOSABLE, default_survivor
 
 FIELD_LABELS = {"user_id": "User id", "email": "Email", "name": "Name", "billing_id": "Billing id"}
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024

@@ -13,9 +13,9 @@ from typing import Any
 
 from django import forms
 
-from destinations.connectors.base import Connector, SettingField
-from destinations.connectors.webhook import new_signing_secret
+from destinations.connectors.webhook.connector import new_signing_secret
 from destinations.crypto import mask
+from destinations.delivery.contract import Connector, SettingField
 from destinations.delivery.http import private_urls_rule
 from destinations.models import Destination
 

@@ -16,8 +16,8 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from destinations.identity.jobs import import_start
 from destinations.models import Job, JobKind, JobStatus, Upload
+from destinations.people.jobs import import_start
 
 TOKEN_SALT = "dashboard.import-upload"
 KEPT_FOR = timedelta(days=1)

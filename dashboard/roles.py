@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
-ROLES = (VIEWER, OPERATOR, ADMIN)
+from destinations.kinds import kind_url_roles
+from destinations.web.roles import ADMIN, OPERATOR, ROLES, VIEWER, UrlRoles
+
 ROLE_LABELS = {
     VIEWER: "Viewer (read only)",
     OPERATOR: "Operator (merge, delete, rules, retries)",
@@ -29,8 +30,7 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}
 PUBLIC_PREFIXES = ("ingest-",)
 PUBLIC = frozenset({"refiner-webhook", "healthz", "login", "logout"})
 
-# url name -> (role to read with GET/HEAD, role to change with POST and other methods)
-URL_ROLES: dict[str, tuple[str, str]] = {
+CORE_URL_ROLES: UrlRoles = {
     "home": (VIEWER, ADMIN),
     # Sources hold write keys: changing them is an admin's job.
     "source-list": (VIEWER, ADMIN),
@@ -60,17 +60,7 @@ URL_ROLES: dict[str, tuple[str, str]] = {
     "destination-retry-failed": (OPERATOR, OPERATOR),
     "delivery-retry": (OPERATOR, OPERATOR),
     "job-detail": (VIEWER, OPERATOR),
-    # Kana mapping rules and destination filters: the operator's.
-    "mapping-rules-index": (VIEWER, OPERATOR),
-    "mapping-rules": (VIEWER, OPERATOR),
-    "mapping-rule-new": (OPERATOR, OPERATOR),
-    "mapping-rule-preview": (OPERATOR, OPERATOR),
-    "mapping-rule-job": (VIEWER, OPERATOR),
-    "mapping-rule-edit": (OPERATOR, OPERATOR),
-    "mapping-rule-toggle": (OPERATOR, OPERATOR),
-    "mapping-rule-move": (OPERATOR, OPERATOR),
-    "mapping-rule-delete": (OPERATOR, OPERATOR),
-    "mapping-unmapped": (VIEWER, OPERATOR),
+    # Destination filters and the condition editor (also used by Kana rules): the operator's.
     "condition-row": (OPERATOR, OPERATOR),
     "destination-filters": (VIEWER, OPERATOR),
     "destination-filter-remove": (OPERATOR, OPERATOR),
@@ -94,23 +84,10 @@ URL_ROLES: dict[str, tuple[str, str]] = {
     "member-new": (ADMIN, ADMIN),
     "member-role": (ADMIN, ADMIN),
     "member-remove": (ADMIN, ADMIN),
-    # Refiner's data and webhooks: reading is everyone's. Receivers and their tokens, generated
-    # signing secrets and the API console (it acts with the API key) are the admin's.
-    "refiner-home": (VIEWER, ADMIN),
-    "refiner-contacts": (VIEWER, ADMIN),
-    "refiner-contact": (VIEWER, ADMIN),
-    "refiner-segments": (VIEWER, ADMIN),
-    "refiner-forms": (VIEWER, ADMIN),
-    "refiner-responses": (VIEWER, ADMIN),
-    "refiner-console": (ADMIN, ADMIN),
-    "receiver-list": (VIEWER, ADMIN),
-    "receiver-new": (ADMIN, ADMIN),
-    "receiver-detail": (VIEWER, ADMIN),
-    "receiver-rotate": (ADMIN, ADMIN),
-    "receiver-toggle": (ADMIN, ADMIN),
-    "outbound-webhook-list": (VIEWER, ADMIN),
     "destination-generate-secret": (ADMIN, ADMIN),
 }
+# Each kind declares its own pages' roles beside its URLs.
+URL_ROLES: UrlRoles = {**CORE_URL_ROLES, **kind_url_roles()}
 
 
 def role_of(user: Any) -> str | None:

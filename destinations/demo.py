@@ -16,14 +16,14 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from destinations.connectors.kana.rules import rule_save
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
 from destinations.demo_marks import DEMO_DOMAIN, DEMO_PREFIX, demo_loaded, demo_people
-from destinations.identity.resend import INTERNAL_SOURCE
-from destinations.ingest.message import validate_message
 from destinations.ingest.store import store_messages
-from destinations.mapping.services import rule_save
+from destinations.messages.message import validate_message
 from destinations.models import Account, Destination, Event, Profile, Source
+from destinations.sources import INTERNAL_SOURCE
 
 DEMO_SOURCE = "Demo web app"
 DEMO_REFINER = "Refiner (demo)"

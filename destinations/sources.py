@@ -1,4 +1,5 @@
-"""Services for sources: the write-key holders SDKs send to."""
+"""Services for sources: the write-key holders SDKs send to, and Switchboard's own internal
+sources, which hold the events it stores itself (re-sends, system events, Refiner's webhooks)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ from django.contrib.auth.models import User
 from destinations.audit import record
 from destinations.ingest.auth import forget_cached_sources
 from destinations.models import AuditAction, Source, new_write_key
+
+INTERNAL_SOURCE = "Switchboard (internal)"
+INTERNAL_DEMO_SOURCE = "Switchboard (internal, demo)"
+
+
+def internal_source(*, demo: bool = False) -> Source:
+    if demo:
+        source, _ = Source.objects.get_or_create(
+            name=INTERNAL_DEMO_SOURCE, defaults={"enabled": False, "demo": True}
+        )
+        return source
+    source, _ = Source.objects.get_or_create(name=INTERNAL_SOURCE, defaults={"enabled": False})
+    return source
 
 
 def source_create(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from destinations.delivery import engine, jobs, sweeper
+from destinations import jobs
+from destinations.delivery import engine, sweeper
 
 
 @shared_task(name="destinations.deliver", ignore_result=True)
@@ -25,6 +26,6 @@ def run_job_task(job_id: int) -> None:
 
 @shared_task(name="destinations.delete_refiner_contacts", ignore_result=True)
 def delete_refiner_contacts_task(entry_id: int, people: list[dict[str, str | None]]) -> None:
-    from destinations.identity.refiner_contacts import delete_contacts
+    from destinations.connectors.refiner.contacts import delete_contacts
 
     delete_contacts(entry_id, people)

@@ -12,9 +12,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from destinations.delivery import jobs
-from destinations.identity import imports
+from destinations import jobs
 from destinations.models import Job, JobKind, JobStatus
+from destinations.people import imports
 
 MAPPED_FIELDS = ("billing_id", "email", "name", "user_id")
 

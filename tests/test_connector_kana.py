@@ -8,14 +8,14 @@ import orjson
 import pytest
 import requests
 
-from destinations.connectors.base import DeliveryContext, OutboundRequest, Skip
-from destinations.connectors.kana import (
+from destinations.connectors.kana.connector import (
     NEEDS_USER_ID,
     UNMAPPED,
     KanaConnector,
     RuleView,
     billing_id_problem,
 )
+from destinations.delivery.contract import DeliveryContext, OutboundRequest, Skip
 
 kana = KanaConnector()
 CONFIG = {"api_key": "prv_key", "api_url": "https://kana.test/graphql"}

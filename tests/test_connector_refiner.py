@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 import requests
 
-from destinations.connectors.base import (
+from destinations.connectors.refiner.connector import NO_SUBJECT, RefinerConnector
+from destinations.delivery.contract import (
     DeliveryContext,
     OutboundRequest,
     Skip,
     retry_after_seconds,
 )
-from destinations.connectors.refiner import NO_SUBJECT, RefinerConnector
 from destinations.delivery.engine import backoff_seconds, mask
 
 CONTEXT = DeliveryContext(

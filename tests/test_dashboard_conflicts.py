@@ -24,11 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.selectors.conflicts import CONFLICT_PAGE_SIZE
-from destinations.connectors.kana import billing_id_problem
-from destinations.delivery import jobs
+from destinations import jobs
+from destinations.connectors.refiner.contacts import delete_contacts
 from destinations.delivery.services import destination_create
-from destinations.identity.conflicts import without_valid_billing_id
-from destinations.identity.refiner_contacts import delete_contacts
+from destinations.identity.billing_ids import billing_id_problem
 from destinations.models import (
     AnonymousId,
     AuditAction,
@@ -42,6 +41,7 @@ from destinations.models import (
     Suppression,
     Upload,
 )
+from destinations.people.conflicts import without_valid_billing_id
 from destinations.standins.refiner import FakeRefiner
 
 pytestmark = pytest.mark.django_db

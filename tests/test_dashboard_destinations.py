@@ -23,7 +23,8 @@ from dashboard.selectors.delivery_stats import (
     delivery_window,
     percentile,
 )
-from destinations.delivery import engine, jobs
+from destinations import jobs
+from destinations.delivery import engine
 from destinations.delivery.services import destination_create
 from destinations.models import (
     AttemptOutcome,

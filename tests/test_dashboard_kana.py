@@ -23,12 +23,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard.forms_mapping import full_path, shown_path
-from dashboard.selectors.mapping import UNMAPPED_NAMES_SHOWN
-from destinations.connectors.kana import UNMAPPED
-from destinations.delivery import engine, jobs
+from destinations import jobs
+from destinations.connectors.kana.connector import UNMAPPED
+from destinations.connectors.kana.rules import rule_delete, rule_save
+from destinations.connectors.kana.selectors import UNMAPPED_NAMES_SHOWN
+from destinations.delivery import engine
 from destinations.delivery.services import destination_create
-from destinations.mapping.services import rule_delete, rule_save
 from destinations.models import (
     Delivery,
     Destination,
@@ -41,6 +41,7 @@ from destinations.models import (
 )
 from destinations.sources import source_create
 from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.web.condition_forms import full_path, shown_path
 
 KEY = "prv_test"
 HX = {"HX-Request": "true"}

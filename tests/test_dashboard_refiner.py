@@ -20,6 +20,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from destinations.connectors.refiner.receivers import token_hash
 from destinations.delivery.services import destination_create
 from destinations.models import (
     AuditAction,
@@ -32,7 +33,6 @@ from destinations.models import (
     RefinerReceiver,
 )
 from destinations.standins.refiner import FakeRefiner, sample_webhook_payload
-from destinations.webhooks.receivers import token_hash
 from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
 
 INSTRUCTIONS = "In Refiner: Integrations > Webhooks > add webhook; paste the URL and token"

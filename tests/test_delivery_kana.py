@@ -19,16 +19,16 @@ from django.utils import timezone
 from segment.analytics.client import Client as SegmentClient
 from segment.analytics.request import post as sdk_post
 
-from destinations.connectors.kana import NEEDS_USER_ID, UNMAPPED
+from destinations.connectors.kana.connector import NEEDS_USER_ID, UNMAPPED
+from destinations.connectors.kana.rules import rule_move, rule_save
+from destinations.connectors.kana.unmapped import SCAN_CHUNK, unmapped_deliveries
 from destinations.delivery.services import (
     destination_create,
     destination_resume,
     destination_set_enabled,
 )
-from destinations.ingest.message import Message, validate_message
 from destinations.ingest.store import store_messages
-from destinations.mapping.services import rule_move, rule_save
-from destinations.mapping.unmapped import SCAN_CHUNK, unmapped_deliveries
+from destinations.messages.message import Message, validate_message
 from destinations.models import (
     AttemptOutcome,
     Delivery,

@@ -14,7 +14,9 @@ from django.test import Client
 from django.urls import reverse
 
 from dashboard.selectors.conflicts import cached_conflict_counts
-from destinations.connectors.webhook import DELIVERY_FAILED, USER_CHANGED
+from destinations.connectors.kana.rules import rule_save
+from destinations.connectors.refiner.contacts import delete_contacts
+from destinations.connectors.webhook.connector import DELIVERY_FAILED, USER_CHANGED
 from destinations.delivery import engine, filters
 from destinations.delivery.services import destination_create
 from destinations.demo import (
@@ -26,10 +28,6 @@ from destinations.demo import (
     remove_demo,
     seed_demo,
 )
-from destinations.identity.conflicts import conflict_counts
-from destinations.identity.merge import merge_undo, profile_merge
-from destinations.identity.refiner_contacts import delete_contacts
-from destinations.mapping.services import rule_save
 from destinations.models import (
     FINISHED,
     Account,
@@ -41,6 +39,8 @@ from destinations.models import (
     Profile,
     Source,
 )
+from destinations.people.conflicts import conflict_counts
+from destinations.people.merge import merge_undo, profile_merge
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
 from tests.worker import ROOT, Worker, wait_until
@@ -282,7 +282,7 @@ def test_counts_cached_in_one_process_are_counted_again_after_a_change_in_anothe
             "manage.py",
             "shell",
             "-c",
-            "from dashboard.freshness import counts_changed; counts_changed()",
+            "from destinations.web.freshness import counts_changed; counts_changed()",
         ],
         cwd=ROOT,
         env={**os.environ, "SWITCHBOARD_DATA_DIR": str(settings.DATA_DIR)},

@@ -32,8 +32,8 @@ from django.urls import reverse
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from destinations.identity.csv_cells import FORMULA_STARTS, as_text, from_text
 from destinations.models import Job, Profile, Upload
+from destinations.people.csv_cells import FORMULA_STARTS, as_text, from_text
 from tests.import_flow import Imported, import_file
 
 pytestmark = pytest.mark.django_db

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from destinations.delivery import jobs
-from destinations.identity import imports
-from destinations.identity.conflicts import (
+from destinations import jobs
+from destinations.models import AuditAction, AuditEntry, Job, JobStatus, Profile, ProfileOrigin
+from destinations.people import imports
+from destinations.people.conflicts import (
     conflict_counts,
     duplicate_email_groups,
     export_csv,
     without_billing_id,
 )
-from destinations.identity.jobs import bulk_merge_start, import_start
-from destinations.models import AuditAction, AuditEntry, Job, JobStatus, Profile, ProfileOrigin
+from destinations.people.jobs import bulk_merge_start, import_start
 
 pytestmark = pytest.mark.django_db
 NOT_A_CUSTOMER = "is not a Stripe (cus_...) or Chargebee customer id"

@@ -26,8 +26,8 @@ from destinations.identity.resolve import (
     IdentityResolver,
     same_json,
 )
-from destinations.ingest.message import validate_message
 from destinations.ingest.store import store_messages
+from destinations.messages.message import validate_message
 from destinations.models import Account, AnonymousId, Event, Membership, Profile, Source
 
 pytestmark = pytest.mark.django_db

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from destinations.connectors.kana import NEEDS_USER_ID, UNMAPPED
-from destinations.delivery import jobs
+from destinations import jobs
+from destinations.connectors.kana.connector import NEEDS_USER_ID, UNMAPPED
+from destinations.connectors.kana.rules import InvalidRule, rule_move, rule_save
+from destinations.connectors.kana.unmapped import preview
 from destinations.delivery.services import destination_create
-from destinations.mapping.services import InvalidRule, rule_move, rule_save
-from destinations.mapping.unmapped import preview
 from destinations.models import Delivery, DeliveryStatus, Destination, Job, JobStatus
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,6 @@ from typing import Any
 
 import pytest
 
-from destinations.identity.delete import DeleteOptions, profile_delete
-from destinations.identity.merge import MergeRefused, merge_undo, plan_merge, profile_merge
-from destinations.identity.resend import INTERNAL_SOURCE
 from destinations.models import (
     Account,
     AnonymousId,
@@ -18,6 +15,9 @@ from destinations.models import (
     Profile,
     Suppression,
 )
+from destinations.people.delete import DeleteOptions, profile_delete
+from destinations.people.merge import MergeRefused, merge_undo, plan_merge, profile_merge
+from destinations.sources import INTERNAL_SOURCE
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.selectors.debugger import DEBUGGER_ROWS
-from destinations.connectors.kana import UNMAPPED
+from destinations.connectors.kana.connector import UNMAPPED
 from destinations.delivery.services import destination_create
 from destinations.models import (
     Delivery,

@@ -9,8 +9,9 @@ import pytest
 from django.test import Client
 from standardwebhooks import Webhook
 
-from destinations.connectors.refiner_api import RefinerApiError, confined_url
-from destinations.connectors.webhook import (
+from destinations.connectors.refiner.api import RefinerApiError, confined_url
+from destinations.connectors.refiner.receivers import receiver_create, receiver_rotate
+from destinations.connectors.webhook.connector import (
     DELIVERY_FAILED,
     EVENTS,
     SURVEY_COMPLETED,
@@ -30,7 +31,6 @@ from destinations.models import (
     RefinerTrigger,
 )
 from destinations.standins.refiner import sample_webhook_payload
-from destinations.webhooks.receivers import receiver_create, receiver_rotate
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from destinations.connectors.webhook import SURVEY_COMPLETED, new_signing_secret
+from destinations.connectors.kana.rules import rule_save
+from destinations.connectors.webhook.connector import SURVEY_COMPLETED, new_signing_secret
 from destinations.delivery.services import destination_create
-from destinations.mapping.services import rule_save
 from destinations.models import (
     AttemptOutcome,
     CallOutcome,

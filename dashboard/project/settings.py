@@ -14,6 +14,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from dashboard.project.env import env_bool, env_float, env_int, env_list, env_str, kept_secret
+from destinations.kinds import KINDS
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(env_str("SWITCHBOARD_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -52,6 +53,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "destinations",
+    # Each destination kind is an app of its own, so its templates and template tags are found.
+    *(kind.package for kind in KINDS),
     "dashboard",
 ]
 

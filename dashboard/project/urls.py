@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 
 from dashboard.login_throttle import ThrottledLoginForm
 from dashboard.views import (
@@ -10,20 +10,30 @@ from dashboard.views import (
     destinations,
     events,
     home,
-    mapping,
     members,
     overview,
     people,
-    receivers,
-    refiner,
     sources,
-    webhooks,
 )
 from dashboard.views import filters as event_filters
+from destinations.kinds import KINDS, optional_module
+
+
+def kind_urls() -> list[URLPattern | URLResolver]:
+    """Each kind's dashboard pages, at the site root beside the others."""
+    return [path("", include(urls)) for k in KINDS if (urls := optional_module(k, "urls"))]
+
+
+def kind_hook_urls() -> list[URLPattern | URLResolver]:
+    """Each kind's public endpoints (Refiner's webhooks post to ``/hooks/refiner/<id>``)."""
+    return [
+        path("hooks/", include(hooks)) for k in KINDS if (hooks := optional_module(k, "hook_urls"))
+    ]
+
 
 urlpatterns = [
     path("v1/", include("destinations.ingest.urls")),
-    path("hooks/", include("destinations.webhooks.urls")),
+    *kind_hook_urls(),
     path("healthz", home.healthz, name="healthz"),
     path(
         "login/",
@@ -91,49 +101,7 @@ urlpatterns = [
     ),
     path("deliveries/<int:delivery_id>/retry/", deliveries.delivery_retry, name="delivery-retry"),
     path("jobs/<int:job_id>/", deliveries.job_progress, name="job-detail"),
-    path("rules/", mapping.mapping_rules_index, name="mapping-rules-index"),
-    path("destinations/<int:destination_id>/rules/", mapping.mapping_rules, name="mapping-rules"),
-    path(
-        "destinations/<int:destination_id>/rules/new/",
-        mapping.mapping_rule_new,
-        name="mapping-rule-new",
-    ),
-    path(
-        "destinations/<int:destination_id>/rules/preview/",
-        mapping.mapping_rule_preview,
-        name="mapping-rule-preview",
-    ),
-    path(
-        "destinations/<int:destination_id>/rules/jobs/<int:job_id>/",
-        mapping.mapping_rule_job,
-        name="mapping-rule-job",
-    ),
-    path(
-        "destinations/<int:destination_id>/rules/<int:rule_id>/edit/",
-        mapping.mapping_rule_edit,
-        name="mapping-rule-edit",
-    ),
-    path(
-        "destinations/<int:destination_id>/rules/<int:rule_id>/toggle/",
-        mapping.mapping_rule_toggle,
-        name="mapping-rule-toggle",
-    ),
-    path(
-        "destinations/<int:destination_id>/rules/<int:rule_id>/move/",
-        mapping.mapping_rule_move,
-        name="mapping-rule-move",
-    ),
-    path(
-        "destinations/<int:destination_id>/rules/<int:rule_id>/delete/",
-        mapping.mapping_rule_delete,
-        name="mapping-rule-delete",
-    ),
-    path(
-        "destinations/<int:destination_id>/unmapped/",
-        mapping.mapping_unmapped,
-        name="mapping-unmapped",
-    ),
-    path("conditions/row/", mapping.condition_row, name="condition-row"),
+    path("conditions/row/", event_filters.condition_row, name="condition-row"),
     path(
         "destinations/<int:destination_id>/filters/",
         event_filters.destination_filters,
@@ -154,27 +122,7 @@ urlpatterns = [
         destinations.destination_generate_secret,
         name="destination-generate-secret",
     ),
-    path("refiner/", refiner.refiner_home, name="refiner-home"),
-    path("refiner/contacts/", refiner.contact_list, name="refiner-contacts"),
-    path("refiner/contacts/<str:uuid>/", refiner.contact_detail, name="refiner-contact"),
-    path("refiner/segments/", refiner.segment_list, name="refiner-segments"),
-    path("refiner/forms/", refiner.form_list, name="refiner-forms"),
-    path("refiner/responses/", refiner.response_list, name="refiner-responses"),
-    path("refiner/console/", refiner.console, name="refiner-console"),
-    path("refiner/webhooks/", receivers.receiver_list, name="receiver-list"),
-    path("refiner/webhooks/new/", receivers.receiver_new, name="receiver-new"),
-    path("refiner/webhooks/<int:receiver_id>/", receivers.receiver_detail, name="receiver-detail"),
-    path(
-        "refiner/webhooks/<int:receiver_id>/rotate/",
-        receivers.receiver_rotate_token,
-        name="receiver-rotate",
-    ),
-    path(
-        "refiner/webhooks/<int:receiver_id>/toggle/",
-        receivers.receiver_toggle,
-        name="receiver-toggle",
-    ),
-    path("webhooks/outbound/", webhooks.outbound_webhook_list, name="outbound-webhook-list"),
+    *kind_urls(),
     path("", include("dashboard.urls_people")),
     path("admin/", admin.site.urls),
 ]

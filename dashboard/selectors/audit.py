@@ -12,8 +12,8 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from dashboard.selectors.pagination import KeysetPage, keyset_page
 from destinations.models import Account, AnonymousId, AuditAction, AuditEntry, Job, Profile
+from destinations.web.pagination import KeysetPage, keyset_page
 
 AUDIT_PAGE_SIZE = 50
 ANONYMOUS_IDS_SHOWN = 50

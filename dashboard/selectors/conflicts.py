@@ -17,26 +17,26 @@ from django.core.cache import cache
 from django.db.models import Count, F, QuerySet, Window
 from django.db.models.functions import RowNumber
 
-from dashboard.display_json import pretty_json
-from dashboard.freshness import stamped
-from dashboard.selectors.pagination import MAX_CURSOR, KeysetPage, keyset_page
-from destinations.connectors.kana import billing_id_problem
-from destinations.identity.conflicts import (
+from destinations.connectors.refiner import KIND as REFINER_KIND
+from destinations.identity.billing_ids import billing_id_problem
+from destinations.models import (
+    AnonymousId,
+    Destination,
+    Event,
+    Membership,
+    Profile,
+)
+from destinations.people.conflicts import (
     conflict_counts,
     counted_email_groups,
     duplicate_email_groups,
     live_profiles,
     without_valid_billing_id,
 )
-from destinations.identity.traits import normalize_email
-from destinations.models import (
-    AnonymousId,
-    Destination,
-    DestinationKind,
-    Event,
-    Membership,
-    Profile,
-)
+from destinations.traits import normalize_email
+from destinations.web.display_json import pretty_json
+from destinations.web.freshness import stamped
+from destinations.web.pagination import MAX_CURSOR, KeysetPage, keyset_page
 
 CONFLICT_PAGE_SIZE = 25
 MEMBERS_SHOWN = 4
@@ -314,7 +314,7 @@ def first_per_profile(rows: QuerySet[Linked], *, order_by: list[F], limit: int) 
 
 def refiner_destinations() -> int:
     """How many enabled Refiner destinations a "delete in Refiner" would reach."""
-    return Destination.objects.filter(kind=DestinationKind.REFINER, enabled=True).count()
+    return Destination.objects.filter(kind=REFINER_KIND, enabled=True).count()
 
 
 # Merge all ----------------------------------------------------------------------------------

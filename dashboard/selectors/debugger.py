@@ -16,8 +16,8 @@ from typing import Any
 
 from django.db.models import Q
 
-from dashboard.display_json import parsed_or_none, pretty_json, readable
 from destinations.models import Event, EventType, IngestFailure, Source
+from destinations.web.display_json import parsed_or_none, pretty_json, readable
 
 DEBUGGER_ROWS = 100
 # Refused messages are searched by their text; only this many of the source's newest are read,

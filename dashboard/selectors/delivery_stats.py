@@ -16,7 +16,7 @@ from django.db.models.expressions import Window
 from django.db.models.functions import RowNumber, Trunc
 from django.utils import timezone
 
-from dashboard.selectors.destinations import BACKLOG_STATUSES
+from destinations.delivery.health import BACKLOG_STATUSES
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination
 
 NOT_DELIVERED = (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)

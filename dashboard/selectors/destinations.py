@@ -4,23 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
-
-from destinations.connectors import CONNECTORS
-from destinations.connectors.base import Connector
 from destinations.crypto import SecretsUnreadable
+from destinations.delivery.contract import Connector
 from destinations.delivery.services import retryable
-from destinations.models import Delivery, DeliveryStatus, Destination, DestinationKind, Job
-
-# What is still owed to a destination: waiting for a first try, waiting to retry, or in flight.
-BACKLOG_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING, DeliveryStatus.SENDING)
-
-
-def destinations_with_health() -> QuerySet[Destination]:
-    """Every destination with its backlog, counted in the same query as the list."""
-    return Destination.objects.annotate(
-        backlog=Count("deliveries", filter=Q(deliveries__status__in=BACKLOG_STATUSES))
-    ).order_by("name")
+from destinations.kinds import CONNECTORS, kind_choices
+from destinations.models import Delivery, Destination, Job
 
 
 @dataclass(frozen=True)
@@ -34,7 +22,7 @@ def destination_kinds() -> list[KindChoice]:
     """Every kind that has a connector: only those can be configured."""
     return [
         KindChoice(kind, label, sorted(CONNECTORS[kind].accepts))
-        for kind, label in DestinationKind.choices
+        for kind, label in kind_choices()
         if kind in CONNECTORS
     ]
 

@@ -10,13 +10,13 @@ from typing import Any
 from django.db.models import Prefetch
 
 from destinations.conditions import describe
-from destinations.connectors import CONNECTORS
+from destinations.connectors.kana import KIND as KANA_KIND
 from destinations.delivery.routing import route_of, why_not_routed
+from destinations.kinds import CONNECTORS
 from destinations.models import (
     Delivery,
     DeliveryAttempt,
     Destination,
-    DestinationKind,
     Event,
     MappingRule,
 )
@@ -67,7 +67,7 @@ class KanaPlan:
 def kana_plan_of(delivery: Delivery) -> KanaPlan | None:
     """The plan of a Kana delivery in the page's terms; None for other destinations, and for
     a delivery routing decided nothing about (skipped, or an identify with nothing to say)."""
-    if delivery.destination.kind != DestinationKind.KANA:
+    if delivery.destination.kind != KANA_KIND:
         return None
     plan: dict[str, Any] = delivery.plan if isinstance(delivery.plan, dict) else {}
     feature, note = plan.get("featureId"), plan.get("note")

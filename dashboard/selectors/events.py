@@ -6,8 +6,8 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from dashboard.selectors.pagination import KeysetPage, keyset_page
 from destinations.models import Delivery, DeliveryStatus, Event
+from destinations.web.pagination import KeysetPage, keyset_page
 
 EVENTS_PAGE_SIZE = 50
 

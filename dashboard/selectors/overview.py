@@ -24,18 +24,18 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
-from dashboard.freshness import counts_stamp
 from dashboard.selectors.delivery_stats import DeliveryWindow, floor_to
-from dashboard.selectors.destinations import BACKLOG_STATUSES
-from destinations.connectors.kana import UNMAPPED
+from destinations.connectors.kana import KIND as KANA_KIND
+from destinations.connectors.kana.connector import UNMAPPED
+from destinations.delivery.health import BACKLOG_STATUSES
 from destinations.models import (
     Delivery,
     DeliveryStatus,
     Destination,
-    DestinationKind,
     Event,
     IngestFailure,
 )
+from destinations.web.freshness import counts_stamp
 
 RECENT_FAILURES_SHOWN = 10
 # How long a settled slot's counts are reused. They change only when an operator retries old
@@ -118,7 +118,7 @@ class DestinationOverview:
 
     @property
     def is_kana(self) -> bool:
-        return self.destination.kind == DestinationKind.KANA
+        return self.destination.kind == KANA_KIND
 
 
 @dataclass(frozen=True)

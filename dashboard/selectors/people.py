@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from django.db.models import Count, Q, QuerySet
 
-from dashboard.selectors.pagination import KeysetPage, keyset_page
 from destinations.models import Account, Event, Membership, Profile
+from destinations.web.pagination import KeysetPage, keyset_page
 
 PEOPLE_PAGE_SIZE = 50
 EVENTS_PAGE_SIZE = 25

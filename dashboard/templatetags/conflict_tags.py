@@ -8,7 +8,7 @@ from django import template
 
 from dashboard.forms_conflicts import FIELD_LABELS
 from dashboard.selectors.conflicts import cached_conflict_counts
-from destinations.connectors.kana import billing_id_problem
+from destinations.identity.billing_ids import billing_id_problem
 
 register = template.Library()
 

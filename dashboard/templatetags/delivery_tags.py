@@ -11,11 +11,11 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from dashboard.charts import SERIES, BarChart, volume_chart
-from dashboard.display_json import parsed_or_none, pretty_json, readable
 from dashboard.selectors.delivery_stats import VolumeBucket
-from destinations.connectors.kana import UNMAPPED
+from destinations.connectors.kana.connector import UNMAPPED
 from destinations.delivery.services import retry_can_change
 from destinations.models import DeliveryStatus
+from destinations.web.display_json import parsed_or_none, pretty_json, readable
 
 register = template.Library()
 

@@ -12,13 +12,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.forms_conflicts import AuditFilterForm
-from dashboard.freshness import counts_changed
 from dashboard.selectors import audit
-from dashboard.selectors.pagination import parse_cursor
-from dashboard.views.navigation import job_page, redirect_back
+from dashboard.views.navigation import job_page
 from dashboard.views.request_info import acting_user, is_htmx
-from destinations.identity.merge import MergeRefused, merge_undo
 from destinations.models import AuditAction, AuditEntry
+from destinations.people.merge import MergeRefused, merge_undo
+from destinations.web.freshness import counts_changed
+from destinations.web.navigation import redirect_back
+from destinations.web.pagination import parse_cursor
 
 
 @require_GET

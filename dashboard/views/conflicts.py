@@ -13,15 +13,15 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from dashboard.forms_conflicts import ConflictSearchForm
-from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts
 from dashboard.selectors.audit import job_audit_entry
-from dashboard.selectors.pagination import parse_cursor, parse_page_number
 from dashboard.views.navigation import job_page
 from dashboard.views.request_info import acting_user, htmx_target, is_htmx
-from destinations.identity.conflicts import export_csv
-from destinations.identity.jobs import bulk_merge_start
 from destinations.models import Job, JobKind, JobStatus
+from destinations.people.conflicts import export_csv
+from destinations.people.jobs import bulk_merge_start
+from destinations.web.freshness import counts_changed
+from destinations.web.pagination import parse_cursor, parse_page_number
 
 # The page's two boxes, by the id of the element an htmx search or page link swaps.
 GROUPS_BOX = "duplicate-emails"

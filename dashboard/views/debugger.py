@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.selectors.debugger import DEBUGGER_ROWS, debugger_page
-from dashboard.selectors.pagination import parse_cursor
 from destinations.models import Source
+from destinations.web.pagination import parse_cursor
 
 TEMPLATE = "sources/debugger.html"
 # The two fragments htmx asks for, by the element they replace (the HX-Target header).

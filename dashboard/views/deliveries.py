@@ -13,12 +13,13 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from dashboard.selectors.delivery_stats import WINDOWS, delivery_report, delivery_window
 from dashboard.selectors.destinations import failed_count, job_with_destination
-from dashboard.selectors.pagination import parse_cursor
-from dashboard.views.navigation import job_page, redirect_back
+from dashboard.views.navigation import job_page
 from dashboard.views.request_info import acting_user
-from destinations.connectors import CONNECTORS
 from destinations.delivery import services
+from destinations.kinds import CONNECTORS
 from destinations.models import Delivery, Destination, JobStatus
+from destinations.web.navigation import redirect_back
+from destinations.web.pagination import parse_cursor
 
 JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED)
 

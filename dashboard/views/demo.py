@@ -7,8 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from dashboard.freshness import counts_changed
 from destinations.demo import demo_loaded, demo_summary, remove_demo
+from destinations.web.freshness import counts_changed
 
 
 @require_http_methods(["GET", "POST"])

@@ -23,15 +23,16 @@ from dashboard.forms_destinations import (
 from dashboard.selectors.destinations import (
     connector_of,
     destination_kinds,
-    destinations_with_health,
     stored_secrets,
 )
-from dashboard.views.navigation import redirect_back
 from dashboard.views.request_info import acting_user
-from destinations.connectors.base import Connector
 from destinations.crypto import SecretsUnreadable
 from destinations.delivery import services
-from destinations.models import Destination, DestinationKind
+from destinations.delivery.contract import Connector
+from destinations.delivery.health import destinations_with_health
+from destinations.kinds import kind_label
+from destinations.models import Destination
+from destinations.web.navigation import redirect_back
 
 UNREADABLE_SECRETS = (
     "The saved secrets cannot be decrypted: SWITCHBOARD_ENCRYPTION_KEY has changed. "
@@ -159,7 +160,7 @@ def render_form(
         "form": form,
         "destination": destination,
         "connector": form.connector,
-        "kind_label": DestinationKind(form.connector.kind).label,
+        "kind_label": kind_label(form.connector.kind),
         "test_url": test_url,
         "test_result": test_result,
         # Generate: a link to this form with a new secret (no JS), or just the field (htmx).

@@ -5,11 +5,11 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from dashboard.display_json import pretty_json
 from dashboard.forms import EventFilterForm
 from dashboard.selectors.event_deliveries import delivery_rows, event_deliveries, not_routed
 from dashboard.selectors.events import delivery_states, event_detail, events_page
-from dashboard.selectors.pagination import parse_cursor
+from destinations.web.display_json import pretty_json
+from destinations.web.pagination import parse_cursor
 
 
 @require_GET

@@ -9,15 +9,15 @@ import re
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dashboard.forms_mapping import EventFilterForm
-from dashboard.selectors.mapping import drop_rules
-from dashboard.selectors.pagination import parse_cursor
+from dashboard.selectors.filters import drop_rules
 from dashboard.views.request_info import acting_user
 from destinations.conditions import OPERATORS
 from destinations.delivery.filters import InvalidFilter, filter_add, filter_remove
 from destinations.models import Destination
+from destinations.web.condition_forms import ConditionRow, EventFilterForm
+from destinations.web.pagination import parse_cursor
 
 CONDITION_NUMBER = re.compile(r"^condition (\d+):")
 
@@ -77,3 +77,10 @@ def destination_filter_delete(request: HttpRequest, destination_id: int) -> Http
             "Nothing removed: the filters changed since this page was loaded. Check them again.",
         )
     return redirect("destination-filters", destination_id=destination.pk)
+
+
+@require_GET
+def condition_row(request: HttpRequest) -> HttpResponse:
+    """One blank condition row, appended by the editors' "Add condition" button."""
+    context = {"row": ConditionRow(), "operators": OPERATORS.items()}
+    return render(request, "includes/condition_editor.html#condition-row", context)

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from dashboard import import_uploads
 from dashboard.forms_conflicts import ImportMappingForm, ImportUploadForm
 from dashboard.views.request_info import acting_user
-from destinations.identity import imports
 from destinations.models import Upload
+from destinations.people import imports
 
 EXPIRED = "That upload has expired or was already imported; upload the file again."
 PREVIEW_ROWS = 20

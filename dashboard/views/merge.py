@@ -15,10 +15,10 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.forms_conflicts import MergeForm
-from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts
 from dashboard.views.request_info import acting_user, is_htmx
-from destinations.identity.merge import MergePlan, MergeRefused, plan_merge, profile_merge
+from destinations.people.merge import MergePlan, MergeRefused, plan_merge, profile_merge
+from destinations.web.freshness import counts_changed
 
 TEMPLATE = "conflicts/merge.html"
 

@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 
-from dashboard.selectors.mapping import reprocess_destination_id
+from destinations.connectors.kana.selectors import reprocess_destination_id
 from destinations.models import Job, JobKind
-
-
-def redirect_back(request: HttpRequest, fallback: str) -> HttpResponseRedirect:
-    """Back to the page an action was posted from (its ``next`` field), if that is one of ours.
-    Buttons sit on several pages (list, delivery page, event page): each returns to its own."""
-    target = request.POST.get("next", "")
-    safe = url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return HttpResponseRedirect(target if target and safe else fallback)
 
 
 def job_page(job: Job) -> str:

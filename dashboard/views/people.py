@@ -5,14 +5,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from dashboard.display_json import pretty_json
 from dashboard.forms import SearchForm
 from dashboard.forms_conflicts import DeleteUserForm
-from dashboard.freshness import counts_changed
 from dashboard.selectors import conflicts, people
-from dashboard.selectors.pagination import parse_cursor
 from dashboard.views.request_info import acting_user
-from destinations.identity.delete import profile_delete
+from destinations.people.delete import profile_delete
+from destinations.web.display_json import pretty_json
+from destinations.web.freshness import counts_changed
+from destinations.web.pagination import parse_cursor
 
 
 @require_GET

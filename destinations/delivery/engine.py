@@ -34,8 +34,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from destinations.connectors import connector_for
-from destinations.connectors.base import (
+from destinations.delivery import ratelimit, rows
+from destinations.delivery.contract import (
     EXCERPT_CHARS,
     Connector,
     DeliveryContext,
@@ -43,8 +43,9 @@ from destinations.connectors.base import (
     Skip,
     Verdict,
 )
-from destinations.delivery import ratelimit, rows
 from destinations.delivery.http import PRIVATE_ADDRESS, session
+from destinations.delivery.signals import deliveries_failed
+from destinations.kinds import connector_for
 from destinations.models import (
     AttemptOutcome,
     Delivery,
@@ -52,7 +53,6 @@ from destinations.models import (
     DeliveryStatus,
     Destination,
 )
-from destinations.webhooks import system_events
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class Run:
                 if room > 0:
                     taken = rows.take(self.unclaimed[:room], now=now, lease=lease)
         if failed_for_good:
-            system_events.delivery_failed(failed_for_good)
+            deliveries_failed.send(sender=Run, failures=failed_for_good)
         self.give_up([c for c in renewing if c.delivery.pk not in renewed])
         for claim in renewing:
             claim.lease = lease

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 
 from django.conf import settings
 
+from destinations import dispatch
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,11 +42,9 @@ def chunked(by_destination: Mapping[int, Sequence[int]]) -> list[list[int]]:
 
 
 def send_wakeups(chunks: Sequence[list[int]]) -> None:
-    from destinations.tasks import deliver_task
-
     try:
         for ids in chunks:
-            deliver_task.delay(ids)
+            dispatch.deliver(ids)
     except Exception:
         logger.warning("could not enqueue deliveries; the sweeper will pick them up", exc_info=True)
 

@@ -16,8 +16,8 @@ from typing import Any
 from django.conf import settings
 
 from destinations.conditions import describe, matches_all
-from destinations.connectors import CONNECTORS
-from destinations.connectors.base import Skip
+from destinations.delivery.contract import Skip
+from destinations.kinds import CONNECTORS
 from destinations.models import Delivery, DeliveryStatus, Destination
 
 # Looked up on every ingest request; a short per-process cache keeps that off the database.

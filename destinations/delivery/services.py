@@ -12,13 +12,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from destinations import dispatch
 from destinations.audit import record
-from destinations.connectors import EVENT_FAULT_PREFIXES, connector_for
-from destinations.connectors.base import ConnectionFailed
 from destinations.crypto import SecretsUnreadable
+from destinations.delivery.contract import ConnectionFailed
 from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.http import session
 from destinations.delivery.routing import forget_cached_destinations
+from destinations.kinds import connector_for, event_fault_prefixes
 from destinations.models import (
     WAITING,
     AuditAction,
@@ -177,13 +178,13 @@ def retry_can_change(status: str, reason: str) -> bool:
     skipped delivery (no userId, no email, unmapped, a call the service does not take): the
     same event is skipped the same way, and unmapped events move when a mapping rule matches
     them. No for a failure over the event's own content (a malformed delta)."""
-    return status == DeliveryStatus.FAILED and not reason.startswith(EVENT_FAULT_PREFIXES)
+    return status == DeliveryStatus.FAILED and not reason.startswith(event_fault_prefixes())
 
 
 def retryable() -> Q:
     """The deliveries ``retry_can_change`` says yes to, as a filter."""
     faults = Q()
-    for prefix in EVENT_FAULT_PREFIXES:
+    for prefix in event_fault_prefixes():
         faults |= Q(reason__startswith=prefix)
     return Q(status=DeliveryStatus.FAILED) & ~faults
 
@@ -212,8 +213,6 @@ def delivery_retry(delivery: Delivery, *, actor: User | None = None) -> bool:
 
 def retry_failed_start(destination: Destination, user: User | None) -> Job:
     """A job that re-queues every failed delivery of ``destination``, with a progress bar."""
-    from destinations.tasks import run_job_task
-
     total = Delivery.objects.filter(retryable(), destination=destination).count()
     params: dict[str, Any] = {"destination_id": destination.pk}
     job = Job.objects.create(
@@ -222,7 +221,7 @@ def retry_failed_start(destination: Destination, user: User | None) -> Job:
         total=total,
         created_by=user,
     )
-    transaction.on_commit(lambda: run_job_task.delay(job.pk), robust=True)
+    dispatch.run_job_on_commit(job.pk)
     summary = f"Retried all {total} failed deliveries of {destination.name!r}"
     record(AuditAction.RETRY, summary, actor=user, destination=destination.pk, job=job.pk)
     return job

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from destinations import dispatch
 from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.models import (
     WAITING,
@@ -144,11 +145,9 @@ def recover_jobs() -> int:
         return 0
     # The heartbeat of a queued job marks its last wake-up, so it is not sent on every sweep.
     Job.objects.filter(pk__in=waiting).update(heartbeat_at=now)
-    from destinations.tasks import run_job_task
-
     for pk in waiting:
         try:
-            run_job_task.delay(pk)
+            dispatch.send(dispatch.RUN_JOB, pk)
         except Exception:
             logger.warning("could not enqueue job %s; the next sweep will", pk, exc_info=True)
     return len(waiting)

@@ -19,15 +19,15 @@ from typing import Any
 from django.db import connection
 
 from destinations.identity.bulk_write import bulk_write, concrete_field, update_from_values
-from destinations.identity.traits import (
+from destinations.messages.message import Message
+from destinations.models import Account, AnonymousId, Event, Membership, Profile
+from destinations.raw_reads import rows_locked, values_present
+from destinations.traits import (
     NAME_CHARS,
     trait_billing_id,
     trait_email,
     trait_name,
 )
-from destinations.ingest.message import Message
-from destinations.models import Account, AnonymousId, Event, Membership, Profile
-from destinations.raw_reads import rows_locked, values_present
 
 PROFILE_FIELDS = ["email", "name", "billing_id", "traits", "first_seen_at", "last_seen_at"]
 ACCOUNT_FIELDS = ["name", "traits", "first_seen_at", "last_seen_at"]

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from django.db.models import Q
 
-from destinations.identity.traits import trait_email
-from destinations.ingest.message import Message
+from destinations.messages.message import Message
 from destinations.models import Suppression, SuppressionKind
+from destinations.traits import trait_email
 
 # Most installations have no suppressions: a per-process flag, refreshed every few seconds,
 # spares every ingest request a query.

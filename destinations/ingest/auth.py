@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from destinations.ingest.errors import IngestError
+from destinations.messages.errors import IngestError
 from destinations.models import Source
 
 # Write keys are looked up on every request; a short per-process cache keeps that off the

@@ -8,7 +8,7 @@ import time
 
 from destinations.counters import add_to_counters
 from destinations.ingest.auth import SourceRef
-from destinations.ingest.errors import IngestError
+from destinations.messages.errors import IngestError
 
 
 def check_rate_limit(source: SourceRef) -> None:

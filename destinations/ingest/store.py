@@ -13,7 +13,7 @@ from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.routing import plan_deliveries
 from destinations.identity.resolve import IdentityResolver
 from destinations.identity.suppression import without_suppressed
-from destinations.ingest.message import Message
+from destinations.messages.message import Message
 from destinations.models import Event, IngestFailure
 from destinations.raw_reads import values_present
 

@@ -16,15 +16,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from destinations.ingest import body
 from destinations.ingest.auth import (
     SourceRef,
     source_for_write_key,
     write_key_from_body,
     write_key_from_header,
 )
-from destinations.ingest.errors import IngestError
-from destinations.ingest.message import InvalidMessage, Message, validate_message
 from destinations.ingest.ratelimit import check_rate_limit
 from destinations.ingest.store import (
     RefusedMessage,
@@ -32,6 +29,9 @@ from destinations.ingest.store import (
     record_refusals,
     store_messages,
 )
+from destinations.messages import body
+from destinations.messages.errors import IngestError
+from destinations.messages.message import InvalidMessage, Message, validate_message
 
 logger = logging.getLogger(__name__)
 

@@ -9,18 +9,13 @@ from django.db import models
 from django.utils import timezone
 
 from destinations.crypto import decrypt_secrets, encrypt_secrets
-
-
-class DestinationKind(models.TextChoices):
-    REFINER = "refiner", "Refiner"
-    KANA = "kana", "Kana"
-    WEBHOOK = "webhook", "Webhook"
+from destinations.kinds import kind_choices
 
 
 class Destination(models.Model):
     """A configured destination: a connector kind plus its settings and health."""
 
-    kind = models.CharField(max_length=16, choices=DestinationKind.choices)
+    kind = models.CharField(max_length=16, choices=kind_choices)
     name = models.CharField(max_length=200, unique=True)
     enabled = models.BooleanField(default=True)
     settings = models.JSONField(default=dict, blank=True)

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import models
 from django.utils import timezone
 
-from destinations.identity.traits import message_traits
+from destinations.traits import message_traits
 
 
 def new_write_key() -> str:

@@ -10,7 +10,7 @@ from django.db.models.lookups import Exact, LessThanOrEqual
 from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
-# Kana's rule for billing ids (``destinations.connectors.kana.billing_id_problem``), in SQL, so
+# Kana's rule for billing ids (``destinations.identity.billing_ids.billing_id_problem``), in SQL, so
 # that the users who need one are filtered, counted and paged in the database, and indexed:
 # "cus_" and letters or digits (Stripe), or 1 to 50 letters or digits (Chargebee). A test
 # checks the two agree on both backends.

@@ -28,6 +28,7 @@ from django.core.cache import cache
 from django.urls import NoReverseMatch, reverse
 from playwright.sync_api import Locator, Page, expect
 
+from destinations.connectors.refiner.receivers import receiver_create
 from destinations.demo import (
     DEMO_FEATURES,
     DEMO_KANA_KEY,
@@ -43,7 +44,6 @@ from destinations.standins.refiner import (
     send_webhook,
     serve_fake_refiner,
 )
-from destinations.webhooks.receivers import receiver_create
 from tests.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser

@@ -15,8 +15,8 @@ from django.db import connection
 from playwright.sync_api import Page, expect
 from segment.analytics.client import Client as SegmentClient
 
+from destinations.connectors.kana.rules import rule_save
 from destinations.delivery.services import destination_create
-from destinations.mapping.services import rule_save
 from destinations.models import Delivery, DeliveryStatus, Destination, Source
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from tests.browser.conftest import artifact_path

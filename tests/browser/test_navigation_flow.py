@@ -10,8 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import Page, expect
 
+from destinations.connectors.kana.rules import rule_save
 from destinations.delivery.services import retry_failed_start
-from destinations.mapping.services import rule_save
 from destinations.models import Destination
 from tests.browser.conftest import Operator
 

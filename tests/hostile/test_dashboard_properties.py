@@ -12,6 +12,7 @@ from django.test import Client
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from destinations.connectors.refiner.receivers import receiver_create
 from destinations.delivery.services import destination_create
 from destinations.models import (
     Account,
@@ -23,7 +24,6 @@ from destinations.models import (
     RefinerReceiver,
     Source,
 )
-from destinations.webhooks.receivers import receiver_create
 from tests.hostile import strategies as gen
 from tests.hostile.conftest import record
 from tests.test_roles import dashboard_urls

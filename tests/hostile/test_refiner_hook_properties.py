@@ -11,8 +11,8 @@ from django.test import Client
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from destinations.connectors.refiner.receivers import receiver_create
 from destinations.models import CallOutcome, RefinerCall, RefinerReceiver
-from destinations.webhooks.receivers import receiver_create
 from tests.hostile import strategies as gen
 from tests.hostile.conftest import record
 

@@ -19,9 +19,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from destinations.connectors import CONNECTORS
-from destinations.connectors.base import Connector
+from destinations.delivery.contract import Connector
 from destinations.delivery.services import destination_create
+from destinations.kinds import CONNECTORS
 
 
 def option_name(setting: str) -> str:

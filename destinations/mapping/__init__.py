@@ -1,1 +1,0 @@
-"""Kana mapping rules: editing them, previewing them, and applying them to stored events."""

@@ -1,7 +1,0 @@
-from django.urls import path
-
-from destinations.webhooks.views import refiner_webhook
-
-urlpatterns = [
-    path("refiner/<uuid:public_id>", refiner_webhook, name="refiner-webhook"),
-]
