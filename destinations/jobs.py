@@ -38,8 +38,8 @@ def run_job(job_id: int) -> None:
 RUNNERS: dict[str, str] = {
     JobKind.RETRY_FAILED: "destinations.delivery.retry.retry_failed",
     JobKind.REPROCESS: "destinations.connectors.kana.reprocess.reprocess",
-    JobKind.IMPORT: "destinations.identity.jobs.run_import",
-    JobKind.BULK_MERGE: "destinations.identity.jobs.run_bulk_merge",
+    JobKind.IMPORT: "destinations.people.jobs.run_import",
+    JobKind.BULK_MERGE: "destinations.people.jobs.run_bulk_merge",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -14,17 +14,18 @@ from django.views.decorators.vary import vary_on_headers
 from dashboard.forms_conflicts import AuditFilterForm
 from dashboard.selectors import audit
 from dashboard.views.navigation import job_page
-from dashboard.views.request_info import acting_user, is_htmx
+from dashboard.views.request_info import acting_user
 from destinations.models import AuditAction, AuditEntry
 from destinations.people.merge import MergeRefused, merge_undo
 from destinations.web.freshness import counts_changed
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.navigation import redirect_back
 from destinations.web.pagination import parse_cursor
 
 
 @require_GET
 @vary_on_headers("HX-Request")
-def audit_list(request: HttpRequest) -> HttpResponse:
+def audit_list(request: HtmxHttpRequest) -> HttpResponse:
     form = AuditFilterForm(request.GET or None)
     action = form.action_value()
     page = audit.audit_page(action=action, before=parse_cursor(request.GET.get("before")))
@@ -36,13 +37,13 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         "rows": [(entry, problems.get(entry.pk)) for entry in page.rows],
     }
     template = "audit/list.html"
-    if is_htmx(request):
+    if request.htmx:
         template += "#audit-table"
     return render(request, template, context)
 
 
 @require_GET
-def audit_detail(request: HttpRequest, entry_id: int) -> HttpResponse:
+def audit_detail(request: HtmxHttpRequest, entry_id: int) -> HttpResponse:
     entry = audit.audit_entry(entry_id)
     if entry is None:
         raise Http404("No such audit entry")
@@ -61,7 +62,7 @@ def audit_detail(request: HttpRequest, entry_id: int) -> HttpResponse:
 
 
 @require_POST
-def audit_undo(request: HttpRequest, entry_id: int) -> HttpResponse:
+def audit_undo(request: HtmxHttpRequest, entry_id: int) -> HttpResponse:
     entry = get_object_or_404(AuditEntry, pk=entry_id)
     try:
         undo = merge_undo(entry, actor=acting_user(request))

@@ -4,7 +4,7 @@ Merge all, and the page of an import or bulk-merge job."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -16,11 +16,12 @@ from dashboard.forms_conflicts import ConflictSearchForm
 from dashboard.selectors import conflicts
 from dashboard.selectors.audit import job_audit_entry
 from dashboard.views.navigation import job_page
-from dashboard.views.request_info import acting_user, htmx_target, is_htmx
+from dashboard.views.request_info import acting_user
 from destinations.models import Job, JobKind, JobStatus
 from destinations.people.conflicts import export_csv
 from destinations.people.jobs import bulk_merge_start
 from destinations.web.freshness import counts_changed
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.pagination import parse_cursor, parse_page_number
 
 # The page's two boxes, by the id of the element an htmx search or page link swaps.
@@ -32,10 +33,10 @@ JOB_RESULT = "job-result"
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def conflict_list(request: HttpRequest) -> HttpResponse:
+def conflict_list(request: HtmxHttpRequest) -> HttpResponse:
     form = ConflictSearchForm(request.GET or None)
     email_search, user_search = form.searches()
-    target = htmx_target(request) if is_htmx(request) else None
+    target = request.htmx.target if request.htmx else None
     groups_number = parse_page_number(request.GET.get("groups_page"))
     before = parse_cursor(request.GET.get("before"))
     context: dict[str, object] = {
@@ -69,7 +70,7 @@ def conflict_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def conflicts_export(request: HttpRequest) -> StreamingHttpResponse:
+def conflicts_export(request: HtmxHttpRequest) -> StreamingHttpResponse:
     """Both lists as CSV, streamed: fill in billing ids elsewhere and import the file back."""
     response = StreamingHttpResponse(export_csv(), content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
@@ -78,7 +79,7 @@ def conflicts_export(request: HttpRequest) -> StreamingHttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def merge_all(request: HttpRequest) -> HttpResponse:
+def merge_all(request: HtmxHttpRequest) -> HttpResponse:
     """GET says how many groups and users a bulk merge takes; POST starts it as a job."""
     if request.method == "POST":
         job = bulk_merge_start(acting_user(request))
@@ -92,7 +93,7 @@ def merge_all(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def conflict_job(request: HttpRequest, job_id: int) -> HttpResponse:
+def conflict_job(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """An import or bulk merge: the shared progress bar, polling this page every second until
     the job is done (then 286 stops it and ``job-done`` is announced), and the result, which
     re-renders on ``job-done``."""
@@ -105,9 +106,9 @@ def conflict_job(request: HttpRequest, job_id: int) -> HttpResponse:
         "entry": job_audit_entry(job) if finished else None,
         "poll_url": reverse("conflicts-job", args=[job.pk]),
     }
-    if not is_htmx(request):
+    if not request.htmx:
         return render(request, "conflicts/job.html", context)
-    if htmx_target(request) == JOB_RESULT:
+    if request.htmx.target == JOB_RESULT:
         return render(request, f"conflicts/job.html#{JOB_RESULT}", context)
     progress = render(request, "jobs/detail.html#job-progress", context)
     if finished:

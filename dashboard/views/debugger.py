@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -13,6 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from dashboard.selectors.debugger import DEBUGGER_ROWS, debugger_page
 from destinations.models import Source
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.pagination import parse_cursor
 
 TEMPLATE = "sources/debugger.html"
@@ -63,15 +64,14 @@ class LiveState:
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def source_debugger(request: HttpRequest, source_id: int) -> HttpResponse:
+def source_debugger(request: HtmxHttpRequest, source_id: int) -> HttpResponse:
     source = get_object_or_404(Source, pk=source_id)
     search = request.GET.get("q", "").strip()[:SEARCH_MAX_CHARS]
     paused = request.GET.get("paused") == "1"
     after_event = parse_cursor(request.GET.get("after")) or 0
     after_refusal = parse_cursor(request.GET.get("after_refused")) or 0
     page_url = reverse("source-debugger", args=[source.pk])
-    htmx = getattr(request, "htmx", None)
-    target = htmx.target if htmx else None
+    target = request.htmx.target if request.htmx else None
 
     if target == LIVE_TARGET:
         live = LiveState(page_url, search, paused, after_event, after_refusal)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -18,6 +18,7 @@ from dashboard.views.request_info import acting_user
 from destinations.delivery import services
 from destinations.kinds import CONNECTORS
 from destinations.models import Delivery, Destination, JobStatus
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.navigation import redirect_back
 from destinations.web.pagination import parse_cursor
 
@@ -26,7 +27,7 @@ JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED)
 
 @require_GET
 @vary_on_headers("HX-Request")
-def destination_delivery(request: HttpRequest, destination_id: int) -> HttpResponse:
+def destination_delivery(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     window = delivery_window(request.GET.get("window"))
     connector = CONNECTORS.get(destination.kind)
@@ -39,7 +40,7 @@ def destination_delivery(request: HttpRequest, destination_id: int) -> HttpRespo
         "test_label": connector.test_label if connector else "",
     }
     template = "destinations/delivery.html"
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, template + "#delivery-stats", context)
     job_id = parse_cursor(request.GET.get("job"))
     found = job_with_destination(job_id) if job_id else None
@@ -49,7 +50,7 @@ def destination_delivery(request: HttpRequest, destination_id: int) -> HttpRespo
 
 
 @require_POST
-def delivery_retry(request: HttpRequest, delivery_id: int) -> HttpResponse:
+def delivery_retry(request: HtmxHttpRequest, delivery_id: int) -> HttpResponse:
     delivery = get_object_or_404(Delivery.objects.select_related("destination"), pk=delivery_id)
     if services.delivery_retry(delivery, actor=acting_user(request)):
         messages.success(request, f"Delivery to {delivery.destination.name} queued again.")
@@ -64,11 +65,11 @@ def delivery_retry(request: HttpRequest, delivery_id: int) -> HttpResponse:
 
 
 @require_POST
-def destination_retry_failed(request: HttpRequest, destination_id: int) -> HttpResponse:
+def destination_retry_failed(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     user = request.user if isinstance(request.user, User) else None
     job = services.retry_failed_start(destination, user)
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, "jobs/detail.html#job-progress", {"job": job})
     messages.success(request, f"Retrying {job.total} failed deliveries to {destination.name}.")
     url = reverse("destination-delivery", args=[destination.pk])
@@ -77,7 +78,7 @@ def destination_retry_failed(request: HttpRequest, destination_id: int) -> HttpR
 
 @require_GET
 @vary_on_headers("HX-Request")
-def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
+def job_progress(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     """The progress bar polls this every second; a finished job answers 286 so htmx stops, and
     announces ``job-done`` so the page's numbers refresh."""
     found = job_with_destination(job_id)
@@ -85,7 +86,7 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
         raise Http404("No such job")
     job, destination = found
     context = {"job": job, "destination": destination}
-    if not getattr(request, "htmx", False):
+    if not request.htmx:
         own_page = job_page(job)
         if own_page != request.path:
             return redirect(own_page)  # an import's or a rule's job has a page of its own

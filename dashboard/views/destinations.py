@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -32,6 +32,7 @@ from destinations.delivery.contract import Connector
 from destinations.delivery.health import destinations_with_health
 from destinations.kinds import kind_label
 from destinations.models import Destination
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.navigation import redirect_back
 
 UNREADABLE_SECRETS = (
@@ -54,17 +55,17 @@ def revealed(connector: Connector, data: Mapping[str, str]) -> set[str]:
 
 
 @require_GET
-def destination_list(request: HttpRequest) -> HttpResponse:
+def destination_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "destinations/list.html", {"destinations": destinations_with_health()})
 
 
 @require_GET
-def destination_choose_kind(request: HttpRequest) -> HttpResponse:
+def destination_choose_kind(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "destinations/choose_kind.html", {"kinds": destination_kinds()})
 
 
 @sensitive_post_parameters()
-def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
+def destination_new(request: HtmxHttpRequest, kind: str) -> HttpResponse:
     connector = connector_or_404(kind)
     generated = generated_secret_name(connector)
     if request.method != "POST" and generated:
@@ -89,7 +90,7 @@ def destination_new(request: HttpRequest, kind: str) -> HttpResponse:
 
 
 @sensitive_post_parameters()
-def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
+def destination_edit(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     connector = connector_or_404(destination.kind)
     secrets, readable = stored_secrets(destination)
@@ -128,7 +129,9 @@ def destination_edit(request: HttpRequest, destination_id: int) -> HttpResponse:
     return render_form(request, form, destination=destination)
 
 
-def saved(request: HttpRequest, form: DestinationForm, destination: Destination) -> HttpResponse:
+def saved(
+    request: HtmxHttpRequest, form: DestinationForm, destination: Destination
+) -> HttpResponse:
     """To the Event delivery page; or, when a generated secret was just set, a page showing it
     this once, to copy to the receiver. It is in this response only (not the session or a
     message), and the response is not cached, so Back does not bring it up again."""
@@ -143,7 +146,7 @@ def saved(request: HttpRequest, form: DestinationForm, destination: Destination)
 
 
 def render_form(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     form: DestinationForm,
     *,
     destination: Destination | None,
@@ -178,7 +181,7 @@ def render_form(
 @vary_on_headers("HX-Request")
 @sensitive_post_parameters()
 def destination_test(
-    request: HttpRequest, kind: str | None = None, destination_id: int | None = None
+    request: HtmxHttpRequest, kind: str | None = None, destination_id: int | None = None
 ) -> HttpResponse:
     """Try the settings as typed, before saving them. On an existing destination a blank
     secret means the stored one, as it does when saving."""
@@ -202,14 +205,14 @@ def destination_test(
         if config is None
         else services.test_connection(connector.kind, config)
     )
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, "includes/test_result.html", {"test_result": result})
     return render_form(request, form, destination=destination, test_result=result)
 
 
 @require_POST
 @vary_on_headers("HX-Request")
-def destination_test_stored(request: HttpRequest, destination_id: int) -> HttpResponse:
+def destination_test_stored(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     """Send test (Test connection) from a destination's page, with its saved settings: a
     webhook's receiver gets a sample event without opening the settings."""
     destination = get_object_or_404(Destination, pk=destination_id)
@@ -220,7 +223,7 @@ def destination_test_stored(request: HttpRequest, destination_id: int) -> HttpRe
         result = services.ConnectionTest(False, UNREADABLE_SECRETS)
     else:
         result = services.test_connection(connector.kind, config)
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, "includes/test_result.html", {"test_result": result})
     if result.ok:
         messages.success(request, f"{connector.test_label}: {result.message}")
@@ -231,7 +234,7 @@ def destination_test_stored(request: HttpRequest, destination_id: int) -> HttpRe
 
 @require_GET
 @vary_on_headers("HX-Request")
-def destination_generate_secret(request: HttpRequest, kind: str) -> HttpResponse:
+def destination_generate_secret(request: HtmxHttpRequest, kind: str) -> HttpResponse:
     """Generate, with htmx: the field's input again, holding a fresh secret in clear. Nothing is
     stored until the form is saved. Without htmx the link itself (the form with ``?generate``)
     does the same for the whole form."""
@@ -239,7 +242,7 @@ def destination_generate_secret(request: HttpRequest, kind: str) -> HttpResponse
     name = generated_secret_name(connector)
     if name is None:
         raise Http404(f"{connector.display_name} has no secret to generate")
-    if not getattr(request, "htmx", False):
+    if not request.htmx:
         return redirect(reverse("destination-new-kind", args=[kind]) + "?generate=1")
     form = DestinationForm(
         connector=connector, initial={name: generate_secret(name)}, reveal={name}
@@ -248,7 +251,7 @@ def destination_generate_secret(request: HttpRequest, kind: str) -> HttpResponse
 
 
 @require_POST
-def destination_toggle(request: HttpRequest, destination_id: int) -> HttpResponse:
+def destination_toggle(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     services.destination_set_enabled(
         destination, not destination.enabled, actor=acting_user(request)
@@ -265,7 +268,7 @@ def destination_toggle(request: HttpRequest, destination_id: int) -> HttpRespons
 
 
 @require_POST
-def destination_resume(request: HttpRequest, destination_id: int) -> HttpResponse:
+def destination_resume(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     woken = services.destination_resume(destination, actor=acting_user(request))
     messages.success(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -9,12 +9,13 @@ from dashboard.forms import EventFilterForm
 from dashboard.selectors.event_deliveries import delivery_rows, event_deliveries, not_routed
 from dashboard.selectors.events import delivery_states, event_detail, events_page
 from destinations.web.display_json import pretty_json
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.pagination import parse_cursor
 
 
 @require_GET
 @vary_on_headers("HX-Request")
-def event_list(request: HttpRequest) -> HttpResponse:
+def event_list(request: HtmxHttpRequest) -> HttpResponse:
     form = EventFilterForm(request.GET or None)
     before = parse_cursor(request.GET.get("before"))
     page = events_page(form.filters(), before=before)
@@ -32,13 +33,13 @@ def event_list(request: HttpRequest) -> HttpResponse:
         "live": before is None,
     }
     template = "events/list.html"
-    if getattr(request, "htmx", False):
+    if request.htmx:
         template += "#event-table"
     return render(request, template, context)
 
 
 @require_GET
-def event_show(request: HttpRequest, event_id: int) -> HttpResponse:
+def event_show(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     event = event_detail(event_id)
     if event is None:
         raise Http404("No such event")

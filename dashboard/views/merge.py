@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -16,15 +16,16 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.forms_conflicts import MergeForm
 from dashboard.selectors import conflicts
-from dashboard.views.request_info import acting_user, is_htmx
+from dashboard.views.request_info import acting_user
 from destinations.people.merge import MergePlan, MergeRefused, plan_merge, profile_merge
 from destinations.web.freshness import counts_changed
+from destinations.web.htmx import HtmxHttpRequest
 
 TEMPLATE = "conflicts/merge.html"
 
 
 @require_GET
-def merge_page(request: HttpRequest) -> HttpResponse:
+def merge_page(request: HtmxHttpRequest) -> HttpResponse:
     """``?email=`` compares everyone holding that email; ``?ids=1,2,3`` those users."""
     ids = conflicts.merge_profile_ids(email=request.GET.get("email"), ids=request.GET.get("ids"))
     columns = conflicts.merge_columns(ids)
@@ -38,7 +39,7 @@ def merge_page(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @vary_on_headers("HX-Request")
-def merge_preview(request: HttpRequest) -> HttpResponse:
+def merge_preview(request: HtmxHttpRequest) -> HttpResponse:
     """What the merge as chosen would do: the page's preview fragment for htmx (sent on every
     change), the whole page for a plain POST."""
     columns = posted_columns(request)
@@ -46,13 +47,13 @@ def merge_preview(request: HttpRequest) -> HttpResponse:
         return nothing_to_merge(request)
     form = MergeForm(request.POST, profiles=[c.profile for c in columns])
     context = merge_context(request, columns, form)
-    if is_htmx(request):
+    if request.htmx:
         return render(request, f"{TEMPLATE}#merge-preview", context)
     return render(request, TEMPLATE, context)
 
 
 @require_POST
-def merge_confirm(request: HttpRequest) -> HttpResponse:
+def merge_confirm(request: HtmxHttpRequest) -> HttpResponse:
     columns = posted_columns(request)
     if len(columns) < 2:
         return nothing_to_merge(request)
@@ -78,21 +79,21 @@ def merge_confirm(request: HttpRequest) -> HttpResponse:
     return render(request, TEMPLATE, context)
 
 
-def nothing_to_merge(request: HttpRequest) -> HttpResponse:
+def nothing_to_merge(request: HtmxHttpRequest) -> HttpResponse:
     """The users were deleted meanwhile: back to the list (the whole page, even from htmx)."""
     messages.info(request, "Nothing to merge: fewer than two users are left to compare.")
-    if is_htmx(request):
+    if request.htmx:
         return HttpResponseClientRedirect(reverse("conflicts"))
     return redirect("conflicts")
 
 
-def posted_columns(request: HttpRequest) -> list[conflicts.MergeColumn]:
+def posted_columns(request: HtmxHttpRequest) -> list[conflicts.MergeColumn]:
     # The users the page showed, even if more have since arrived with the same email.
     return conflicts.merge_columns(conflicts.parse_ids(request.POST.get("ids")))
 
 
 def merge_context(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     columns: list[conflicts.MergeColumn],
     form: MergeForm,
     *,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
@@ -10,6 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 from dashboard.selectors.conflicts import cached_conflict_counts
 from dashboard.selectors.delivery_stats import WINDOWS, delivery_window
 from dashboard.selectors.overview import overview, overview_numbers
+from destinations.web.htmx import HtmxHttpRequest
 
 TEMPLATE = "overview.html"
 NUMBERS_TARGET = "overview-numbers"  # the tiles' element, which polls for itself
@@ -17,10 +18,9 @@ NUMBERS_TARGET = "overview-numbers"  # the tiles' element, which polls for itsel
 
 @require_GET
 @vary_on_headers("HX-Request", "HX-Target")
-def overview_page(request: HttpRequest) -> HttpResponse:
+def overview_page(request: HtmxHttpRequest) -> HttpResponse:
     window = delivery_window(request.GET.get("window"))
-    htmx = getattr(request, "htmx", None)
-    if htmx and htmx.target == NUMBERS_TARGET:
+    if request.htmx and request.htmx.target == NUMBERS_TARGET:
         # The tiles refresh themselves every few seconds: count only what they show.
         numbers = overview_numbers(window=window)
         return render(

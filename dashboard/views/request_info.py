@@ -11,13 +11,3 @@ def acting_user(request: HttpRequest) -> User | None:
     """The operator an audit entry names (None for an anonymous request, which the login
     middleware does not let through anyway)."""
     return request.user if isinstance(request.user, User) else None
-
-
-def is_htmx(request: HttpRequest) -> bool:
-    return bool(getattr(request, "htmx", False))
-
-
-def htmx_target(request: HttpRequest) -> str | None:
-    """The id of the element an htmx request will swap, which names the fragment to render."""
-    htmx = getattr(request, "htmx", None)
-    return htmx.target if htmx else None

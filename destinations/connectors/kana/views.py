@@ -8,7 +8,7 @@ import re
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -40,6 +40,7 @@ from destinations.connectors.kana.selectors import (
 )
 from destinations.models import Destination, JobStatus, MappingRule
 from destinations.web.condition_forms import rows_from_conditions
+from destinations.web.htmx import HtmxHttpRequest
 
 JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED)
 # validate_rule numbers the property conditions: "condition 2: ..." is the second filled row.
@@ -63,7 +64,7 @@ def rule_or_404(destination: Destination, rule_id: int) -> MappingRule:
     return rule
 
 
-def operator(request: HttpRequest) -> User | None:
+def operator(request: HtmxHttpRequest) -> User | None:
     return request.user if isinstance(request.user, User) else None
 
 
@@ -75,7 +76,7 @@ def rules_url(destination: Destination) -> str:
 
 
 @require_GET
-def mapping_rules_index(request: HttpRequest) -> HttpResponse:
+def mapping_rules_index(request: HtmxHttpRequest) -> HttpResponse:
     """The nav's "Mapping rules": straight to the rules when there is one Kana destination."""
     destinations = kana_destinations()
     if len(destinations) == 1:
@@ -85,36 +86,38 @@ def mapping_rules_index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @vary_on_headers("HX-Request")
-def mapping_rules(request: HttpRequest, destination_id: int) -> HttpResponse:
+def mapping_rules(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = destination_or_404(destination_id)
     return render_rules(request, destination)
 
 
-def render_rules(request: HttpRequest, destination: Destination) -> HttpResponse:
+def render_rules(request: HtmxHttpRequest, destination: Destination) -> HttpResponse:
     context = {
         "destination": destination,
         "rules": rules_with_counts(destination),
         "unmapped_total": unmapped_total(destination),
     }
     template = "mapping/rules.html"
-    if getattr(request, "htmx", False):
+    if request.htmx:
         template += "#rule-list"
     return render(request, template, context)
 
 
 @require_POST
 @vary_on_headers("HX-Request")
-def mapping_rule_move(request: HttpRequest, destination_id: int, rule_id: int) -> HttpResponse:
+def mapping_rule_move(request: HtmxHttpRequest, destination_id: int, rule_id: int) -> HttpResponse:
     destination = destination_or_404(destination_id)
     rule = rule_or_404(destination, rule_id)
     rule_move(rule, up=request.POST.get("direction") != "down")
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render_rules(request, destination)
     return redirect(rules_url(destination))
 
 
 @require_POST
-def mapping_rule_toggle(request: HttpRequest, destination_id: int, rule_id: int) -> HttpResponse:
+def mapping_rule_toggle(
+    request: HtmxHttpRequest, destination_id: int, rule_id: int
+) -> HttpResponse:
     destination = destination_or_404(destination_id)
     rule = rule_or_404(destination, rule_id)
     try:
@@ -144,7 +147,9 @@ def mapping_rule_toggle(request: HttpRequest, destination_id: int, rule_id: int)
 
 
 @require_POST
-def mapping_rule_delete(request: HttpRequest, destination_id: int, rule_id: int) -> HttpResponse:
+def mapping_rule_delete(
+    request: HtmxHttpRequest, destination_id: int, rule_id: int
+) -> HttpResponse:
     destination = destination_or_404(destination_id)
     rule = rule_or_404(destination, rule_id)
     feature = rule.feature_id
@@ -159,19 +164,19 @@ def mapping_rule_delete(request: HttpRequest, destination_id: int, rule_id: int)
 
 
 @require_http_methods(["GET", "POST"])
-def mapping_rule_new(request: HttpRequest, destination_id: int) -> HttpResponse:
+def mapping_rule_new(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = destination_or_404(destination_id)
     return edit_rule(request, destination, rule=None)
 
 
 @require_http_methods(["GET", "POST"])
-def mapping_rule_edit(request: HttpRequest, destination_id: int, rule_id: int) -> HttpResponse:
+def mapping_rule_edit(request: HtmxHttpRequest, destination_id: int, rule_id: int) -> HttpResponse:
     destination = destination_or_404(destination_id)
     return edit_rule(request, destination, rule=rule_or_404(destination, rule_id))
 
 
 def edit_rule(
-    request: HttpRequest, destination: Destination, *, rule: MappingRule | None
+    request: HtmxHttpRequest, destination: Destination, *, rule: MappingRule | None
 ) -> HttpResponse:
     form = rule_form(request, destination, rule)
     if request.method == "POST" and not form.row_action:
@@ -201,7 +206,7 @@ def edit_rule(
 
 
 def rule_form(
-    request: HttpRequest, destination: Destination, rule: MappingRule | None
+    request: HtmxHttpRequest, destination: Destination, rule: MappingRule | None
 ) -> MappingRuleForm:
     features = kana_features(destination)
     current = rule.feature_id if rule else ""
@@ -228,7 +233,7 @@ def report_invalid(form: MappingRuleForm, exc: InvalidRule) -> None:
 
 
 def render_editor(
-    request: HttpRequest,
+    request: HtmxHttpRequest,
     destination: Destination,
     form: MappingRuleForm,
     *,
@@ -255,7 +260,7 @@ def render_editor(
 
 @require_POST
 @vary_on_headers("HX-Request")
-def mapping_rule_preview(request: HttpRequest, destination_id: int) -> HttpResponse:
+def mapping_rule_preview(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     """How many stored unmapped events the rule as typed would match, with examples. Nothing
     is saved. htmx swaps in the result; without JavaScript the editor comes back with it."""
     destination = destination_or_404(destination_id)
@@ -263,7 +268,7 @@ def mapping_rule_preview(request: HttpRequest, destination_id: int) -> HttpRespo
     rule_id = request.POST.get("rule")
     if rule_id and rule_id.isdigit():
         rule = rule_or_404(destination, int(rule_id))
-    htmx = bool(getattr(request, "htmx", False))
+    htmx = bool(request.htmx)
     if htmx:
         # The fragment shows no feature field, so Kana is not asked for its list.
         form = MappingRuleForm(request.POST, features=FeatureList([]))
@@ -296,7 +301,7 @@ def mapping_rule_preview(request: HttpRequest, destination_id: int) -> HttpRespo
 
 @require_GET
 @vary_on_headers("HX-Request")
-def mapping_rule_job(request: HttpRequest, destination_id: int, job_id: int) -> HttpResponse:
+def mapping_rule_job(request: HtmxHttpRequest, destination_id: int, job_id: int) -> HttpResponse:
     """A saved rule applied to stored unmapped events: scanned and matched while the job
     runs, then the usage it queued being delivered. Polled every second; answers 286 once
     the job is finished and nothing it queued is still on its way."""
@@ -313,7 +318,7 @@ def mapping_rule_job(request: HttpRequest, destination_id: int, job_id: int) -> 
         "reprocess": progress,
         "poll_url": reverse("mapping-rule-job", args=[destination.pk, job.pk]),
     }
-    if not getattr(request, "htmx", False):
+    if not request.htmx:
         return render(request, "mapping/job.html", context)
     response = render(request, "jobs/detail.html#job-progress", context)
     if job.status in JOB_FINISHED and not (progress and progress.following):
@@ -326,7 +331,7 @@ def mapping_rule_job(request: HttpRequest, destination_id: int, job_id: int) -> 
 
 
 @require_GET
-def mapping_unmapped(request: HttpRequest, destination_id: int) -> HttpResponse:
+def mapping_unmapped(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = destination_or_404(destination_id)
     groups = unmapped_groups(destination)
     context = {

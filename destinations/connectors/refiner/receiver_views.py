@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -30,11 +30,12 @@ from destinations.connectors.refiner.receivers import (
     receiver_set_enabled,
 )
 from destinations.models import CallOutcome, RefinerReceiver
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.navigation import redirect_back
 from destinations.web.pagination import parse_cursor
 
 
-def acting_user(request: HttpRequest) -> User | None:
+def acting_user(request: HtmxHttpRequest) -> User | None:
     return request.user if isinstance(request.user, User) else None
 
 
@@ -46,12 +47,12 @@ def receiver_or_404(receiver_id: int) -> RefinerReceiver:
 
 
 @require_GET
-def receiver_list(request: HttpRequest) -> HttpResponse:
+def receiver_list(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "receivers/list.html", {"receivers": receivers_with_activity()})
 
 
 @require_http_methods(["GET", "POST"])
-def receiver_new(request: HttpRequest) -> HttpResponse:
+def receiver_new(request: HtmxHttpRequest) -> HttpResponse:
     form = ReceiverForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -68,7 +69,7 @@ def receiver_new(request: HttpRequest) -> HttpResponse:
 
 
 def render_token(
-    request: HttpRequest, receiver: RefinerReceiver, token: str, *, rotated: bool
+    request: HtmxHttpRequest, receiver: RefinerReceiver, token: str, *, rotated: bool
 ) -> HttpResponse:
     context = {"receiver": receiver, "token": token, "rotated": rotated}
     response = render(request, "receivers/token.html", context)
@@ -78,7 +79,7 @@ def render_token(
 
 @require_GET
 @vary_on_headers("HX-Request")
-def receiver_detail(request: HttpRequest, receiver_id: int) -> HttpResponse:
+def receiver_detail(request: HtmxHttpRequest, receiver_id: int) -> HttpResponse:
     receiver = receiver_or_404(receiver_id)
     outcome = request.GET.get("outcome", "")
     outcome = outcome if outcome in CallOutcome.values else ""
@@ -90,21 +91,21 @@ def receiver_detail(request: HttpRequest, receiver_id: int) -> HttpResponse:
         "outcomes": CallOutcome.values,
         "before": before,
     }
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, "receivers/detail.html#call-log", context)
     context["counts"] = outcome_counts(receiver)
     return render(request, "receivers/detail.html", context)
 
 
 @require_POST
-def receiver_rotate_token(request: HttpRequest, receiver_id: int) -> HttpResponse:
+def receiver_rotate_token(request: HtmxHttpRequest, receiver_id: int) -> HttpResponse:
     receiver = receiver_or_404(receiver_id)
     token = receiver_rotate(receiver, actor=acting_user(request))
     return render_token(request, receiver, token, rotated=True)
 
 
 @require_POST
-def receiver_toggle(request: HttpRequest, receiver_id: int) -> HttpResponse:
+def receiver_toggle(request: HtmxHttpRequest, receiver_id: int) -> HttpResponse:
     receiver = receiver_or_404(receiver_id)
     receiver_set_enabled(receiver, enabled=not receiver.enabled, actor=acting_user(request))
     if receiver.enabled:

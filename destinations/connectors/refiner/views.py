@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
@@ -42,6 +42,7 @@ from destinations.connectors.refiner.selectors import (
 )
 from destinations.crypto import SecretsUnreadable
 from destinations.models import AuditAction, Destination
+from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.pagination import parse_cursor, parse_page_number
 
 CONSOLE_PREFILL = ("url", "method", "query")
@@ -50,7 +51,7 @@ CONSOLE_PREFILL = ("url", "method", "query")
 PICKED_REFINER = "refiner-destination"
 
 
-def refiner_of(request: HttpRequest) -> tuple[Destination | None, dict[str, Any]]:
+def refiner_of(request: HtmxHttpRequest) -> tuple[Destination | None, dict[str, Any]]:
     """The destination the page reads from, and what every Refiner page shows about the
     choice (the picker, and ``keep``: the query that keeps it on links)."""
     asked = parse_cursor(request.POST.get("destination") or request.GET.get("destination"))
@@ -67,7 +68,7 @@ def refiner_of(request: HttpRequest) -> tuple[Destination | None, dict[str, Any]
     }
 
 
-def paging(request: HttpRequest, next_cursor: str | None) -> dict[str, str]:
+def paging(request: HtmxHttpRequest, next_cursor: str | None) -> dict[str, str]:
     """Query strings for "First page" and "Next": the same filters, without or with a cursor."""
     params: QueryDict = request.GET.copy()
     params.pop("cursor", None)
@@ -79,19 +80,15 @@ def paging(request: HttpRequest, next_cursor: str | None) -> dict[str, str]:
     return {"first_query": first, "next_query": following}
 
 
-def is_htmx(request: HttpRequest) -> bool:
-    return bool(getattr(request, "htmx", False))
-
-
 @require_GET
-def refiner_home(request: HttpRequest) -> HttpResponse:
+def refiner_home(request: HtmxHttpRequest) -> HttpResponse:
     query = request.GET.urlencode()
     return redirect(reverse("refiner-contacts") + (f"?{query}" if query else ""))
 
 
 @require_GET
 @vary_on_headers("HX-Request")
-def contact_list(request: HttpRequest) -> HttpResponse:
+def contact_list(request: HtmxHttpRequest) -> HttpResponse:
     refiner, context = refiner_of(request)
     form = ContactFilterForm(request.GET or None)
     query = form.query()
@@ -105,11 +102,11 @@ def contact_list(request: HttpRequest) -> HttpResponse:
         **paging(request, page.next_cursor if page else None),
     )
     template = "refiner/contacts.html"
-    return render(request, template + "#contact-results" if is_htmx(request) else template, context)
+    return render(request, template + "#contact-results" if request.htmx else template, context)
 
 
 @require_GET
-def contact_detail(request: HttpRequest, uuid: str) -> HttpResponse:
+def contact_detail(request: HtmxHttpRequest, uuid: str) -> HttpResponse:
     refiner, context = refiner_of(request)
     fetched = contact_by_uuid(refiner, uuid) if refiner else Fetched()
     contact = fetched.value or {}
@@ -126,7 +123,7 @@ def contact_detail(request: HttpRequest, uuid: str) -> HttpResponse:
 
 
 @require_GET
-def segment_list(request: HttpRequest) -> HttpResponse:
+def segment_list(request: HtmxHttpRequest) -> HttpResponse:
     refiner, context = refiner_of(request)
     number = parse_page_number(request.GET.get("page"))
     context["fetched"] = segments_page(refiner, number=number) if refiner else Fetched()
@@ -134,7 +131,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def form_list(request: HttpRequest) -> HttpResponse:
+def form_list(request: HtmxHttpRequest) -> HttpResponse:
     refiner, context = refiner_of(request)
     form = FormListForm(request.GET or None)
     which = form.which_value()
@@ -146,7 +143,7 @@ def form_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @vary_on_headers("HX-Request")
-def response_list(request: HttpRequest) -> HttpResponse:
+def response_list(request: HtmxHttpRequest) -> HttpResponse:
     refiner, context = refiner_of(request)
     form = ResponseFilterForm(request.GET or None)
     query = form.query()
@@ -160,14 +157,12 @@ def response_list(request: HttpRequest) -> HttpResponse:
         **paging(request, page.next_cursor if page else None),
     )
     template = "refiner/responses.html"
-    return render(
-        request, template + "#response-results" if is_htmx(request) else template, context
-    )
+    return render(request, template + "#response-results" if request.htmx else template, context)
 
 
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
-def console(request: HttpRequest) -> HttpResponse:
+def console(request: HtmxHttpRequest) -> HttpResponse:
     """Make an API Call. The service confines it to the Base URL and writes it to the audit
     log; its refusals (and Refiner's network errors) come back here as the answer."""
     refiner, context = refiner_of(request)
@@ -190,4 +185,4 @@ def console(request: HttpRequest) -> HttpResponse:
         audit_action=AuditAction.REFINER_API_CALL.value,
     )
     template = "refiner/console.html"
-    return render(request, template + "#console-panel" if is_htmx(request) else template, context)
+    return render(request, template + "#console-panel" if request.htmx else template, context)
