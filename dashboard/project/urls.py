@@ -1,21 +1,12 @@
+"""The site's root URLs: the Segment API, public hooks, login, the dashboard and each kind's
+pages, and Django's admin."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 
 from dashboard.login_throttle import ThrottledLoginForm
-from dashboard.views import (
-    debugger,
-    deliveries,
-    demo,
-    destinations,
-    events,
-    home,
-    members,
-    overview,
-    people,
-    sources,
-)
-from dashboard.views import filters as event_filters
+from dashboard.views import home
 from destinations.kinds import KINDS, optional_module
 
 
@@ -41,89 +32,8 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("", overview.overview_page, name="home"),
-    path("sources/", sources.source_list, name="source-list"),
-    path("sources/new/", sources.source_new, name="source-new"),
-    path("sources/<int:source_id>/", sources.source_detail, name="source-detail"),
-    path("sources/<int:source_id>/edit/", sources.source_edit, name="source-edit"),
-    path("sources/<int:source_id>/rotate-key/", sources.source_rotate, name="source-rotate"),
-    path("sources/<int:source_id>/debugger/", debugger.source_debugger, name="source-debugger"),
-    path("events/", events.event_list, name="event-list"),
-    path("events/<int:event_id>/", events.event_show, name="event-detail"),
-    path("users/", people.user_list, name="user-list"),
-    path("users/<int:profile_id>/", people.user_show, name="user-detail"),
-    path("accounts/", people.account_list, name="account-list"),
-    path("accounts/<int:account_id>/", people.account_show, name="account-detail"),
-    path("destinations/", destinations.destination_list, name="destination-list"),
-    path("destinations/new/", destinations.destination_choose_kind, name="destination-new"),
-    path(
-        "destinations/new/<slug:kind>/", destinations.destination_new, name="destination-new-kind"
-    ),
-    path(
-        "destinations/new/<slug:kind>/test/",
-        destinations.destination_test,
-        name="destination-test-new",
-    ),
-    path(
-        "destinations/<int:destination_id>/",
-        deliveries.destination_delivery,
-        name="destination-delivery",
-    ),
-    path(
-        "destinations/<int:destination_id>/edit/",
-        destinations.destination_edit,
-        name="destination-edit",
-    ),
-    path(
-        "destinations/<int:destination_id>/test/",
-        destinations.destination_test,
-        name="destination-test",
-    ),
-    path(
-        "destinations/<int:destination_id>/test-saved/",
-        destinations.destination_test_stored,
-        name="destination-test-saved",
-    ),
-    path(
-        "destinations/<int:destination_id>/toggle/",
-        destinations.destination_toggle,
-        name="destination-toggle",
-    ),
-    path(
-        "destinations/<int:destination_id>/resume/",
-        destinations.destination_resume,
-        name="destination-resume",
-    ),
-    path(
-        "destinations/<int:destination_id>/retry-failed/",
-        deliveries.destination_retry_failed,
-        name="destination-retry-failed",
-    ),
-    path("deliveries/<int:delivery_id>/retry/", deliveries.delivery_retry, name="delivery-retry"),
-    path("jobs/<int:job_id>/", deliveries.job_progress, name="job-detail"),
-    path("conditions/row/", event_filters.condition_row, name="condition-row"),
-    path(
-        "destinations/<int:destination_id>/filters/",
-        event_filters.destination_filters,
-        name="destination-filters",
-    ),
-    path(
-        "destinations/<int:destination_id>/filters/remove/",
-        event_filters.destination_filter_delete,
-        name="destination-filter-remove",
-    ),
-    path("demo/remove/", demo.demo_remove, name="demo-remove"),
-    path("members/", members.member_list, name="members"),
-    path("members/new/", members.member_new, name="member-new"),
-    path("members/<int:user_id>/role/", members.member_role, name="member-role"),
-    path("members/<int:user_id>/remove/", members.member_remove_view, name="member-remove"),
-    path(
-        "destinations/generate-secret/<slug:kind>/",
-        destinations.destination_generate_secret,
-        name="destination-generate-secret",
-    ),
+    path("", include("dashboard.urls")),
     *kind_urls(),
-    path("", include("dashboard.urls_people")),
     path("admin/", admin.site.urls),
 ]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from dashboard.forms_conflicts import FIELD_LABELS
+from dashboard.forms.conflicts import FIELD_LABELS
 from dashboard.selectors.conflicts import cached_conflict_counts
 from destinations.identity.billing_ids import billing_id_problem
 

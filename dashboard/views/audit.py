@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from dashboard.forms_conflicts import AuditFilterForm
+from dashboard.forms.audit import AuditFilterForm
 from dashboard.selectors import audit
 from dashboard.views.navigation import job_page
 from dashboard.views.request_info import acting_user

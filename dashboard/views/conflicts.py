@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from dashboard.forms_conflicts import ConflictSearchForm
+from dashboard.forms.conflicts import ConflictSearchForm
 from dashboard.selectors import conflicts
 from dashboard.selectors.audit import job_audit_entry
 from dashboard.views.navigation import job_page

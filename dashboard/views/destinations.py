@@ -15,11 +15,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from dashboard.forms_destinations import (
-    DestinationForm,
-    generate_secret,
-    generated_secret_name,
-)
+from dashboard.forms.destinations import DestinationForm, generate_secret, generated_secret_name
 from dashboard.selectors.destinations import (
     connector_of,
     destination_kinds,

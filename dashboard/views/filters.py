@@ -16,7 +16,7 @@ from dashboard.views.request_info import acting_user
 from destinations.conditions import OPERATORS
 from destinations.delivery.filters import InvalidFilter, filter_add, filter_remove
 from destinations.models import Destination
-from destinations.web.condition_forms import ConditionRow, EventFilterForm
+from destinations.web.condition_forms import ConditionRow, DropRuleForm
 from destinations.web.pagination import parse_cursor
 
 CONDITION_NUMBER = re.compile(r"^condition (\d+):")
@@ -25,7 +25,7 @@ CONDITION_NUMBER = re.compile(r"^condition (\d+):")
 @require_http_methods(["GET", "POST"])
 def destination_filters(request: HttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
-    form = EventFilterForm(request.POST if request.method == "POST" else None)
+    form = DropRuleForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and not form.row_action and form.is_valid():
         try:
             saved = filter_add(destination, form.drop_rule(), user=acting_user(request))
@@ -47,7 +47,7 @@ def destination_filters(request: HttpRequest, destination_id: int) -> HttpRespon
     return render(request, "destinations/filters.html", context)
 
 
-def report_invalid(form: EventFilterForm, exc: InvalidFilter) -> None:
+def report_invalid(form: DropRuleForm, exc: InvalidFilter) -> None:
     message = str(exc)
     form.add_error(None, message[:1].upper() + message[1:] + ".")
     number = CONDITION_NUMBER.match(message)

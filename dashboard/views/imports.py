@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dashboard import import_uploads
-from dashboard.forms_conflicts import ImportMappingForm, ImportUploadForm
+from dashboard.forms.imports import ImportMappingForm, ImportUploadForm
 from dashboard.views.request_info import acting_user
 from destinations.models import Upload
 from destinations.people import imports

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from dashboard.forms_conflicts import MergeForm
+from dashboard.forms.conflicts import MergeForm
 from dashboard.selectors import conflicts
 from dashboard.views.request_info import acting_user
 from destinations.people.merge import MergePlan, MergeRefused, plan_merge, profile_merge

@@ -5,8 +5,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from dashboard.forms import SearchForm
-from dashboard.forms_conflicts import DeleteUserForm
+from dashboard.forms.conflicts import DeleteUserForm
+from dashboard.forms.people import SearchForm
 from dashboard.selectors import conflicts, people
 from dashboard.views.request_info import acting_user
 from destinations.people.delete import profile_delete

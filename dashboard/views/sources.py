@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.forms import SourceForm
+from dashboard.forms.sources import SourceForm
 from dashboard.selectors.sources import (
     source_failure_count,
     source_failures,

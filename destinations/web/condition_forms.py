@@ -154,7 +154,7 @@ class ConditionsForm(forms.Form):
             filled[number - 1].invalid = True
 
 
-class EventFilterForm(ConditionsForm):
+class DropRuleForm(ConditionsForm):
     """A drop rule for a destination: the event name (if given) and every condition must
     match for an event to be kept from the destination."""
 

@@ -1,5 +1,5 @@
-"""Forms for resolving user conflicts: search, merge, delete, billing-customer import, and the
-audit log's filter."""
+"""Forms for resolving user conflicts: search, merge (which value of each field to keep) and
+delete."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from django import forms
 from django.forms.boundfield import BoundWidget
 
 from destinations.identity.billing_ids import billing_id_problem
-from destinations.models import AuditAction, Profile
-from destinations.people import imports
+from destinations.models import Profile
 from destinations.people.delete import DeleteOptions
 from destinations.people.merge import CHOOSABLE, default_survivor
 
 FIELD_LABELS = {"user_id": "User id", "email": "Email", "name": "Name", "billing_id": "Billing id"}
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
 class ConflictSearchForm(forms.Form):
@@ -178,54 +176,3 @@ class DeleteUserForm(forms.Form):
             suppress=self.cleaned_data["suppress"],
             delete_in_refiner=self.cleaned_data["delete_in_refiner"],
         )
-
-
-class ImportUploadForm(forms.Form):
-    file = forms.FileField(
-        label="CSV file",
-        help_text="A Stripe customers export is recognised by its columns; for any other CSV "
-        "you choose which column holds what.",
-    )
-
-    def clean_file(self) -> Any:
-        upload = self.cleaned_data["file"]
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise forms.ValidationError(
-                f"The file is {upload.size // (1024 * 1024)} MB; at most "
-                f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB can be imported at once. Split it."
-            )
-        return upload
-
-
-class ImportMappingForm(forms.Form):
-    """Which column of the file holds each field; the choices are the file's own columns."""
-
-    upload = forms.CharField(widget=forms.HiddenInput)
-
-    def __init__(
-        self,
-        data: Mapping[str, Any] | None = None,
-        *,
-        columns: Sequence[str],
-        upload: str,
-        initial: Mapping[str, str] | None = None,
-    ):
-        super().__init__(data, initial={"upload": upload, **(initial or {})})
-        options = [("", "— not in this file —"), *((c, c) for c in columns if c)]
-        for name, label in imports.FIELDS.items():
-            self.fields[name] = forms.ChoiceField(required=False, choices=options, label=label)
-
-    def mapping(self) -> dict[str, str]:
-        return {name: self.cleaned_data[name] for name in imports.FIELDS if self.cleaned_data[name]}
-
-    def mapping_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in imports.FIELDS]
-
-
-class AuditFilterForm(forms.Form):
-    action = forms.ChoiceField(
-        required=False, choices=[("", "All actions"), *AuditAction.choices], label="Action"
-    )
-
-    def action_value(self) -> str:
-        return self.cleaned_data["action"] if self.is_valid() else ""
