@@ -76,7 +76,7 @@ def rows_locked(model: type[M], field_name: str, values: Iterable[Any]) -> list[
     found: list[M] = []
     for chunk in chunks(values):
         found.extend(
-            model._default_manager.raw(  # type: ignore[attr-defined]
+            model._default_manager.raw(
                 f"SELECT {fields} FROM {table(model)} WHERE {column(model, field_name)} IN "
                 f"{placeholders(len(chunk))} ORDER BY {column(model, 'id')}{lock}",
                 chunk,

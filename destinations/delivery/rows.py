@@ -143,7 +143,7 @@ def payloads(delivery_ids: Sequence[int]) -> dict[int, Any]:
         return {}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT d.id, e.{_quote(PAYLOAD_FIELD.column)} "  # type: ignore[union-attr]
+            f"SELECT d.id, e.{_quote(PAYLOAD_FIELD.column)} "
             f"FROM {DELIVERY} d JOIN {EVENT} e ON e.id = d.event_id "
             f"WHERE d.id IN {placeholders(len(delivery_ids))}",
             list(delivery_ids),
@@ -154,7 +154,7 @@ def payloads(delivery_ids: Sequence[int]) -> dict[int, Any]:
 def with_event(delivery: Delivery, stored_payload: Any) -> Delivery:
     """Attach the event, with only its payload loaded: the only column of the event that is
     sent; the others load on first use (the failure notice reads a few)."""
-    payload = PAYLOAD_FIELD.from_db_value(stored_payload, None, connection)  # type: ignore[union-attr,attr-defined,arg-type]
+    payload = PAYLOAD_FIELD.from_db_value(stored_payload, None, connection)  # type: ignore[arg-type]
     event = Event.from_db(connection.alias, ["id", "payload"], [delivery.event_id, payload])
     delivery.event = event
     return delivery
@@ -206,7 +206,7 @@ def note_success(destination_id: int, now: datetime, unless_since: datetime) -> 
     (so that not every write of every worker rewrites the same row)."""
     success = raw_column(Destination, "last_success_at")
     failures = raw_column(Destination, "consecutive_failures")
-    value = Destination._meta.get_field("last_success_at").get_db_prep_save  # type: ignore[union-attr]
+    value = Destination._meta.get_field("last_success_at").get_db_prep_save
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {DESTINATION} SET {success} = %s, {failures} = 0 WHERE id = %s "

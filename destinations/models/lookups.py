@@ -26,7 +26,7 @@ def glob_prefix(term: str) -> str:
 
 
 @CharField.register_lookup
-class Prefix(Lookup):  # type: ignore[type-arg]  # generic in the stubs only
+class Prefix(Lookup):  # generic in the stubs only
     lookup_name = "prefix"
     prepare_rhs = False
 
