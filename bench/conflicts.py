@@ -167,9 +167,9 @@ def bench_merge(events: int) -> None:
     import json
     from datetime import timedelta
 
+    from destinations.identity.merge import merge_undo, profile_merge
     from django.utils import timezone
 
-    from destinations.identity.merge import merge_undo, profile_merge
     from destinations.models import Event, EventType, Profile, Source
 
     now = timezone.now()

@@ -338,9 +338,9 @@ def seed_role(argv: Sequence[str]) -> int:
     """``deliver.py seed PREFIX N``: store N events through the app's ingest path; deliveries
     are planned in the same transaction and their tasks enqueued on commit."""
     django_setup()
+    from destinations.ingest.message import validate_message
     from django.utils import timezone
 
-    from destinations.ingest.message import validate_message
     from destinations.ingest.store import store_messages
     from destinations.models import Source
 

@@ -518,8 +518,9 @@ def clear_broker(broker: Path) -> None:
 
 def run_rule(spec: RuleSpec, setup: Setup, broker: Path, profile: Path | None) -> RunResult:
     from destinations.delivery.jobs import run_job
-    from destinations.delivery.routing import DESTINATION_CACHE_SECONDS
     from destinations.mapping.services import rule_save
+
+    from destinations.delivery.routing import DESTINATION_CACHE_SECONDS
     from destinations.models import Destination, Job, JobStatus
 
     destination = Destination.objects.get(pk=setup.destination_id)

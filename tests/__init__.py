@@ -1,0 +1,1 @@
+"""The test suite, mirroring the code tree; shared helpers in tests/helpers."""

@@ -1,0 +1,1 @@
+"""The dashboard's views, a module per page area: read with selectors, change with services."""

@@ -1,2 +1,2 @@
-"""Destination kinds: the connector contract (``base``), the registry of kinds (``registry``)
-and one package per kind that owns everything about it."""
+"""One package per destination kind, owning everything about it (named in ``destinations.kinds``;
+the contract they implement is ``destinations.delivery.contract``)."""

@@ -1,0 +1,1 @@
+"""Dashboard flows in a real browser (Playwright driving Debian's chromium)."""

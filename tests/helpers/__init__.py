@@ -1,0 +1,1 @@
+"""What several test folders share: servers, workers, brokers and receivers on loopback."""

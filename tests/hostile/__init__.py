@@ -1,0 +1,1 @@
+"""Property-based hostile inputs against every entry point: never a 5xx, nothing accepted lost."""

@@ -1,0 +1,1 @@
+"""`start` (web server, worker and demo in one command), `demostandins`, `generateencryptionkey`."""

@@ -1,0 +1,1 @@
+"""`createsource` and `adddestination`: what the dashboard does, from a shell."""

@@ -1,1 +1,1 @@
-"""Template tags for kana pages."""
+"""Template tags for Kana's pages: rule counts and descriptions."""

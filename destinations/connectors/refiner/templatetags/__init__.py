@@ -1,1 +1,1 @@
-"""Template tags for refiner pages."""
+"""Template tags for Refiner's pages: contacts, responses and receiver calls."""
