@@ -520,14 +520,14 @@ class PostgresBackend:
                 with connection.transaction():
                     if method == "COPY":
                         sql = f"COPY destinations_event ({columns}) FROM STDIN"
-                        with connection.cursor().copy(sql) as copy:  # type: ignore[arg-type]
+                        with connection.cursor().copy(sql) as copy:
                             for row in chunk:
                                 copy.write_row(row)
                     else:
                         sql = f"INSERT INTO destinations_event ({columns}) VALUES " + ", ".join(
                             [row_sql] * len(chunk)
                         )
-                        connection.execute(sql, [v for row in chunk for v in row])  # type: ignore[arg-type]
+                        connection.execute(sql, [v for row in chunk for v in row])
 
 
 Backend = SqliteBackend | PostgresBackend
@@ -818,7 +818,7 @@ def machine_lines() -> list[str]:
     try:
         with psycopg.connect(PG_ADMIN_DSN) as connection:
             shown = ", ".join(
-                f"{name}={connection.execute(f'SHOW {name}').fetchall()[0][0]}"  # type: ignore[arg-type]
+                f"{name}={connection.execute(f'SHOW {name}').fetchall()[0][0]}"
                 for name in ("server_version", "synchronous_commit", "shared_buffers")
             )
     except psycopg.Error as exc:

@@ -171,7 +171,7 @@ def pg_admin(sql: str) -> None:
     import psycopg
 
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(sql)  # type: ignore[arg-type]
+        connection.execute(sql)
 
 
 def pg_recreate(database: str) -> None:
@@ -184,7 +184,7 @@ def pg_query(dsn: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, 
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as connection:
-        cursor = connection.execute(sql, params)  # type: ignore[arg-type]
+        cursor = connection.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
 
 
