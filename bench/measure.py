@@ -6,6 +6,7 @@ Imported by the scripts in this folder (``python bench/x.py`` puts the folder on
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import math
@@ -20,10 +21,12 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -139,6 +142,34 @@ def wait_for_quiet(
         if not warned:
             print(f"   waiting for the machine to quieten ({busy:.2f} cores busy)...", flush=True)
             warned = True
+
+
+def http_post(path: str, document: dict[str, Any], authorization: str) -> bytes:
+    """A whole HTTP/1.1 POST of ``document`` as JSON, ready to write to a keep-alive socket."""
+    body = orjson.dumps(document)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: {authorization}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def open_loop(
+    rate: float,
+    seconds: float,
+    send: Callable[[int, float], Coroutine[Any, Any, None]],
+    lead: float,
+) -> None:
+    """Start ``send(i, scheduled)`` at ``scheduled`` = start + i / rate, ``rate * seconds``
+    times, whatever happened to the earlier ones (an open loop: a stalled server cannot slow
+    the offered load); then wait for them all. The first starts ``lead`` seconds from now."""
+    tasks: list[asyncio.Task[None]] = []
+    started = time.perf_counter() + lead
+    for number in range(int(rate * seconds)):
+        scheduled = started + number / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        tasks.append(asyncio.create_task(send(number, scheduled)))
+    await asyncio.gather(*tasks)
 
 
 # The machine -------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import orjson
-from measure import HOST
+import measure
+from measure import HOST, http_post
 
 from deliver_bench.app import event_document
 
@@ -70,12 +70,7 @@ async def open_loop(port: int, write_key: str, rate: float, seconds: float) -> T
 
     async def send(number: int, scheduled: float) -> None:
         document = event_document(f"lat-{number}", number)
-        body = orjson.dumps(document)
-        data = (
-            f"POST /v1/{document['type']} HTTP/1.1\r\nHost: {HOST}\r\n"
-            f"Authorization: {authorization}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
+        data = http_post(f"/v1/{document['type']}", document, authorization)
         tally.requests += 1
         try:
             status = await post(idle, port, data)
@@ -85,13 +80,7 @@ async def open_loop(port: int, write_key: str, rate: float, seconds: float) -> T
         tally.statuses[status] += 1
         tally.latencies.append(time.perf_counter() - scheduled)
 
-    tasks = []
-    started = time.perf_counter() + 0.05
-    for number in range(int(rate * seconds)):
-        scheduled = started + number / rate
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        tasks.append(asyncio.create_task(send(number, scheduled)))
-    await asyncio.gather(*tasks)
+    await measure.open_loop(rate, seconds, send, lead=0.05)
     for connection in idle:
         connection.writer.close()
     return tally
