@@ -46,7 +46,13 @@ def machine_lines(runs: Sequence[BackendRun]) -> list[str]:
 def markdown(
     runs: Sequence[BackendRun], ceilings: dict[tuple[int, int], Ceiling], plan: Plan
 ) -> str:
-    """The section between the markers: method, machine, one table per phase, targets."""
+    """The section between the markers: method, machine, one table per phase, targets. The
+    app's defaults it quotes come from the app (the bench process has Django loaded)."""
+    from django.conf import settings
+
+    from dashboard.webserver import THREADS
+    from destinations.connectors.refiner import RefinerConnector
+
     latency_runs = [r for r in runs if r.latency is not None]
     lines = [
         "### Method",
@@ -54,12 +60,14 @@ def markdown(
         "- Destination: one Refiner destination whose base URL is a fake Refiner on loopback, a "
         'minimal asyncio HTTP/1.1 keep-alive server in its own process answering `{"message":'
         '"ok"}` at once; it counts requests, so every run checks one request per delivery. The '
-        "destination's rate limit is lifted (the connector's default is Refiner's 4,000 "
-        "requests/minute per key); every other delivery setting is the default.",
+        "destination's rate limit is lifted (the connector's default is Refiner's "
+        f"{RefinerConnector.requests_per_minute:,} requests/minute per key); every other "
+        "delivery setting is the default.",
         f"- Throughput: {plan.events:,} events (3 `track` for each `identify`, from "
         f"{USERS:,} users) are stored through the app's ingest path (`validate_message`, "
         "`store_messages`: deliveries planned in the same transaction, one `destinations.deliver`"
-        " task per 100 enqueued on commit) while no worker runs. Then the worker processes start "
+        f" task per {settings.DELIVERY_TASK_BATCH} enqueued on commit) while no worker runs. "
+        "Then the worker processes start "
         "(`python -m celery -A dashboard worker --pool P --concurrency C`, the first with "
         "`--beat` for the sweeper, `--loglevel INFO`) and the database is polled until every "
         "delivery is finished. Deliveries/s = deliveries finished after the first batch / "
@@ -72,7 +80,7 @@ def markdown(
         "process; prefork: `DELIVERY_CONCURRENCY` threads in each child), for "
         f"{plan.ceiling_seconds:g} s.",
         f"- Latency: `manage.py start --no-worker --web-workers {plan.web_workers}` (migrations, "
-        "then waitress processes x 8 threads; `--no-worker` is the scale-out form, "
+        f"then waitress processes x {THREADS} threads; `--no-worker` is the scale-out form, "
         "without it `start` adds one `--pool threads --concurrency 4` worker) plus "
         + (
             f"the workers of `{plan.latency_config.spec}` (the pool `start` runs, in two processes)"

@@ -70,9 +70,11 @@ def wrap(text: str, first: str = "", rest: str = "") -> str:
 
 def markdown(runs: list[BackendRun], plan: Plan) -> str:
     """The section between the markers: method, machine, one table per backend, targets."""
+    from dashboard.webserver import THREADS
+
     method = [
         f"Server: `manage.py start --host 127.0.0.1 --port N --web-workers {plan.workers}` as in "
-        f"production: migrations, then {plan.workers} waitress processes x 8 threads "
+        f"production: migrations, then {plan.workers} waitress processes x {THREADS} threads "
         "and the Celery delivery worker with its scheduler (idle: no destinations), "
         "`LOG_LEVEL=WARNING`, `DEBUG` off. SQLite: only `SWITCHBOARD_DATA_DIR` (a temporary "
         "directory), the embedded default. PostgreSQL: `DATABASE_URL` to a fresh database on "
