@@ -1,7 +1,8 @@
-"""What the benchmark scripts share: CPU accounting from /proc, percentiles, the machine's
-description, py-spy profiling, PostgreSQL databases of their own, the app's processes (the
-environment they get, ``manage.py``, ``start``) and their sections of docs/benchmarks.md.
-Imported by the scripts in this folder (``python bench/x.py`` puts the folder on ``sys.path``).
+"""What the benchmark scripts share: CPU accounting from /proc, percentiles, the requests and
+the open loop of a load generator, the machine's description, py-spy profiling, PostgreSQL
+databases of their own, the app's settings and processes (the environment they get,
+``manage.py``, ``start``) and their sections of docs/benchmarks.md. Imported by the scripts in
+this folder and their packages (``python bench/x.py`` puts the folder on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -33,12 +34,6 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 HOST = "127.0.0.1"
 NO_LIMIT = 1_000_000_000  # a rate limit (per second or per minute) that holds nothing back
 LIBRARY = {"name": "analytics-python", "version": "2.3.3"}  # the SDK the payloads imitate
-
-
-def iso(moment: datetime | None = None) -> str:
-    """A Segment timestamp: UTC, milliseconds, ``Z`` (now when no moment is given)."""
-    moment = datetime.now(UTC) if moment is None else moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # CPU accounting from /proc -----------------------------------------------------------------------
@@ -142,6 +137,15 @@ def wait_for_quiet(
         if not warned:
             print(f"   waiting for the machine to quieten ({busy:.2f} cores busy)...", flush=True)
             warned = True
+
+
+# Load --------------------------------------------------------------------------------------------
+
+
+def iso(moment: datetime | None = None) -> str:
+    """A Segment timestamp: UTC, milliseconds, ``Z`` (now when no moment is given)."""
+    moment = datetime.now(UTC) if moment is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def http_post(path: str, document: dict[str, Any], authorization: str) -> bytes:
