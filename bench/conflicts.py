@@ -32,14 +32,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from measure import django_setup, pg_drop, pg_recreate
 
 
 def main() -> None:
@@ -53,12 +50,9 @@ def main() -> None:
 
     os.environ["SWITCHBOARD_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-conflicts-")
     if args.db:
-        recreate_postgres(args.db)
+        pg_recreate(*database_and_admin(args.db))
         os.environ["DATABASE_URL"] = args.db
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-    import django
-
-    django.setup()
+    django_setup()
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
@@ -73,13 +67,8 @@ def main() -> None:
     from django.http import StreamingHttpResponse
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from django.urls import NoReverseMatch, reverse
 
     settings.ALLOWED_HOSTS = ["*"]
-    try:
-        reverse("conflicts")
-    except NoReverseMatch:  # until dashboard.urls includes the conflict pages
-        settings.ROOT_URLCONF = "tests.urls_with_people"
     admin = get_user_model().objects.create_superuser("bench", "bench@example.com", "x" * 20)
     client = Client()
     client.force_login(admin)
@@ -122,7 +111,7 @@ def main() -> None:
     print("load average: " + " ".join(f"{n:.2f}" for n in os.getloadavg()))
     connection.close()
     if args.db:
-        drop_postgres(args.db)
+        pg_drop(*database_and_admin(args.db))
 
 
 def seed(users: int, groups: int) -> None:
@@ -167,10 +156,10 @@ def bench_merge(events: int) -> None:
     import json
     from datetime import timedelta
 
-    from destinations.identity.merge import merge_undo, profile_merge
     from django.utils import timezone
 
     from destinations.models import Event, EventType, Profile, Source
+    from destinations.people.merge import merge_undo, profile_merge
 
     now = timezone.now()
     survivor = Profile.objects.create(
@@ -226,8 +215,8 @@ def bench_merge(events: int) -> None:
 
 
 def bench_import(count: int) -> None:
-    from destinations.identity import imports
     from destinations.models import Profile
+    from destinations.people import imports
 
     existing = list(
         Profile.objects.filter(email__startswith="solo")
@@ -251,21 +240,9 @@ def bench_import(count: int) -> None:
           f"unchanged {outcome.unchanged:,}, failed {len(outcome.failed):,}")  # fmt: skip
 
 
-def recreate_postgres(url: str) -> None:
-    import psycopg
-
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_postgres(url: str) -> None:
-    import psycopg
-
-    name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def database_and_admin(url: str) -> tuple[str, str]:
+    """The database a PostgreSQL URL names, and the URL of that server's ``postgres`` database."""
+    return urlsplit(url).path.lstrip("/"), url.rsplit("/", 1)[0] + "/postgres"
 
 
 if __name__ == "__main__":

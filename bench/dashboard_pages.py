@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import random
 import shutil
@@ -48,6 +47,7 @@ from typing import Any
 # The reprocessing benchmark beside this file has the database helpers and the event generator.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reprocess
+from measure import percentile, pg_recreate
 
 DEFAULT_DB = "bench_pages"
 DEFAULT_EVENTS = 1_000_000
@@ -87,11 +87,8 @@ class PageResult:
 
 def generate(events: int, chunk: int) -> dict[str, float]:
     """Events, their deliveries to three destinations, users and refusals; seconds per step."""
-    from django.db import connection
-
-    from destinations.connectors.kana import UNMAPPED
+    from destinations.connectors.kana.connector import UNMAPPED
     from destinations.delivery.services import destination_create
-    from destinations.ingest.store import EVENT_COLUMNS
     from destinations.models import Delivery, Event, Source
 
     source = Source.objects.create(name="Bench app")
@@ -115,16 +112,14 @@ def generate(events: int, chunk: int) -> dict[str, float]:
             secret_values={},
         ),
     ]
-    event_table = Event._meta.db_table
-    delivery_table = Delivery._meta.db_table
-    columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    _, retry_window = reprocess.delivery_intervals()
     # Outcomes spread by a hash of the id; the newest 10 minutes are still waiting.
     deliveries_sql = f"""
-        INSERT INTO "{delivery_table}" (event_id, destination_id, status, attempts, created_at,
-            received_at, next_attempt_at, retry_until, finished_at, last_status_code,
+        INSERT INTO "{Delivery._meta.db_table}" (event_id, destination_id, status, attempts,
+            created_at, received_at, next_attempt_at, retry_until, finished_at, last_status_code,
             last_error, reason, plan)
         SELECT id, %(destination)s, outcome, CASE WHEN outcome = 'pending' THEN 0 ELSE 1 END,
-            received_at, received_at, received_at, received_at + interval '4 hours',
+            received_at, received_at, received_at, received_at + {retry_window},
             CASE WHEN outcome = 'pending' THEN NULL
                  ELSE received_at + (bucket %% 900) * interval '1 millisecond' END,
             CASE outcome WHEN 'delivered' THEN 200 WHEN 'failed' THEN 401 END,
@@ -138,7 +133,7 @@ def generate(events: int, chunk: int) -> dict[str, float]:
                      WHEN (id * 7919 + %(destination)s * 104729) %% 1000 < 15 THEN 'failed'
                      WHEN (id * 7919 + %(destination)s * 104729) %% 1000 < 40 THEN 'skipped'
                      ELSE 'delivered' END AS outcome
-            FROM "{event_table}" WHERE source_id = %(source)s AND id > %(after)s
+            FROM "{Event._meta.db_table}" WHERE source_id = %(source)s AND id > %(after)s
         ) AS e ORDER BY id
     """
     skip_reasons = {
@@ -146,37 +141,26 @@ def generate(events: int, chunk: int) -> dict[str, float]:
         "kana": UNMAPPED,
         "webhook": "filtered out by the destination's event filters",
     }
+
+    def deliveries(cursor: Any, after_id: int) -> int:
+        inserted = 0
+        for destination in destinations:
+            cursor.execute(
+                deliveries_sql,
+                {
+                    "destination": destination.pk,
+                    "reasons": list(FAILURE_REASONS),
+                    "skip_reason": skip_reasons[destination.kind],
+                    "source": source.pk,
+                    "after": after_id,
+                },
+            )
+            inserted += cursor.rowcount
+        return inserted
+
     rng = random.Random(20240601)
     expected: dict[str, int] = defaultdict(int)
-    last_id = 0
-    seconds = {"copy_events": 0.0, "insert_deliveries": 0.0}
-    for start in range(0, events, chunk):
-        count = min(chunk, events - start)
-        began = time.perf_counter()
-        with connection.cursor() as cursor:
-            raw = cursor.cursor  # psycopg's own cursor, for COPY
-            with raw.copy(f'COPY "{event_table}" ({columns}) FROM STDIN') as copy:
-                for row in reprocess.event_rows(start, count, events, source.pk, rng, expected):
-                    copy.write_row(row)
-            copied = time.perf_counter()
-            for destination in destinations:
-                cursor.execute(
-                    deliveries_sql,
-                    {
-                        "destination": destination.pk,
-                        "reasons": list(FAILURE_REASONS),
-                        "skip_reason": skip_reasons[destination.kind],
-                        "source": source.pk,
-                        "after": last_id,
-                    },
-                )
-            cursor.execute(f'SELECT max(id) FROM "{event_table}"')
-            last_id = cursor.fetchone()[0]
-        seconds["copy_events"] += copied - began
-        seconds["insert_deliveries"] += time.perf_counter() - copied
-        done = start + count
-        if done % (chunk * 4) == 0 or done == events:
-            print(f"  stored {done:,} events and {3 * done:,} deliveries", flush=True)
+    seconds = reprocess.store_events(events, chunk, source.pk, deliveries, rng, expected)
     began = time.perf_counter()
     people_and_refusals(source.pk, rng)
     seconds["users_and_refusals"] = time.perf_counter() - began
@@ -232,10 +216,6 @@ def stored_counts() -> dict[str, int]:
 # Measuring -------------------------------------------------------------------------------------
 
 
-def nearest_rank(ordered: Sequence[float], percent: float) -> float:
-    return ordered[max(1, math.ceil(percent / 100 * len(ordered))) - 1]
-
-
 def measure(
     client: Any,
     label: str,
@@ -276,7 +256,7 @@ def measure(
         url=url,
         status=status,
         median_ms=statistics.median(timings),
-        p95_ms=nearest_rank(timings, 95),
+        p95_ms=percentile(timings, 0.95),
         min_ms=timings[0],
         max_ms=timings[-1],
         queries=len(captured.captured_queries),
@@ -416,8 +396,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         began = time.perf_counter()
         if not reuse:
-            reprocess.create_database(args.db)
-        reprocess.django_setup(args.db, data_dir)
+            pg_recreate(args.db)
+        reprocess.app_setup(args.db, data_dir)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)

@@ -9,9 +9,9 @@ Run from the repository root::
     uv run python bench/reprocess.py --reuse --keep    # ... which skips the setup
     uv run python bench/reprocess.py --profile /tmp/reprocess   # cProfile each timed job
 
-Saving a rule starts a reprocessing job (``destinations.mapping.reprocess``) that applies it to
-the stored events Kana got no feature for, each at most once. The target is 1,000,000 unmapped
-events in under 60 s on a 2-core machine with PostgreSQL, with memory staying flat.
+Saving a rule starts a reprocessing job (``destinations.connectors.kana.reprocess``) that
+applies it to the stored events Kana got no feature for, each at most once. The target is
+1,000,000 unmapped events in under 60 s on a 2-core machine with PostgreSQL, memory flat.
 
 1. Setup, timed but not part of the result: a fresh PostgreSQL database (``bench_reprocess``
    unless ``--db``), migrated; a source and a Kana destination whose API URL is
@@ -62,10 +62,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
+from measure import (
+    LIBRARY,
+    PG_ADMIN_DSN,
+    cpu_model,
+    django_setup,
+    iso,
+    pg_drop,
+    pg_query,
+    pg_recreate,
+    process_cpu_seconds,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_DB = "bench_reprocess"
 FOREIGN_DBS = {"postgres", "template0", "template1", "test", "test_test"}
 DEFAULT_EVENTS = 1_000_000
@@ -101,7 +109,6 @@ EVENT_NAMES = (
 OBJECT_NAMES = ("dashboard", "report", "chart", "notebook")
 PLANS = ("free", "starter", "pro", "enterprise")
 USERS = 20_000
-LIBRARY = {"name": "analytics-python", "version": "2.3.3"}
 
 
 @dataclass(frozen=True)
@@ -182,27 +189,18 @@ class RunResult:
 # Database and Django ---------------------------------------------------------------------------
 
 
-def create_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def database_exists(name: str) -> bool:
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    return row is not None
+    return bool(pg_query(PG_ADMIN_DSN, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
 
 
 def drop_database(name: str) -> None:
     from django.db import connections
 
     connections.close_all()
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg_drop(name)
 
 
-def django_setup(db_name: str, data_dir: Path) -> None:
+def app_setup(db_name: str, data_dir: Path) -> None:
     """Settings read the environment once: point them at the bench database and a private
     data folder (its file-system broker is where the job's tasks go; no worker reads it)."""
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db_name}"
@@ -210,11 +208,8 @@ def django_setup(db_name: str, data_dir: Path) -> None:
     os.environ["CELERY_BROKER_URL"] = "filesystem://"
     for name in ("CACHE_URL", "DJANGO_DEBUG", "SWITCHBOARD_PRODUCTION"):
         os.environ.pop(name, None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.settings"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    os.environ["DJANGO_SETTINGS_MODULE"] = "dashboard.project.settings"
+    django_setup()
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -233,10 +228,6 @@ def vacuum_analyze() -> None:
 
 
 # Data ------------------------------------------------------------------------------------------
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def count_expected(expected: dict[str, int], name: str, obj: str, plan: str, rows: int) -> None:
@@ -304,13 +295,61 @@ def event_rows(
         )
 
 
-def generate(events: int, chunk: int) -> Setup:
-    """Store ``events`` track events and their unmapped Kana deliveries, a chunk at a time."""
+def delivery_intervals() -> tuple[str, str]:
+    """SQL intervals from the app's settings: how long routing lets a new delivery wait for its
+    wake-up before the sweeper takes it, and the retry window."""
+    from django.conf import settings
+
+    return (
+        f"interval '{settings.DELIVERY_REQUEUE_AFTER_SECONDS} seconds'",
+        f"interval '{settings.DELIVERY_RETRY_WINDOW_SECONDS} seconds'",
+    )
+
+
+def store_events(
+    events: int,
+    chunk: int,
+    source_id: int,
+    deliveries: Callable[[Any, int], int],
+    rng: random.Random,
+    expected: dict[str, int],
+) -> dict[str, float]:
+    """COPY ``events`` generated events into the events table a chunk at a time; after each
+    chunk, ``deliveries(cursor, after_id)`` inserts the deliveries of the events stored after
+    that id and returns how many. Seconds spent on each, by name."""
     from django.db import connection
 
-    from destinations.connectors.kana import UNMAPPED
-    from destinations.delivery.services import destination_create
     from destinations.ingest.store import EVENT_COLUMNS
+    from destinations.models import Event
+
+    event_table = Event._meta.db_table
+    columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    seconds = {"copy_events": 0.0, "insert_deliveries": 0.0}
+    last_id = inserted = 0
+    for start in range(0, events, chunk):
+        count = min(chunk, events - start)
+        began = time.perf_counter()
+        with connection.cursor() as cursor:
+            raw = cursor.cursor  # psycopg's own cursor, for COPY
+            with raw.copy(f'COPY "{event_table}" ({columns}) FROM STDIN') as copy:
+                for row in event_rows(start, count, events, source_id, rng, expected):
+                    copy.write_row(row)
+            copied = time.perf_counter()
+            inserted += deliveries(cursor, last_id)
+            cursor.execute(f'SELECT max(id) FROM "{event_table}"')
+            last_id = cursor.fetchone()[0]
+        seconds["copy_events"] += copied - began
+        seconds["insert_deliveries"] += time.perf_counter() - copied
+        done = start + count
+        if done % (chunk * 4) == 0 or done == events:
+            print(f"  stored {done:,} events and {inserted:,} deliveries", flush=True)
+    return seconds
+
+
+def generate(events: int, chunk: int) -> Setup:
+    """Store ``events`` track events and their unmapped Kana deliveries, a chunk at a time."""
+    from destinations.connectors.kana.connector import UNMAPPED
+    from destinations.delivery.services import destination_create
     from destinations.models import Delivery, Event, Source
 
     source = Source.objects.create(name="Bench app")
@@ -320,47 +359,29 @@ def generate(events: int, chunk: int) -> Setup:
         settings_values={"api_url": KANA_URL},
         secret_values={"api_key": "bench-key"},
     )
-    event_table = Event._meta.db_table
-    delivery_table = Delivery._meta.db_table
-    columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+    first_attempt, retry_window = delivery_intervals()
     # As routing leaves a track event no rule matched (routing.apply_plan with a Skip).
     deliveries_sql = f"""
-        INSERT INTO "{delivery_table}" (event_id, destination_id, status, attempts, created_at,
-            received_at, next_attempt_at, retry_until, finished_at, last_error, reason, plan)
+        INSERT INTO "{Delivery._meta.db_table}" (event_id, destination_id, status, attempts,
+            created_at, received_at, next_attempt_at, retry_until, finished_at, last_error,
+            reason, plan)
         SELECT id, %s, 'skipped', 0, received_at, received_at,
-            received_at + interval '{30} seconds', received_at + interval '4 hours',
+            received_at + {first_attempt}, received_at + {retry_window},
             received_at, '', %s, '{{}}'::jsonb
-        FROM "{event_table}" WHERE source_id = %s AND id > %s ORDER BY id
+        FROM "{Event._meta.db_table}" WHERE source_id = %s AND id > %s ORDER BY id
     """
-    rng = random.Random(20240601)
+
+    def deliveries(cursor: Any, after_id: int) -> int:
+        cursor.execute(deliveries_sql, (destination.pk, UNMAPPED, source.pk, after_id))
+        return int(cursor.rowcount)
+
     expected: dict[str, int] = defaultdict(int)
-    last_id = 0
-    copy_seconds = insert_seconds = 0.0
-    for start in range(0, events, chunk):
-        count = min(chunk, events - start)
-        began = time.perf_counter()
-        with connection.cursor() as cursor:
-            raw = cursor.cursor  # psycopg's own cursor, for COPY
-            with raw.copy(f'COPY "{event_table}" ({columns}) FROM STDIN') as copy:
-                for row in event_rows(start, count, events, source.pk, rng, expected):
-                    copy.write_row(row)
-            copied = time.perf_counter()
-            cursor.execute(deliveries_sql, (destination.pk, UNMAPPED, source.pk, last_id))
-            cursor.execute(f'SELECT max(id) FROM "{event_table}"')
-            last_id = cursor.fetchone()[0]
-        copy_seconds += copied - began
-        insert_seconds += time.perf_counter() - copied
-        done = start + count
-        if done % (chunk * 4) == 0 or done == events:
-            print(f"  stored {done:,} events and deliveries", flush=True)
+    rng = random.Random(20240601)
+    setup = Setup(destination.pk, source.pk, events, expected)
+    setup.seconds = store_events(events, chunk, source.pk, deliveries, rng, expected)
     began = time.perf_counter()
     vacuum_analyze()
-    setup = Setup(destination.pk, source.pk, events, expected)
-    setup.seconds.update(
-        copy_events=copy_seconds,
-        insert_deliveries=insert_seconds,
-        vacuum_analyze=time.perf_counter() - began,
-    )
+    setup.seconds["vacuum_analyze"] = time.perf_counter() - began
     return setup
 
 
@@ -386,16 +407,17 @@ def restore(rule_id: int) -> int:
     """Put the rows a rule moved back to how ingest left them, as if the rule never existed."""
     from django.db import connection
 
-    from destinations.connectors.kana import UNMAPPED
+    from destinations.connectors.kana.connector import UNMAPPED
     from destinations.models import Delivery
 
     table = Delivery._meta.db_table
+    first_attempt, retry_window = delivery_intervals()
     with connection.cursor() as cursor:
         cursor.execute(
             f"""UPDATE "{table}" SET status = 'skipped', reason = %s, plan = '{{}}'::jsonb,
                 mapping_rule_id = NULL, finished_at = received_at, last_error = '',
-                next_attempt_at = received_at + interval '30 seconds',
-                retry_until = received_at + interval '4 hours'
+                next_attempt_at = received_at + {first_attempt},
+                retry_until = received_at + {retry_window}
             WHERE mapping_rule_id = %s""",
             (UNMAPPED, rule_id),
         )
@@ -408,15 +430,6 @@ def restore(rule_id: int) -> int:
 def backend_pid() -> int:
     [(pid,)] = execute("SELECT pg_backend_pid()")
     return int(pid)
-
-
-def process_cpu(pid: int) -> float:
-    """User plus system CPU seconds of a local process (the database server runs here)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb() -> float:
@@ -454,7 +467,7 @@ class RssSampler:
 @contextlib.contextmanager
 def timed_passes(durations: list[float]) -> Iterator[None]:
     """Time each pass of the job by wrapping ``run_pass`` where ``reprocess`` looks it up."""
-    from destinations.mapping import reprocess as module
+    from destinations.connectors.kana import reprocess as module
 
     original = module.run_pass
 
@@ -517,10 +530,9 @@ def clear_broker(broker: Path) -> None:
 
 
 def run_rule(spec: RuleSpec, setup: Setup, broker: Path, profile: Path | None) -> RunResult:
-    from destinations.delivery.jobs import run_job
-    from destinations.mapping.services import rule_save
-
+    from destinations.connectors.kana.rules import rule_save
     from destinations.delivery.routing import DESTINATION_CACHE_SECONDS
+    from destinations.jobs import run_job
     from destinations.models import Destination, Job, JobStatus
 
     destination = Destination.objects.get(pk=setup.destination_id)
@@ -529,7 +541,7 @@ def run_rule(spec: RuleSpec, setup: Setup, broker: Path, profile: Path | None) -
     passes: list[float] = []
     backend = backend_pid()
     load_before = os.getloadavg()
-    cpu_before, db_before = time.process_time(), process_cpu(backend)
+    cpu_before, db_before = time.process_time(), process_cpu_seconds(backend)
     with RssSampler() as rss, timed_passes(passes), profiled(profile, f"job-{spec.key}"):
         began = time.perf_counter()
         rule, job = rule_save(
@@ -542,7 +554,7 @@ def run_rule(spec: RuleSpec, setup: Setup, broker: Path, profile: Path | None) -
         assert job is not None
         run_job(job.pk)
         seconds = time.perf_counter() - began
-    cpu, db_cpu = time.process_time() - cpu_before, process_cpu(backend) - db_before
+    cpu, db_cpu = time.process_time() - cpu_before, process_cpu_seconds(backend) - db_before
     load_after = os.getloadavg()
     job.refresh_from_db()
     if job.status != JobStatus.DONE:
@@ -604,7 +616,7 @@ def run_rule(spec: RuleSpec, setup: Setup, broker: Path, profile: Path | None) -
 def verify(spec: RuleSpec, setup: Setup, rule_id: int, result: RunResult, broker: Path) -> None:
     from django.db.models import Count
 
-    from destinations.connectors.kana import UNMAPPED
+    from destinations.connectors.kana.connector import UNMAPPED
     from destinations.models import Delivery, DeliveryStatus
 
     expected = setup.expected[spec.key]
@@ -657,11 +669,7 @@ def machine() -> dict[str, str]:
     with open("/proc/meminfo") as meminfo:
         total_kb = int(meminfo.readline().split()[1])
     info["memory"] = f"{total_kb / 1024 / 1024:.1f} GiB"
-    with open("/proc/cpuinfo") as cpuinfo:
-        info["cpu"] = next(
-            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-            platform.machine(),
-        )
+    info["cpu"] = cpu_model()
     [(version,)] = execute("SHOW server_version")
     info["postgresql"] = str(version)
     return info
@@ -725,8 +733,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         began = time.perf_counter()
         if not reuse:
-            create_database(args.db)
-        django_setup(args.db, data_dir)
+            pg_recreate(args.db)
+        app_setup(args.db, data_dir)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)

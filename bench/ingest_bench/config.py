@@ -1,0 +1,33 @@
+"""The ingest benchmark's constants, its targets and the plan of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+PG_BENCH_DB = "switchboard_bench"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+BATCH_SIZE = 100
+USERS = 10_000  # userIds are drawn from this pool
+# Targets on a 2-core machine with PostgreSQL (the issue that asked for this benchmark).
+TARGET_BATCH_EVENTS = 10_000  # events/s in 100-event batches
+TARGET_SINGLE_REQUESTS = 1_000  # single-event requests/s
+TARGET_P99_MS = 50  # p99 at the fixed offered rate
+DISTURBED_CORES = 0.3  # a phase during which other processes used more is flagged
+
+# A request factory returns the bytes of request number n and how many events it carries.
+MakeRequest = Callable[[int], tuple[bytes, int]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run does: its phases' lengths and connections, the server's processes."""
+
+    single_seconds: float
+    batch_seconds: float
+    rate_seconds: float
+    single_connections: int
+    batch_connections: int
+    rate: float
+    workers: int
+    cache_url: str
