@@ -16,7 +16,11 @@ DELIVER = "destinations.deliver"
 SWEEP = "destinations.sweep"
 RUN_JOB = "destinations.run_job"
 DELETE_REFINER_CONTACTS = "destinations.delete_refiner_contacts"
-TASK_NAMES = frozenset({DELIVER, SWEEP, RUN_JOB, DELETE_REFINER_CONTACTS})
+REEVALUATE_AUDIENCES = "destinations.reevaluate_audiences"
+AUDIENCE_WINDOWS = "destinations.audience_windows"
+TASK_NAMES = frozenset(
+    {DELIVER, SWEEP, RUN_JOB, DELETE_REFINER_CONTACTS, REEVALUATE_AUDIENCES, AUDIENCE_WINDOWS}
+)
 
 
 def send(name: str, *args: Any) -> None:
@@ -34,6 +38,10 @@ def send_on_commit(name: str, *args: Any) -> None:
 
 def deliver(delivery_ids: Sequence[int]) -> None:
     send(DELIVER, list(delivery_ids))
+
+
+def reevaluate_audiences(profile_ids: Sequence[int]) -> None:
+    send(REEVALUATE_AUDIENCES, list(profile_ids))
 
 
 def run_job_on_commit(job_id: int) -> None:

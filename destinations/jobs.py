@@ -40,6 +40,7 @@ RUNNERS: dict[str, str] = {
     JobKind.REPROCESS: "destinations.connectors.kana.reprocess.reprocess",
     JobKind.IMPORT: "destinations.people.jobs.run_import",
     JobKind.BULK_MERGE: "destinations.people.jobs.run_bulk_merge",
+    JobKind.AUDIENCE: "destinations.audiences.jobs.run_computation",
 }
 
 

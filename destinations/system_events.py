@@ -1,4 +1,5 @@
-"""Switchboard's own events for webhooks: a user merged or deleted, a delivery failed for good.
+"""Switchboard's own events for webhooks: a user merged or deleted, a delivery failed for good,
+a user or account entering or leaving an audience.
 
 Stored under the internal source as track events marked ``context.switchboard.system`` with
 ``{"All": false, "Webhooks": true}``: they reach webhooks subscribed to them and nothing else.
@@ -18,13 +19,19 @@ from destinations.demo_marks import any_demo_person
 # Webhook triggers (the webhook connector's settings) that system events answer.
 USER_CHANGED = "user_changed"
 DELIVERY_FAILED = "delivery_failed"
+AUDIENCE_ENTERED = "audience.entered"
+AUDIENCE_EXITED = "audience.exited"
 
 USER_MERGED = "User Merged"
 USER_DELETED = "User Deleted"
 DELIVERY_FAILED_EVENT = "Delivery Failed"
+AUDIENCE_ENTERED_EVENT = "Audience Entered"
+AUDIENCE_EXITED_EVENT = "Audience Exited"
 SYSTEM_EVENTS = {
     USER_CHANGED: (USER_MERGED, USER_DELETED),
     DELIVERY_FAILED: (DELIVERY_FAILED_EVENT,),
+    AUDIENCE_ENTERED: (AUDIENCE_ENTERED_EVENT,),
+    AUDIENCE_EXITED: (AUDIENCE_EXITED_EVENT,),
 }
 
 
@@ -44,10 +51,27 @@ def subscribed(trigger: str, *, demo: bool = False) -> bool:
 
 
 def emit(name: str, properties: Mapping[str, Any], *, user_id: str | None = None) -> None:
+    emit_many([(name, properties, user_id)])
+
+
+def emit_many(events: Sequence[tuple[str, Mapping[str, Any], str | None]]) -> None:
+    """Store system events (name, properties, user id), in one transaction."""
     from destinations.ingest.store import store_messages
     from destinations.messages.message import validate_message
     from destinations.sources import internal_source
 
+    now = timezone.now()
+    validated = [
+        validate_message(system_message(name, properties, user_id), call_type=None, received_at=now)
+        for name, properties, user_id in events
+    ]
+    if validated:
+        store_messages(
+            source_id=internal_source().pk, messages=validated, received_at=now, statement=True
+        )
+
+
+def system_message(name: str, properties: Mapping[str, Any], user_id: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {
         "type": "track",
         "event": name,
@@ -60,11 +84,7 @@ def emit(name: str, properties: Mapping[str, Any], *, user_id: str | None = None
         message["userId"] = user_id
     else:
         message["anonymousId"] = "switchboard"
-    now = timezone.now()
-    validated = validate_message(message, call_type=None, received_at=now)
-    store_messages(
-        source_id=internal_source().pk, messages=[validated], received_at=now, statement=True
-    )
+    return message
 
 
 def user_merged(

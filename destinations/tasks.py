@@ -29,3 +29,17 @@ def delete_refiner_contacts_task(entry_id: int, people: list[dict[str, str | Non
     from destinations.connectors.refiner.contacts import delete_contacts
 
     delete_contacts(entry_id, people)
+
+
+@shared_task(name="destinations.reevaluate_audiences", ignore_result=True)
+def reevaluate_audiences_task(profile_ids: list[int]) -> int:
+    from destinations.audiences.live import reevaluate
+
+    return reevaluate(profile_ids)
+
+
+@shared_task(name="destinations.audience_windows", ignore_result=True)
+def audience_windows_task() -> int:
+    from destinations.audiences.windows import run_window_pass
+
+    return run_window_pass()

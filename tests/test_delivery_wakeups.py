@@ -23,8 +23,10 @@ def sent(monkeypatch: pytest.MonkeyPatch, settings: Any) -> list[list[int]]:
         with lock:
             chunks.extend(batch)
 
+    # Wake-ups an earlier test gathered go out now, not into this test's capture.
+    enqueue.flush_wakeups()
     monkeypatch.setattr(enqueue, "send_wakeups", capture)
-    monkeypatch.setattr(enqueue, "_buffer", enqueue.WakeupBuffer())
+    monkeypatch.setattr(enqueue, "_buffer", enqueue.new_buffer())
     return chunks
 
 

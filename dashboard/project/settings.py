@@ -252,8 +252,18 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
+# Audiences: users touched by ingest are gathered this long per process, then re-evaluated by a
+# worker in tasks of up to this many; time windows are re-checked every AUDIENCE_WINDOW_SECONDS.
+AUDIENCE_COALESCE_SECONDS = env_float("AUDIENCE_COALESCE_SECONDS", 0.5)
+AUDIENCE_TASK_BATCH = env_int("AUDIENCE_TASK_BATCH", 500)
+AUDIENCE_WINDOW_SECONDS = env_float("AUDIENCE_WINDOW_SECONDS", 300)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-deliveries": {"task": "destinations.sweep", "schedule": DELIVERY_SWEEP_SECONDS},
+    "audience-windows": {
+        "task": "destinations.audience_windows",
+        "schedule": AUDIENCE_WINDOW_SECONDS,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 

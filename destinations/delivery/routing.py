@@ -8,7 +8,7 @@ Demo data (ADR 15) goes to demo destinations only: the stand-ins, never a real a
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,14 +105,21 @@ def why_not_routed(
 
 
 def plan_deliveries(
-    events: Sequence[tuple[int, Mapping[str, Any]]], received_at: datetime, *, demo: bool = False
+    events: Sequence[tuple[int, Mapping[str, Any]]],
+    received_at: datetime,
+    *,
+    demo: bool = False,
+    only: Collection[int] | None = None,
 ) -> dict[int, list[int]]:
     """Create the Delivery rows for freshly stored events; returns delivery ids per destination.
-    ``demo``: the events are demo data, for the demo destinations only.
+    ``demo``: the events are demo data, for the demo destinations only. ``only``: to these
+    destinations and no others.
 
     Runs inside the ingest transaction, so an event and its deliveries commit together.
     """
     routes = routes_for(demo=demo)
+    if only is not None:
+        routes = tuple(r for r in routes if r.id in only)
     if not routes or not events:
         return {}
     retry_until = received_at + timedelta(seconds=settings.DELIVERY_RETRY_WINDOW_SECONDS)

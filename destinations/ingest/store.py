@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -13,6 +14,7 @@ from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.routing import plan_deliveries
 from destinations.identity.resolve import IdentityResolver
 from destinations.identity.suppression import without_suppressed
+from destinations.ingest.signals import events_stored
 from destinations.messages.message import Message
 from destinations.models import Event, IngestFailure
 from destinations.raw_reads import values_present
@@ -62,13 +64,17 @@ def store_messages(
     owner: int | None = None,
     statement: bool = False,
     demo: bool = False,
+    owners: Mapping[str, int | None] | None = None,
+    only_destinations: Collection[int] | None = None,
 ) -> StoreResult:
     """Keep each message once per (source, messageId); return when the rows are committed.
 
     A ``statement`` is Switchboard's own event (a re-send, a system event): it is stored as
     ``owner``'s without identity resolution or suppression, since it brings no news about
-    anyone and must not recreate a user it reports deleted. ``demo``: the messages are demo
-    data (a demo source's), delivered to demo destinations only.
+    anyone and must not recreate a user it reports deleted; ``owners`` may name each message's
+    owner by messageId instead. ``demo``: the messages are demo data (a demo source's),
+    delivered to demo destinations only. ``only_destinations``: routed to these and no others
+    (an audience's sync goes to the destinations the audience picked).
     """
     kept, suppressed = (list(messages), 0) if statement else without_suppressed(messages)
     unique: dict[str, Message] = {}
@@ -81,13 +87,26 @@ def store_messages(
         fresh = [m for message_id, m in unique.items() if message_id not in existing]
         stored = 0
         if fresh:
-            owners = [owner] * len(fresh) if statement else IdentityResolver().resolve(fresh)
-            ids = insert_events(source_id, fresh, owners, received_at)
+            if not statement:
+                subjects = IdentityResolver().resolve(fresh)
+            elif owners is not None:
+                subjects = [owners.get(m.message_id) for m in fresh]
+            else:
+                subjects = [owner] * len(fresh)
+            ids = insert_events(source_id, fresh, subjects, received_at)
             stored = len(ids)
             new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]
-            planned = plan_deliveries(new_events, received_at, demo=demo)
+            planned = plan_deliveries(new_events, received_at, demo=demo, only=only_destinations)
             if planned:
                 transaction.on_commit(lambda: enqueue_deliveries(planned), robust=True)
+            if not statement and stored and events_stored.has_listeners():
+                touched = {subjects[i] for i, m in enumerate(fresh) if m.message_id in ids}
+                touched.discard(None)
+                if touched:
+                    transaction.on_commit(
+                        partial(events_stored.send, sender=Event, profile_ids=touched),
+                        robust=True,
+                    )
     return StoreResult(stored=stored, duplicates=len(kept) - stored, suppressed=suppressed)
 
 

@@ -1,5 +1,13 @@
 """The engine's data, one module per area; everything is importable from here."""
 
+from destinations.models.audiences import (
+    Audience,
+    AudienceChange,
+    AudienceSize,
+    AudienceState,
+    AudienceSubject,
+    AudienceTarget,
+)
 from destinations.models.audit import AuditAction, AuditEntry, Upload
 from destinations.models.delivery import (
     FINISHED,
@@ -33,6 +41,12 @@ __all__ = [
     "Account",
     "AnonymousId",
     "AttemptOutcome",
+    "Audience",
+    "AudienceChange",
+    "AudienceSize",
+    "AudienceState",
+    "AudienceSubject",
+    "AudienceTarget",
     "AuditAction",
     "AuditEntry",
     "CallOutcome",

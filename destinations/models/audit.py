@@ -20,6 +20,7 @@ class AuditAction(models.TextChoices):
     RETRY = "retry", "Retried deliveries"
     RULE_CHANGED = "rule_changed", "Changed a mapping rule or filter"
     MEMBER_CHANGED = "member_changed", "Changed a member or role"
+    AUDIENCE_CHANGED = "audience_changed", "Changed an audience"
 
 
 class AuditEntry(models.Model):

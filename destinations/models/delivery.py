@@ -171,6 +171,7 @@ class JobKind(models.TextChoices):
     REPROCESS = "reprocess", "Apply a mapping rule to unmapped events"
     IMPORT = "import", "Import billing customers"
     BULK_MERGE = "bulk_merge", "Merge duplicate-email groups"
+    AUDIENCE = "audience", "Compute an audience"
 
 
 class JobStatus(models.TextChoices):

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from destinations import dispatch, system_events
+from destinations.audiences import live as audiences_live
 from destinations.models import (
     AnonymousId,
     AuditAction,
@@ -176,6 +177,7 @@ def profile_merge(
             data=data,
         )
         survivor.refresh_from_db()
+        audiences_live.people_merged(survivor.pk, absorbed_ids)
         resend_profiles([survivor])
         system_events.user_merged(
             snapshot_identity(survivor), [snapshot_identity(p) for p in absorbed], entry.pk
@@ -233,6 +235,7 @@ def merge_undo(entry: AuditEntry, *, actor: User | None = None) -> AuditEntry:
             data={"merge": entry.pk, "profiles": sorted(moved_back | {survivor_id})},
         )
         resend_profiles(list(Profile.objects.filter(pk__in=[survivor_id, *absorbed_ids])))
+        audiences_live.reevaluate_after_commit([survivor_id, *absorbed_ids])
     return undo
 
 

@@ -34,6 +34,8 @@ from destinations.delivery.contract import (
     connection_test_timeout,
 )
 from destinations.system_events import (
+    AUDIENCE_ENTERED,
+    AUDIENCE_EXITED,
     DELIVERY_FAILED,
     SYSTEM_EVENTS,
     USER_CHANGED,
@@ -47,6 +49,8 @@ TRIGGERS = (
     (SURVEY_COMPLETED, "Survey completed"),
     (USER_CHANGED, "User merged or deleted"),
     (DELIVERY_FAILED, "Delivery failed permanently"),
+    (AUDIENCE_ENTERED, "User or account entered an audience"),
+    (AUDIENCE_EXITED, "User or account left an audience"),
 )
 CALL_TYPES = (
     ("", "any call"),
