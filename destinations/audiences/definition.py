@@ -48,7 +48,7 @@ def _clean_group(
     group: Mapping[str, Any], *, subject: str, nested: bool, label: str
 ) -> dict[str, Any]:
     match = group.get("match", "all")
-    if match not in MATCHES:
+    if not _one_of(match, MATCHES):
         raise InvalidDefinition(f"{label}match must be all or any, got {match!r}")
     conditions = group.get("conditions")
     if not isinstance(conditions, list) or not conditions:
@@ -68,7 +68,7 @@ def _clean_condition(
     condition: Mapping[str, Any], *, subject: str, nested: bool, label: str
 ) -> dict[str, Any]:
     kind = condition.get("type")
-    if kind not in TYPES:
+    if not _one_of(kind, TYPES):
         raise InvalidDefinition(f"{label}type must be one of {', '.join(TYPES)}, got {kind!r}")
     if kind == "group":
         if nested:
@@ -88,6 +88,9 @@ def _clean_condition(
 
 def clean_leaf(condition: Mapping[str, Any], *, label: str = "") -> dict[str, Any]:
     op = condition.get("op")
+    if not _one_of(op, LEAF_OPERATORS):
+        choices = ", ".join(LEAF_OPERATORS)
+        raise InvalidDefinition(f"{label}unknown operator {op!r}; expected one of {choices}")
     leaf = {"path": condition.get("path"), "op": op}
     if op in ("is_true", "is_false"):
         probe = {"path": leaf["path"], "op": "exists"}
@@ -108,7 +111,7 @@ def _clean_event(condition: Mapping[str, Any], *, label: str) -> dict[str, Any]:
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise InvalidDefinition(f"{label}name the event (up to 255 characters)")
     count = condition.get("count", "at_least")
-    if count not in COUNTS:
+    if not _one_of(count, COUNTS):
         raise InvalidDefinition(f"{label}count must be one of {', '.join(COUNTS)}, got {count!r}")
     times = _whole(condition.get("times", 1 if count != "none" else 0))
     if times is None or not 0 <= times <= MAX_TIMES:
@@ -143,6 +146,10 @@ def _clean_audience_ref(condition: Mapping[str, Any], *, label: str) -> dict[str
     if audience is None or audience <= 0:
         raise InvalidDefinition(f"{label}choose an audience")
     return {"type": "audience", "audience": audience, "in": bool(condition.get("in", True))}
+
+
+def _one_of(value: Any, options: Iterable[str]) -> bool:
+    return isinstance(value, str) and value in options
 
 
 def _whole(value: Any) -> int | None:
@@ -186,8 +193,8 @@ def describe(condition: Mapping[str, Any]) -> str:
     """A condition in the operator's words, for lists and the audit log."""
     kind = condition.get("type")
     if kind == "group":
-        inner = f" {condition['match']} ".join(describe(c) for c in condition["conditions"])
-        return f"({MATCHES[condition['match']]}: {inner})"
+        joint = " or " if condition["match"] == "any" else " and "
+        return "(" + joint.join(describe(c) for c in condition["conditions"]) + ")"
     if kind == "trait":
         return f"user {describe_leaf(condition)}"
     if kind == "account":

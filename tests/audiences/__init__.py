@@ -1,0 +1,1 @@
+"""Audiences: definitions, evaluation, membership kept current and synced."""
