@@ -4,7 +4,7 @@ the changes are synced. Changes older than the page shows are pruned here too.""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -16,9 +16,9 @@ from destinations.models import Audience, AudienceChange
 KEEP_CHANGES_DAYS = 30
 
 
-def run_window_pass() -> int:
-    """Returns the number of changes synced."""
-    now = timezone.now()
+def run_window_pass(now: datetime | None = None) -> int:
+    """Returns the number of changes synced. ``now``: the moment windows end at."""
+    now = now or timezone.now()
     audiences = list(Audience.objects.filter(computed_at__isnull=False))
     timed = {a.pk for a in audiences if has_window(a.definition)}
     for pk in list(timed):
