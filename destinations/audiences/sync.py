@@ -64,7 +64,7 @@ def sync_changes(
     targets = AudienceTarget.objects.filter(audience=audience, destination__enabled=True)
     if only_destinations is not None:
         targets = targets.filter(destination_id__in=list(only_destinations))
-    chosen = list(targets.values_list("destination_id", "destination__demo"))
+    chosen = list(targets.values_list("destination_id", "destination__demo", "refiner_segment"))
     stored = store_syncs(audience, changes, identities, chosen, now) if chosen else 0
     if only_destinations is None:
         notify_webhooks(audience, changes, identities)
@@ -75,7 +75,7 @@ def store_syncs(
     audience: Audience,
     changes: Sequence[Change],
     identities: Mapping[int, Identity],
-    targets: Sequence[tuple[int, bool]],
+    targets: Sequence[tuple[int, bool, str]],
     now: datetime,
 ) -> int:
     demo_data = demo_loaded()
@@ -87,11 +87,14 @@ def store_syncs(
             groups[demo].append((change, identity))
     stored = 0
     for demo, items in groups.items():
-        allowed = {destination for destination, is_demo in targets if is_demo or not demo}
+        allowed = {destination for destination, is_demo, _ in targets if is_demo or not demo}
         if not items or not allowed:
             continue
+        segments = {str(d): segment for d, _, segment in targets if segment and d in allowed}
         messages = [
-            validate_message(sync_message(audience, c, i), call_type=None, received_at=now)
+            validate_message(
+                sync_message(audience, c, i, segments=segments), call_type=None, received_at=now
+            )
             for c, i in items
         ]
         owners = {
@@ -116,7 +119,14 @@ def message_id(audience: Audience, change: Change) -> str:
     return f"audience-{audience.pk}-{letter}{change.subject}-v{change.version}"
 
 
-def sync_message(audience: Audience, change: Change, identity: Identity) -> dict[str, Any]:
+def sync_message(
+    audience: Audience,
+    change: Change,
+    identity: Identity,
+    *,
+    segments: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``segments``: Refiner manual segments kept in step, by destination id."""
     traits: dict[str, Any] = {audience.key: change.entered}
     message: dict[str, Any] = {
         "messageId": message_id(audience, change),
@@ -129,7 +139,13 @@ def sync_message(audience: Audience, change: Change, identity: Identity) -> dict
                 "namespace": NAMESPACE,
                 "space_id": NAMESPACE,
             },
-            "switchboard": {"audience": {"id": audience.pk, "entered": change.entered}},
+            "switchboard": {
+                "audience": {
+                    "id": audience.pk,
+                    "entered": change.entered,
+                    **({"segments": dict(segments)} if segments else {}),
+                }
+            },
             "library": {"name": "switchboard"},
         },
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -51,7 +52,36 @@ class RefinerConnector(Connector):
     requests_per_minute = 4000
     subject_requests_per_minute = 100
 
+    def route_context(self, destination: Any) -> Any:
+        return destination.pk
+
+    def plan(self, payload: Mapping[str, Any], route_context: Any) -> Mapping[str, Any] | None:
+        """An audience sync for an audience this destination keeps a manual segment of also
+        adds the user to it (entered) or removes them (left)."""
+        segment = audience_segment(payload, route_context)
+        return segment or {}
+
     def translate(
+        self, payload: Mapping[str, Any], context: DeliveryContext
+    ) -> list[OutboundRequest] | Skip:
+        calls = self._translate(payload, context)
+        segment = context.plan.get("segment")
+        if isinstance(calls, Skip) or not segment:
+            return calls
+        user_id, email = subject_of(payload)
+        who: dict[str, str] = {"id": user_id} if user_id else {"email": email or ""}
+        url = base_url(context.config) + "/sync-segment"
+        headers = auth_headers(context.config)
+        subject = user_id or email
+        if context.plan.get("entered"):
+            body = {**who, "segment_uuid": segment}
+            calls.append(OutboundRequest("POST", url, body, headers, subject=subject))
+        else:
+            query = urlencode({**who, "segment_uuid": segment})
+            calls.append(OutboundRequest("DELETE", f"{url}?{query}", None, headers, subject))
+        return calls
+
+    def _translate(
         self, payload: Mapping[str, Any], context: DeliveryContext
     ) -> list[OutboundRequest] | Skip:
         config = context.config
@@ -117,6 +147,22 @@ class RefinerConnector(Connector):
             headers=auth_headers(config),
             subject=subject,
         )
+
+
+def audience_segment(payload: Mapping[str, Any], destination_id: Any) -> dict[str, Any] | None:
+    """``{"segment": uuid, "entered": bool}`` when ``payload`` is an audience sync whose
+    audience keeps a Refiner manual segment in this destination (``destinations.audiences``)."""
+    context = payload.get("context")
+    marker = context.get("switchboard") if isinstance(context, Mapping) else None
+    audience = marker.get("audience") if isinstance(marker, Mapping) else None
+    segments = audience.get("segments") if isinstance(audience, Mapping) else None
+    # Refiner's segments hold contacts: an account audience has none to keep.
+    if not isinstance(segments, Mapping) or payload.get("type") != "identify":
+        return None
+    segment = segments.get(str(destination_id))
+    if not isinstance(segment, str) or not segment or not isinstance(audience, Mapping):
+        return None
+    return {"segment": segment, "entered": bool(audience.get("entered"))}
 
 
 def base_url(config: Mapping[str, str]) -> str:
