@@ -19,6 +19,7 @@ OPERATORS = {
     "lt": "is less than",
 }
 _MISSING = object()
+MISSING = _MISSING  # what ``lookup`` returns for a path the payload does not have
 
 
 class InvalidCondition(ValueError):

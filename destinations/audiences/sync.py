@@ -12,9 +12,10 @@ audience picked and no others, a demo user's to demo destinations only, and carr
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from destinations import system_events
@@ -60,7 +61,8 @@ def sync_changes(
     if not changes:
         return 0
     accounts = audience.subject == AudienceSubject.ACCOUNTS
-    identities = account_identities(changes) if accounts else user_identities(changes)
+    subjects = [c.subject for c in changes]
+    identities = account_identities(subjects) if accounts else user_identities(subjects)
     targets = AudienceTarget.objects.filter(audience=audience, destination__enabled=True)
     if only_destinations is not None:
         targets = targets.filter(destination_id__in=list(only_destinations))
@@ -75,16 +77,44 @@ def store_syncs(
     audience: Audience,
     changes: Sequence[Change],
     identities: Mapping[int, Identity],
-    targets: Sequence[tuple[int, bool, str]],
+    targets: Sequence[Target],
     now: datetime,
 ) -> int:
+    owned = audience.subject != AudienceSubject.ACCOUNTS
+    entries = [
+        Entry(
+            identity=identities[c.subject],
+            owner=c.subject if owned else None,
+            build=partial(sync_message, audience, c, identities[c.subject]),
+        )
+        for c in changes
+        if c.subject in identities
+    ]
+    return store_for_targets(entries, targets, now)
+
+
+# (destination id, is a demo destination, Refiner manual segment or "")
+Target = tuple[int, bool, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message to store: about whom, whose event it is, and how to write it given the
+    manual segments (by destination id) of the destinations it goes to."""
+
+    identity: Identity
+    owner: int | None
+    build: Callable[..., dict[str, Any]]
+
+
+def store_for_targets(entries: Sequence[Entry], targets: Sequence[Target], now: datetime) -> int:
+    """Store Switchboard's own messages (audience and computed-trait syncs) routed to
+    ``targets`` only, a demo user's to the demo ones only (ADR 15); returns how many stored."""
     demo_data = demo_loaded()
-    groups: dict[bool, list[tuple[Change, Identity]]] = {False: [], True: []}
-    for change in changes:
-        identity = identities.get(change.subject)
-        if identity is not None:
-            demo = demo_data and marked_as_demo(identity.user_id, identity.email)
-            groups[demo].append((change, identity))
+    groups: dict[bool, list[Entry]] = {False: [], True: []}
+    for entry in entries:
+        demo = demo_data and marked_as_demo(entry.identity.user_id, entry.identity.email)
+        groups[demo].append(entry)
     stored = 0
     for demo, items in groups.items():
         allowed = {destination for destination, is_demo, _ in targets if is_demo or not demo}
@@ -92,15 +122,10 @@ def store_syncs(
             continue
         segments = {str(d): segment for d, _, segment in targets if segment and d in allowed}
         messages = [
-            validate_message(
-                sync_message(audience, c, i, segments=segments), call_type=None, received_at=now
-            )
-            for c, i in items
+            validate_message(e.build(segments=segments), call_type=None, received_at=now)
+            for e in items
         ]
-        owners = {
-            m.message_id: (None if audience.subject == AudienceSubject.ACCOUNTS else c.subject)
-            for m, (c, _) in zip(messages, items, strict=True)
-        }
+        owners = {m.message_id: e.owner for m, e in zip(messages, items, strict=True)}
         result = store_messages(
             source_id=internal_source(demo=demo).pk,
             messages=messages,
@@ -162,16 +187,14 @@ def sync_message(
     return message
 
 
-def user_identities(changes: Sequence[Change]) -> dict[int, Identity]:
-    ids = [c.subject for c in changes]
+def user_identities(ids: Sequence[int]) -> dict[int, Identity]:
     rows = Profile.objects.filter(pk__in=ids).values_list("pk", "user_id", "email")
     return {pk: Identity(user_id, email) for pk, user_id, email in rows}
 
 
-def account_identities(changes: Sequence[Change]) -> dict[int, Identity]:
+def account_identities(ids: Sequence[int]) -> dict[int, Identity]:
     """An account's group id, and the member a group call is sent as: Refiner updates an
     account through one of its users (the most recently seen one with a user id)."""
-    ids = [c.subject for c in changes]
     rows = Account.objects.filter(pk__in=ids).values_list("pk", "group_id")
     found = {pk: Identity(None, None, group_id) for pk, group_id in rows}
     members = (

@@ -7,6 +7,9 @@ from destinations.models.audiences import (
     AudienceState,
     AudienceSubject,
     AudienceTarget,
+    ComputedTrait,
+    ComputedTraitTarget,
+    ComputedTraitValue,
 )
 from destinations.models.audit import AuditAction, AuditEntry, Upload
 from destinations.models.delivery import (
@@ -50,6 +53,9 @@ __all__ = [
     "AuditAction",
     "AuditEntry",
     "CallOutcome",
+    "ComputedTrait",
+    "ComputedTraitTarget",
+    "ComputedTraitValue",
     "Delivery",
     "DeliveryAttempt",
     "DeliveryStatus",

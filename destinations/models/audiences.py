@@ -140,3 +140,62 @@ class AudienceSize(models.Model):
 
     def __str__(self) -> str:
         return f"{self.audience_id}: {self.size} at {self.at}"
+
+
+class ComputedTrait(models.Model):
+    """A value per user computed from their events (a count, a first or last property value,
+    a first or last time), synced as an ordinary trait under its key."""
+
+    name = models.CharField(max_length=200, unique=True)
+    key = models.CharField(max_length=100, unique=True)
+    definition = models.JSONField(default=dict)
+    destinations: models.ManyToManyField[Destination, ComputedTraitTarget] = models.ManyToManyField(
+        "destinations.Destination",
+        through="ComputedTraitTarget",
+        related_name="computed_traits",
+    )
+    computed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ComputedTraitTarget(models.Model):
+    trait = models.ForeignKey(ComputedTrait, on_delete=models.CASCADE, related_name="targets")
+    destination = models.ForeignKey(
+        "destinations.Destination", on_delete=models.CASCADE, related_name="trait_targets"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trait", "destination"], name="trait_target_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trait_id} -> {self.destination_id}"
+
+
+class ComputedTraitValue(models.Model):
+    """A user's current value; ``version`` counts its changes, for the sync's messageId."""
+
+    trait = models.ForeignKey(ComputedTrait, on_delete=models.CASCADE, related_name="values")
+    profile = models.ForeignKey(
+        "destinations.Profile", on_delete=models.CASCADE, related_name="computed_traits"
+    )
+    value = models.JSONField(null=True)
+    version = models.PositiveIntegerField(default=1)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trait", "profile"], name="trait_value_uniq")
+        ]
+        indexes = [models.Index(fields=["profile"], name="trait_value_profile_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.trait_id}: {self.profile_id} = {self.value!r}"
