@@ -1,0 +1,1 @@
+"""Switchboard's test suite; its folders mirror the code tree."""

@@ -26,8 +26,8 @@ from destinations.models import Destination, Source
 from destinations.sources import source_create
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
-from tests.server import WebServer
-from tests.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
+from tests.helpers.server import WebServer
+from tests.helpers.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
 
 # Property-based tests: a few dozen examples each in CI; HYPOTHESIS_PROFILE=nightly for a long
 # run (README, "Run the tests"). Examples share the test's database, so the

@@ -1,0 +1,1 @@
+"""Browser flows: Debian's chromium driven through Playwright against a live server."""

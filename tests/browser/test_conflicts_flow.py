@@ -13,7 +13,7 @@ from playwright.sync_api import FilePayload, Page, expect
 
 from destinations.models import AuditAction, AuditEntry, Event, Profile, Suppression
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker
+from tests.helpers.worker import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.urls_with_people")]
 

@@ -16,7 +16,7 @@ from segment.analytics.client import Client as SegmentClient
 from destinations.models import Delivery, DeliveryStatus, Source
 from destinations.standins.refiner import FakeRefiner
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker
+from tests.helpers.worker import Worker
 
 pytestmark = pytest.mark.browser
 

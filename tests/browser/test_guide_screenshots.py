@@ -44,7 +44,7 @@ from destinations.standins.refiner import (
     serve_fake_refiner,
 )
 from destinations.webhooks.receivers import receiver_create
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -20,7 +20,7 @@ from destinations.mapping.services import rule_save
 from destinations.models import Delivery, DeliveryStatus, Destination, Source
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -36,7 +36,7 @@ from destinations.models import (
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser
 

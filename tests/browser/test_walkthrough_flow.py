@@ -18,7 +18,7 @@ from destinations.demo import seed_demo
 from destinations.models import Account, Destination, Source
 from destinations.standins.refiner import FakeRefiner
 from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
-from tests.worker import Worker
+from tests.helpers.worker import Worker
 
 pytestmark = pytest.mark.browser
 

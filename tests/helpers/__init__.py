@@ -1,0 +1,1 @@
+"""Helpers shared across test folders: processes (web server, worker, broker), receivers, flows."""

@@ -1,0 +1,1 @@
+"""Hostile input: property-based tests that no generated input makes the server fail."""

@@ -24,9 +24,9 @@ from destinations.models import (
     Source,
 )
 from destinations.webhooks.receivers import receiver_create
+from tests.dashboard.test_roles import dashboard_urls
 from tests.hostile import strategies as gen
 from tests.hostile.conftest import record
-from tests.test_roles import dashboard_urls
 
 pytestmark = pytest.mark.django_db
 

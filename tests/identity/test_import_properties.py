@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from destinations.identity.csv_cells import FORMULA_STARTS, as_text, from_text
 from destinations.models import Job, Profile, Upload
-from tests.import_flow import Imported, import_file
+from tests.helpers.import_flow import Imported, import_file
 
 pytestmark = pytest.mark.django_db
 # Function-scoped fixtures (the logged-in client, the ingest source) are made once for all of a

@@ -22,7 +22,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.worker import wait_until
+from tests.helpers.worker import wait_until
 
 REDIS_SERVER = "redis-server"
 

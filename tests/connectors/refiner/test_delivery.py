@@ -8,7 +8,7 @@ from segment.analytics.client import Client as SegmentClient
 
 from destinations.models import Delivery, DeliveryStatus, Destination, Source
 from destinations.standins.refiner import FakeRefiner
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 
 def sdk(source: Source, live_server: Any) -> SegmentClient:

@@ -43,7 +43,7 @@ from destinations.models import (
 )
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
-from tests.worker import ROOT, Worker, wait_until
+from tests.helpers.worker import ROOT, Worker, wait_until
 
 pytestmark = pytest.mark.django_db
 

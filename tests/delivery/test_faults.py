@@ -36,8 +36,8 @@ from destinations.models import (
     Source,
 )
 from destinations.standins.refiner import FakeRefiner
-from tests.brokers import PrivateRedis, celery_publishing_to
-from tests.worker import TEST_DELIVERY_ENV, Worker, wait_until
+from tests.helpers.brokers import PrivateRedis, celery_publishing_to
+from tests.helpers.worker import TEST_DELIVERY_ENV, Worker, wait_until
 
 StartWorker = Callable[..., Worker]
 FINISHED = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)

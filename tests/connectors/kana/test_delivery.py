@@ -41,7 +41,7 @@ from destinations.models import (
     Source,
 )
 from destinations.standins.kana import FakeKana
-from tests.worker import TEST_DELIVERY_ENV, Worker, wait_until
+from tests.helpers.worker import TEST_DELIVERY_ENV, Worker, wait_until
 
 FINISHED = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
 WRONG_KEY = "prv_wrong_key"

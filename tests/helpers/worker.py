@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # This test session's own queue: a worker left over from another run on the same broker (a
 # shared Redis) cannot take its tasks, nor can its workers take another run's.
 TEST_QUEUE = f"switchboard-test-{uuid.uuid4().hex[:12]}"

@@ -32,7 +32,7 @@ from destinations.models import (
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from destinations.standins.refiner import sample_webhook_payload, send_webhook
 from tests.helpers.webhook_receiver import WebhookReceiver
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 DELIVERY_TIMEOUT = 20.0
 FEATURE = "nps-responses"

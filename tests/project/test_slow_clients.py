@@ -19,8 +19,8 @@ import pytest
 
 from destinations.models import Event, Source
 from destinations.sources import source_create
-from tests.server import HOST, WebServer
-from tests.worker import wait_until
+from tests.helpers.server import HOST, WebServer
+from tests.helpers.worker import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from tests.worker import TEST_QUEUE, spawn, test_database_url, wait_until
+from tests.helpers.worker import TEST_QUEUE, spawn, test_database_url, wait_until
 
 HOST = "127.0.0.1"
 

@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from dashboard.counters import add_to_counters
 from destinations.models import Event, Source
-from tests.server import WebServer
+from tests.helpers.server import WebServer
 
 PASSWORD = "the right passphrase"
 LOGGED_IN, WRONG, THROTTLED = "logged in", "wrong password", "throttled"

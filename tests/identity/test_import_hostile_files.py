@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from dashboard import import_uploads
 from destinations.models import Job, Profile, Upload
-from tests.import_flow import import_file
+from tests.helpers.import_flow import import_file
 
 pytestmark = pytest.mark.django_db
 NOT_A_CUSTOMER = "is not a Stripe (cus_...) or Chargebee customer id"
