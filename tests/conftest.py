@@ -10,12 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
+import segment.analytics.request as segment_request
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from segment.analytics.client import Client as SegmentClient
 
 from dashboard.counters import clear_counters
 from destinations.delivery.routing import forget_cached_destinations
@@ -27,7 +29,7 @@ from destinations.sources import source_create
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
 from tests.helpers.server import WebServer
-from tests.helpers.worker import TEST_DELIVERY_ENV, TEST_QUEUE, Worker
+from tests.helpers.worker import TEST_DELIVERY_ENV, TEST_QUEUE, StartWorker, Worker
 
 # Property-based tests: a few dozen examples each in CI; HYPOTHESIS_PROFILE=nightly for a long
 # run (README, "Run the tests"). Examples share the test's database, so the
@@ -134,14 +136,50 @@ def fake_refiner() -> Iterator[FakeRefiner]:
 
 
 @pytest.fixture
-def worker(transactional_db: None, settings: Any) -> Iterator[Worker]:
+def worker_env() -> dict[str, str]:
+    """What every worker of a test gets on top of TEST_DELIVERY_ENV; a folder's conftest may
+    ask for more."""
+    return {}
+
+
+@pytest.fixture
+def start_worker(
+    transactional_db: None, settings: Any, worker_env: dict[str, str]
+) -> Iterator[StartWorker]:
+    """Start real Celery workers (each with its sweeper) in other processes, on the test
+    database, with TEST_DELIVERY_ENV, ``worker_env`` and the overrides given; all are stopped
+    at the end. This process gets the same DELIVERY_* values: ingest here computes each
+    delivery's first attempt and retry window, operator services sweep and resume with them."""
+    started: list[Worker] = []
+
+    def start(concurrency: int = 4, **overrides: str) -> Worker:
+        env = {**worker_env, **overrides}
+        for name, value in {**TEST_DELIVERY_ENV, **env}.items():
+            if name.startswith("DELIVERY_"):
+                setattr(settings, name, float(value) if "." in value else int(value))
+        worker = Worker(env=env, concurrency=concurrency)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def worker(start_worker: StartWorker) -> Worker:
     """A real Celery worker and sweeper in another process, on the test database."""
-    for name, value in TEST_DELIVERY_ENV.items():
-        setattr(settings, name, float(value) if "." in value else int(value))
-    settings.ALLOW_PRIVATE_URLS = True
-    started = Worker().start()
-    yield started
-    started.stop()
+    return start_worker()
+
+
+@pytest.fixture
+def sdk(source: Source, live_server: Any) -> Iterator[SegmentClient]:
+    """Segment's Python SDK as an app embeds it, pointed at ingest on the live server; sync
+    mode sends each call at once and raises unless ingest answered 200."""
+    client = SegmentClient(source.write_key, host=live_server.url, sync_mode=True, max_retries=0)
+    yield client
+    # The SDK keeps a module-level session; kept-alive sockets would hold a live-server thread.
+    segment_request._session.close()
 
 
 @pytest.fixture
@@ -179,6 +217,25 @@ def make_member(db: None) -> Callable[..., Any]:
         return user
 
     return make
+
+
+@pytest.fixture
+def staff_role() -> str:
+    """The role ``staff_client`` signs in with; a folder's conftest may ask for another."""
+    return "admin"
+
+
+@pytest.fixture
+def staff_member(make_member: Callable[..., Any], staff_role: str) -> Any:
+    """The member ``staff_client`` is signed in as: ``op``, with ``staff_role``."""
+    return make_member(role=staff_role)
+
+
+@pytest.fixture
+def staff_client(client: Client, staff_member: Any) -> Client:
+    """The test client, signed in as ``staff_member``."""
+    client.force_login(staff_member)
+    return client
 
 
 @pytest.fixture

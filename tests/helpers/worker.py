@@ -51,6 +51,8 @@ def test_database_url() -> str:
 
 
 class Worker:
+    """``celery worker --beat`` of the project, started by ``start()``."""
+
     def __init__(self, env: Mapping[str, str] | None = None, concurrency: int = 4) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix="worker-", suffix=".log")[1])
         self.schedule = Path(tempfile.mkdtemp(prefix="beat-")) / "schedule"
@@ -154,3 +156,19 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s. {explain()}")
         time.sleep(0.05)
+
+
+StartWorker = Callable[..., Worker]
+
+
+def crash(worker: Worker) -> None:
+    """SIGKILL the worker and the beat process it forked, as when its machine dies. Killing only
+    the worker's own process would leave its embedded beat running, orphaned, still sending
+    sweeps to the broker after the test."""
+    assert worker.process is not None
+    tasks = Path(f"/proc/{worker.process.pid}/task")
+    children = [int(pid) for f in tasks.glob("*/children") for pid in f.read_text().split()]
+    worker.kill()  # first, so the worker never sees its beat go
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

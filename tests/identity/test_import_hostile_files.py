@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
-from django.test import Client
 from django.urls import reverse
 
 from dashboard import import_uploads
@@ -22,17 +19,6 @@ from tests.helpers.import_flow import import_file
 pytestmark = pytest.mark.django_db
 NOT_A_CUSTOMER = "is not a Stripe (cus_...) or Chargebee customer id"
 SAVE_AS = "save it as CSV UTF-8 and upload it again"
-
-
-@pytest.fixture
-def operator(make_member: Callable[..., User]) -> User:
-    return make_member(username="ops", role="operator")
-
-
-@pytest.fixture
-def operator_client(client: Client, operator: User) -> Client:
-    client.force_login(operator)
-    return client
 
 
 def written(rows: list[list[str]], header: str = "id,Email,Name") -> bytes:
@@ -48,7 +34,7 @@ def users() -> dict[str, tuple[str | None, str]]:
     return {str(p.email): (p.billing_id, p.name) for p in Profile.objects.all()}
 
 
-def test_rows_with_formula_like_blank_or_huge_names_are_all_imported(operator_client) -> None:
+def test_rows_with_formula_like_blank_or_huge_names_are_all_imported(staff_client) -> None:
     # The rows of the generated files whose valid customers were lost: a name over the csv
     # module's 131,072-character field limit stopped the reader, and every row after it.
     huge = "x" * 200_000
@@ -62,7 +48,7 @@ def test_rows_with_formula_like_blank_or_huge_names_are_all_imported(operator_cl
             ["cus_F6", "f@x.co", "After the long one"],
         ]
     )
-    result = import_file(operator_client, data)
+    result = import_file(staff_client, data)
     assert result.refusal == "" and result.refused == {}
     assert result.counters["created"] == 6
     assert users() == {
@@ -76,17 +62,17 @@ def test_rows_with_formula_like_blank_or_huge_names_are_all_imported(operator_cl
 
 
 def test_a_line_longer_than_the_field_limit_in_an_unused_column_costs_nothing(
-    operator_client,
+    staff_client,
 ) -> None:
     data = written(
         [["cus_1", "", "a@x.co", "Ann", "y" * 150_000], ["cus_2", "", "b@x.co", "Bob", ""]],
         header="id,Description,Email,Name,Notes",
     )
-    result = import_file(operator_client, data)
+    result = import_file(staff_client, data)
     assert result.refused == {} and result.counters["created"] == 2
 
 
-def test_cells_the_export_wrote_as_text_are_read_back_as_they_were(operator_client) -> None:
+def test_cells_the_export_wrote_as_text_are_read_back_as_they_were(staff_client) -> None:
     data = written(
         [
             ["cus_1", "'=1+5@example.com", "'=SUM(1,1)"],
@@ -96,7 +82,7 @@ def test_cells_the_export_wrote_as_text_are_read_back_as_they_were(operator_clie
             ["'=cus_5", "e@x.co", "E"],  # a billing id is read back too, then checked
         ]
     )
-    result = import_file(operator_client, data)
+    result = import_file(staff_client, data)
     assert users() == {
         "=1+5@example.com": ("cus_1", "=SUM(1,1)"),
         "b@x.co": ("cus_2", "'=x"),
@@ -107,7 +93,7 @@ def test_cells_the_export_wrote_as_text_are_read_back_as_they_were(operator_clie
 
 
 @pytest.mark.parametrize("newline", ["\r\n", "\n", "\r"], ids=["crlf", "lf", "cr"])
-def test_line_numbers_are_the_files_whatever_its_line_endings(operator_client, newline) -> None:
+def test_line_numbers_are_the_files_whatever_its_line_endings(staff_client, newline) -> None:
     lines = [
         "id,Email,Name",
         'sub_1,a@x.co,"Two',  # a quoted name over two lines: the row is on line 2
@@ -119,7 +105,7 @@ def test_line_numbers_are_the_files_whatever_its_line_endings(operator_client, n
         '"cus_4","d@x.co","Di ""the"" quoted"',
     ]
     data = newline.join(lines).encode() + newline.encode()
-    result = import_file(operator_client, data)
+    result = import_file(staff_client, data)
     assert result.refusal == ""
     assert result.refused == {
         2: f"billing id 'sub_1' {NOT_A_CUSTOMER}",
@@ -130,7 +116,7 @@ def test_line_numbers_are_the_files_whatever_its_line_endings(operator_client, n
 
 
 def test_a_row_with_broken_quoting_is_refused_and_reading_resumes_after_it(
-    operator_client,
+    staff_client,
 ) -> None:
     data = (
         b"id,Email,Name\n"
@@ -140,7 +126,7 @@ def test_a_row_with_broken_quoting_is_refused_and_reading_resumes_after_it(
         b"cus_4,d@x.co,Di\n"
         b'cus_5,e@x.co,"open\n'  # never closed, at the end
     )
-    result = import_file(operator_client, data)
+    result = import_file(staff_client, data)
     assert result.refused == {
         2: "a quoted field starts on this line and, 2 lines further, has text after its "
         "closing quote",
@@ -153,8 +139,8 @@ def test_a_row_with_broken_quoting_is_refused_and_reading_resumes_after_it(
 GOOD = "id,Email,Name\r\ncus_1,ann@x.co,Ann Ümlaut\r\ncus_2,bob@x.co,Bob\r\n"
 
 
-def test_utf16_with_its_byte_order_mark_is_read(operator_client) -> None:
-    result = import_file(operator_client, GOOD.encode("utf-16"))  # what Excel's Unicode save has
+def test_utf16_with_its_byte_order_mark_is_read(staff_client) -> None:
+    result = import_file(staff_client, GOOD.encode("utf-16"))  # what Excel's Unicode save has
     assert result.refused == {}
     assert users() == {"ann@x.co": ("cus_1", "Ann Ümlaut"), "bob@x.co": ("cus_2", "Bob")}
 
@@ -204,15 +190,15 @@ def test_utf16_with_its_byte_order_mark_is_read(operator_client) -> None:
     ],
 )
 def test_a_file_that_cannot_be_read_is_refused_whole_with_the_reason(
-    operator_client, data, reason
+    staff_client, data, reason
 ) -> None:
-    result = import_file(operator_client, data, name="bad.csv")
+    result = import_file(staff_client, data, name="bad.csv")
     assert result.refusal == f"bad.csv: {reason}."
     assert not Profile.objects.exists() and not Upload.objects.exists()
     assert not Job.objects.exists()
 
 
-def test_nul_characters_and_overlong_values_refuse_their_row_only(operator_client) -> None:
+def test_nul_characters_and_overlong_values_refuse_their_row_only(staff_client) -> None:
     header = "billing_id,email,name,user_id"
     data = written(
         [
@@ -226,7 +212,7 @@ def test_nul_characters_and_overlong_values_refuse_their_row_only(operator_clien
         ],
         header=header,
     )
-    result = import_file(operator_client, data)
+    result = import_file(staff_client, data)
     assert result.refused == {
         2: "a field holds a NUL character, which cannot be stored",
         3: "a field holds a NUL character, which cannot be stored",
@@ -240,7 +226,7 @@ def test_nul_characters_and_overlong_values_refuse_their_row_only(operator_clien
     ]
 
 
-def test_duplicate_rows_unknown_columns_and_trailing_empty_fields(operator_client) -> None:
+def test_duplicate_rows_unknown_columns_and_trailing_empty_fields(staff_client) -> None:
     data = written(
         [
             ["cus_1", "", "a@x.co", "Ann", "=1+1", "2024-01-01"],
@@ -250,22 +236,22 @@ def test_duplicate_rows_unknown_columns_and_trailing_empty_fields(operator_clien
         ],
         header='id,Description,Email,Name,"=HYPERLINK(""http://x"")",Created (UTC)',
     )
-    result = import_file(operator_client, data)
+    result = import_file(staff_client, data)
     assert result.refused == {5: "has 7 fields; the header has 6"}
     assert (result.counters["created"], result.counters["unchanged"]) == (2, 1)
     assert users() == {"a@x.co": ("cus_1", "Ann"), "b@x.co": ("cus_2", "Bob")}
 
 
-def test_a_mapped_column_whose_name_appears_twice_is_refused(operator_client) -> None:
+def test_a_mapped_column_whose_name_appears_twice_is_refused(staff_client) -> None:
     data = written([["cus_1", "a@x.co", "Ann", "b@x.co"]], header="id,Email,Name,Email")
-    result = import_file(operator_client, data, mapping={"billing_id": "id", "email": "Email"})
+    result = import_file(staff_client, data, mapping={"billing_id": "id", "email": "Email"})
     assert result.refusal == "two columns are named 'Email': rename one"
     assert not Profile.objects.exists()
 
 
-def test_importing_a_staged_file_that_cannot_be_read_says_so(operator_client) -> None:
+def test_importing_a_staged_file_that_cannot_be_read_says_so(staff_client) -> None:
     token = import_uploads.stage_upload(name="old.csv", data=b"")
-    response = operator_client.post(
+    response = staff_client.post(
         reverse("conflicts-import-start"), {"upload": token, "billing_id": "id"}, follow=True
     )
     assert response.status_code == 200
@@ -284,11 +270,11 @@ FORMULA_USERS: list[dict[str, Any]] = [
 
 
 def test_the_export_writes_formula_like_cells_as_text_and_they_import_back(
-    operator_client, post_ingest
+    staff_client, post_ingest
 ) -> None:
     batch = [{"type": "identify", **user} for user in FORMULA_USERS]
     assert post_ingest("batch", {"batch": batch}).json()["failed"] == []
-    export = operator_client.get(reverse("conflicts-export"))
+    export = staff_client.get(reverse("conflicts-export"))
     text = b"".join(export.streaming_content).decode()
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["profile_id", "user_id", "email", "name", "billing_id", "conflict"]
@@ -310,7 +296,7 @@ def test_the_export_writes_formula_like_cells_as_text_and_they_import_back(
     for n, row in enumerate(rows[1:], start=1):
         writer.writerow([*row[:4], f"cus_RT{n}", row[5]])
         billing_ids[int(row[0])] = f"cus_RT{n}"
-    result = import_file(operator_client, filled.getvalue().encode(), name="filled.csv")
+    result = import_file(staff_client, filled.getvalue().encode(), name="filled.csv")
     assert result.refused == {}
     assert result.counters["updated"] == len(FORMULA_USERS)
     # Each row found its user by userId: no user was made, and each got its row's billing id.

@@ -11,10 +11,6 @@ from destinations.standins.refiner import FakeRefiner
 from tests.helpers.worker import Worker, wait_until
 
 
-def sdk(source: Source, live_server: Any) -> SegmentClient:
-    return SegmentClient(source.write_key, host=live_server.url, sync_mode=True, max_retries=0)
-
-
 def deliveries_finished(count: int) -> bool:
     finished = Delivery.objects.filter(
         status__in=(DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
@@ -28,15 +24,15 @@ def test_each_call_type_reaches_refiner_as_documented(
     refiner_destination: Destination,
     fake_refiner: FakeRefiner,
     worker: Worker,
+    sdk: SegmentClient,
 ) -> None:
-    client = sdk(source, live_server)
-    client.identify(
+    sdk.identify(
         "u-1",
         {"email": "Ada@Example.com", "plan": "pro", "address": {"city": "Oslo"}, "vip_users": True},
     )
-    client.group("u-1", "acct-1", {"name": "Initech", "employees": 40})
-    client.track("u-1", "Report Exported", {"format": "csv"})
-    client.page("u-1", "Docs", "Getting started", {"url": "https://example.com/docs"})
+    sdk.group("u-1", "acct-1", {"name": "Initech", "employees": 40})
+    sdk.track("u-1", "Report Exported", {"format": "csv"})
+    sdk.page("u-1", "Docs", "Getting started", {"url": "https://example.com/docs"})
 
     wait_until(lambda: deliveries_finished(4), 20, worker.describe)
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.DELIVERED}
@@ -68,9 +64,9 @@ def test_anonymous_event_is_skipped_with_the_reason(
     refiner_destination: Destination,
     fake_refiner: FakeRefiner,
     worker: Worker,
+    sdk: SegmentClient,
 ) -> None:
-    client = sdk(source, live_server)
-    client.track(anonymous_id="anon-1", event="Viewed Pricing")
+    sdk.track(anonymous_id="anon-1", event="Viewed Pricing")
     wait_until(lambda: deliveries_finished(1), 20, worker.describe)
     delivery = Delivery.objects.get()
     assert delivery.status == DeliveryStatus.SKIPPED
@@ -84,10 +80,11 @@ def test_transient_failures_are_retried_until_delivered(
     refiner_destination: Destination,
     fake_refiner: FakeRefiner,
     worker: Worker,
+    sdk: SegmentClient,
 ) -> None:
     fake_refiner.server_error(times=1, path="/track-event")
     fake_refiner.rate_limit(times=1, retry_after=1, path="/track-event")
-    sdk(source, live_server).track("u-2", "Signed Up")
+    sdk.track("u-2", "Signed Up")
     wait_until(lambda: deliveries_finished(1), 20, worker.describe)
     delivery = Delivery.objects.get()
     assert delivery.status == DeliveryStatus.DELIVERED
