@@ -13,18 +13,13 @@ from playwright.sync_api import FilePayload, Page, expect
 
 from destinations.models import AuditAction, AuditEntry, Event, Profile, Suppression
 from tests.browser.conftest import artifact_path
+from tests.helpers.ingest import send
 from tests.helpers.worker import Worker
 
-pytestmark = [pytest.mark.browser, pytest.mark.urls("tests.urls_with_people")]
+pytestmark = pytest.mark.browser
 
 # The import runs in the worker process; give it more than the default few seconds.
 JOB_TIMEOUT_MS = 20_000
-
-
-def send(post_ingest: Any, items: list[dict[str, Any]]) -> None:
-    response = post_ingest("batch", {"batch": items})
-    assert response.status_code == 200, response.content
-    assert response.json()["failed"] == []
 
 
 @pytest.fixture

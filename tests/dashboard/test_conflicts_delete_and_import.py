@@ -29,7 +29,7 @@ from destinations.standins.refiner import FakeRefiner
 from tests.helpers.conflicts import merge_form
 from tests.helpers.pages import messages_of, text_of
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_with_people")]
+pytestmark = pytest.mark.django_db
 
 STRIPE = (
     b"id,Description,Email,Name,Created (UTC)\n"

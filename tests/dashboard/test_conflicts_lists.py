@@ -22,7 +22,7 @@ from tests.helpers.conflicts import make_conflicts
 from tests.helpers.ingest import send
 from tests.helpers.pages import text_of, words_of
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_with_people")]
+pytestmark = pytest.mark.django_db
 
 
 # The Conflicts page ---------------------------------------------------------------------------

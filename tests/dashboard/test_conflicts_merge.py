@@ -23,7 +23,7 @@ from tests.helpers.conflicts import make_conflicts, merge_form
 from tests.helpers.ingest import send
 from tests.helpers.pages import messages_of, text_of, words_of
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_with_people")]
+pytestmark = pytest.mark.django_db
 
 
 # Merge ----------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,13 +20,6 @@ from destinations.models import Account, Event, IngestFailure, Profile
 from destinations.sources import source_create
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client: Client, make_member: Any) -> Client:
-    user = make_member()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

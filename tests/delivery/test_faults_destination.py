@@ -14,6 +14,7 @@ from typing import Any
 from segment.analytics.client import Client as SegmentClient
 
 from destinations.models import (
+    FINISHED,
     AttemptOutcome,
     Delivery,
     DeliveryAttempt,
@@ -23,7 +24,6 @@ from destinations.models import (
 )
 from destinations.standins.refiner import FakeRefiner
 from tests.helpers.refiner_deliveries import (
-    FINISHED,
     attempts_of,
     delivery_for,
     explain,

@@ -17,6 +17,7 @@ from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_resume
 from destinations.delivery.sweeper import sweep
 from destinations.models import (
+    FINISHED,
     WAITING,
     AttemptOutcome,
     Delivery,
@@ -27,7 +28,7 @@ from destinations.models import (
     Source,
 )
 from destinations.standins.refiner import FakeRefiner
-from tests.helpers.refiner_deliveries import FINISHED, attempts_of, delivery_for, explain, finished
+from tests.helpers.refiner_deliveries import attempts_of, delivery_for, explain, finished
 from tests.helpers.worker import StartWorker, wait_until
 
 # --- routing: integrations object and destination filters --------------------------------------

@@ -18,6 +18,7 @@ from segment.analytics.client import Client as SegmentClient
 from destinations.delivery import engine
 from destinations.delivery.sweeper import LOST_ATTEMPT
 from destinations.models import (
+    FINISHED,
     AttemptOutcome,
     Delivery,
     DeliveryAttempt,
@@ -29,7 +30,6 @@ from destinations.models import (
 from destinations.standins.refiner import FakeRefiner
 from tests.helpers.brokers import PrivateRedis, celery_publishing_to
 from tests.helpers.refiner_deliveries import (
-    FINISHED,
     attempts_of,
     delivery_for,
     explain,

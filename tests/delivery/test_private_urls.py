@@ -5,7 +5,6 @@ form says so under each URL field."""
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from destinations.delivery import engine
 from destinations.models import Delivery, DeliveryStatus
 from destinations.standins.kana import FakeKana
 from destinations.standins.refiner import FakeRefiner
+from tests.helpers.pages import text_of
 from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
 
 REFUSED = (
@@ -31,18 +31,8 @@ RULE = (
 
 
 @pytest.fixture
-def staff_client(client: Client, make_member: Any) -> Client:
-    client.force_login(make_member())
-    return client
-
-
-@pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     yield from serve_webhook_receiver()
-
-
-def text_of(response: Any) -> str:
-    return html.unescape(response.content.decode())
 
 
 def test_connection_to_loopback_is_refused_alike_for_every_kind(

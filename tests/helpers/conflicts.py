@@ -1,4 +1,5 @@
-"""User conflicts as tests make them: users sharing emails, and the merge form."""
+"""User conflicts as tests make them (users sharing emails, billing ids Kana refuses) and
+the merge form."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any
 
 from destinations.models import Profile
 from tests.helpers.ingest import send
+
+NOT_A_CUSTOMER = "is not a Stripe (cus_...) or Chargebee customer id"
 
 
 def make_conflicts(post_ingest: Any) -> None:

@@ -9,10 +9,10 @@ from typing import Any
 from django.utils import timezone
 
 from destinations.models import (
+    FINISHED,
     AttemptOutcome,
     Delivery,
     DeliveryAttempt,
-    DeliveryStatus,
     Destination,
     Event,
     Source,
@@ -47,7 +47,7 @@ def seed_delivery(
 ) -> Delivery:
     created = timezone.now() - age
     finished: datetime | None = None
-    if status in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED):
+    if status in FINISHED:
         finished = created + (latency or timedelta(seconds=1))
     return Delivery.objects.create(
         event=event,

@@ -1,7 +1,10 @@
-"""Sending events through the real ingest endpoint."""
+"""Sending events through the real ingest endpoint: its auth header, its rate limit's window,
+and batches that must be accepted whole."""
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any
 
 
@@ -9,3 +12,13 @@ def send(post_ingest: Any, items: list[dict[str, Any]]) -> None:
     response = post_ingest("batch", {"batch": items})
     assert response.status_code == 200, response.content
     assert response.json()["failed"] == []
+
+
+def basic(write_key: str) -> str:
+    """The ``Authorization`` header an SDK sends: Basic auth with the write key as user name."""
+    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+
+def start_of_a_fresh_second() -> None:
+    """Rate limits count per wall-clock second: start there so a burst shares one window."""
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)

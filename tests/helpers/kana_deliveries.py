@@ -10,11 +10,9 @@ from typing import Any
 from segment.analytics.client import Client as SegmentClient
 from segment.analytics.request import post as sdk_post
 
-from destinations.models import Delivery, DeliveryStatus, Job, Source
+from destinations.models import FINISHED, Delivery, DeliveryStatus, Job, Source
 from destinations.standins.kana import FakeKana
 from tests.helpers.worker import Worker
-
-FINISHED = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
 
 
 def composer(source: Source) -> SegmentClient:

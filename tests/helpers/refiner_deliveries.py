@@ -8,11 +8,9 @@ from typing import Any
 
 from segment.analytics.client import Client as SegmentClient
 
-from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus, Source
+from destinations.models import FINISHED, Delivery, DeliveryAttempt, Source
 from destinations.standins.refiner import FakeRefiner
 from tests.helpers.worker import Worker
-
-FINISHED = (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
 
 
 def send_batch(

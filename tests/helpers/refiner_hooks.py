@@ -1,4 +1,4 @@
-"""Refiner posting to a receiver, and the receiver pages' values, as tests read them."""
+"""Refiner posting to a receiver, and the values of the receiver pages' inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 from django.test import Client
-from django.urls import reverse
 
 from destinations.models import RefinerReceiver
 
@@ -20,10 +19,12 @@ def input_value(response: Any, element_id: str) -> str:
 
 
 def hook(client: Client, receiver: RefinerReceiver, payload: Any, token: str | None) -> Any:
+    """Refiner's POST to the receiver's public URL (as pasted into Refiner), with the bearer
+    token when one is given; ``payload`` is sent as JSON unless it is bytes already."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     return client.post(
-        reverse("refiner-webhook", args=[receiver.public_id]),
+        f"/hooks/refiner/{receiver.public_id}",
         data=body,
         content_type="application/json",
         headers=headers,

@@ -33,8 +33,9 @@ def item(call: str, message_id: str, **fields: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def nested(levels: int) -> Any:
-    value: Any = "bottom"
+def nested(levels: int, leaf: Any = "bottom") -> Any:
+    """``leaf`` inside ``levels`` of {"a": ...}."""
+    value = leaf
     for _ in range(levels):
         value = {"a": value}
     return value

@@ -27,6 +27,7 @@ HOST = "127.0.0.1"
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on (connecting is refused at once) until someone binds it."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return int(probe.getsockname()[1])

@@ -3,7 +3,6 @@ page that shows it, and any query parameter gets a page or a 400, never a 500.""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,7 +23,8 @@ from destinations.models import (
     Source,
 )
 from destinations.webhooks.receivers import receiver_create
-from tests.dashboard.test_roles import dashboard_urls
+from tests.helpers.ingest import basic
+from tests.helpers.urls import dashboard_urls
 from tests.hostile import strategies as gen
 from tests.hostile.conftest import record
 
@@ -44,17 +44,13 @@ def deep_text(levels: int) -> str:
     return '{"a": ' * levels + "1" + "}" * levels
 
 
-def basic(source: Source) -> str:
-    return "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
-
-
 def send(client: Client, source: Source, path: str, body: str) -> Any:
     return client.generic(
         "POST",
         f"/v1/{path}",
         data=body.encode(),
         content_type="application/json",
-        HTTP_AUTHORIZATION=basic(source),
+        HTTP_AUTHORIZATION=basic(source.write_key),
     )
 
 

@@ -14,10 +14,10 @@ from django.urls import reverse
 
 from dashboard import import_uploads
 from destinations.models import Job, Profile, Upload
+from tests.helpers.conflicts import NOT_A_CUSTOMER
 from tests.helpers.import_flow import import_file
 
 pytestmark = pytest.mark.django_db
-NOT_A_CUSTOMER = "is not a Stripe (cus_...) or Chargebee customer id"
 SAVE_AS = "save it as CSV UTF-8 and upload it again"
 
 

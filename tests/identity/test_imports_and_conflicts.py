@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
 
 import pytest
 
@@ -18,9 +17,9 @@ from destinations.identity.conflicts import (
 )
 from destinations.identity.jobs import bulk_merge_start, import_start
 from destinations.models import AuditAction, AuditEntry, Job, JobStatus, Profile, ProfileOrigin
+from tests.helpers.conflicts import NOT_A_CUSTOMER, make_conflicts
 
 pytestmark = pytest.mark.django_db
-NOT_A_CUSTOMER = "is not a Stripe (cus_...) or Chargebee customer id"
 
 STRIPE = (
     b"id,Description,Email,Name,Created (UTC)\n"
@@ -118,23 +117,6 @@ def test_shared_email_rows_are_reported_not_guessed(post_ingest) -> None:
     assert job.counters["errors"] == [
         {"line": 2, "reason": "2 users share same@x.co: merge them first"}
     ]
-
-
-def make_conflicts(post_ingest: Any) -> None:
-    batch = [
-        {"type": "identify", "userId": f"u{n}", "traits": {"email": email, **extra}}
-        for n, (email, extra) in enumerate(
-            [
-                ("dup@x.co", {}),
-                ("dup@x.co", {"billingId": "cus_1"}),
-                ("dup@x.co", {}),
-                ("pair@x.co", {"billingId": "cus_2"}),
-                ("pair@x.co", {"billingId": "cus_3"}),
-                ("alone@x.co", {}),
-            ]
-        )
-    ]
-    assert post_ingest("batch", {"batch": batch}).status_code == 200
 
 
 def test_conflict_lists_and_export(post_ingest) -> None:

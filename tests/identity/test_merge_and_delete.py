@@ -18,14 +18,9 @@ from destinations.models import (
     Profile,
     Suppression,
 )
+from tests.helpers.ingest import send
 
 pytestmark = pytest.mark.django_db
-
-
-def send(post_ingest: Any, items: list[dict[str, Any]]) -> None:
-    response = post_ingest("batch", {"batch": items})
-    assert response.status_code == 200, response.content
-    assert response.json()["failed"] == []
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ per-source rate limit."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from destinations.ingest.auth import forget_cached_sources
 from destinations.models import Event, IngestFailure, Source
 from destinations.sources import source_create
+from tests.helpers.ingest import start_of_a_fresh_second
 from tests.helpers.refusals import assert_refused, item, nested_raw, track
 
 pytestmark = pytest.mark.django_db
@@ -85,11 +85,6 @@ def test_raw_nul_bytes_in_a_refused_body_are_recorded_readably(post_ingest, sour
 
 
 # --- rate limit --------------------------------------------------------------------------------
-
-
-def start_of_a_fresh_second() -> None:
-    """The limit counts per wall-clock second: start there so four requests share one window."""
-    time.sleep(1.0 - time.time() % 1.0 + 0.01)
 
 
 def test_rate_limit_per_source(post_ingest, source):

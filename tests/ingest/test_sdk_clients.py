@@ -9,7 +9,6 @@ module-level ``requests`` session the SDK posts with.
 
 from __future__ import annotations
 
-import base64
 import gzip
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from segment.analytics.version import VERSION as SEGMENT_VERSION
 
 from destinations.models import Account, AnonymousId, Event, IngestFailure, Membership, Profile
 from destinations.sources import source_create
+from tests.helpers.ingest import basic
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -96,10 +96,6 @@ def segment_wire() -> Iterator[Wire]:
 @pytest.fixture
 def rudder_wire() -> Iterator[Wire]:
     yield from observe(rudder_request._session)
-
-
-def basic(write_key: str) -> str:
-    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
 
 
 def send_every_call(client: Any, user_id: str) -> dict[str, str]:

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from destinations.connectors.webhook import DELIVERY_FAILED, USER_CHANGED
 from destinations.delivery import engine, filters
 from destinations.delivery.services import destination_create
 from destinations.demo import (
-    DEMO_FEATURES,
     DEMO_KANA_KEY,
     DEMO_REFINER_KEY,
     DEMO_SOURCE,
@@ -41,8 +39,8 @@ from destinations.models import (
     Profile,
     Source,
 )
-from destinations.standins.kana import FakeKana, serve_fake_kana
-from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
+from destinations.standins.kana import FakeKana
+from destinations.standins.refiner import FakeRefiner
 from tests.helpers.worker import ROOT, Worker, wait_until
 
 pytestmark = pytest.mark.django_db
@@ -92,19 +90,6 @@ def test_seed_then_remove_leaves_other_data_alone(post_ingest: Any, source: Sour
 
 
 # --- demo data stays with the stand-ins ------------------------------------------------------
-
-
-@pytest.fixture
-def demo_refiner() -> Iterator[FakeRefiner]:
-    yield from serve_fake_refiner(api_keys={DEMO_REFINER_KEY}, project_name="Demo project")
-
-
-@pytest.fixture
-def demo_kana() -> Iterator[FakeKana]:
-    for kana in serve_fake_kana(api_keys={DEMO_KANA_KEY}):
-        for feature_id, name in DEMO_FEATURES:
-            kana.add_feature(feature_id, name)
-        yield kana
 
 
 def user_ids_sent(refiner: FakeRefiner) -> set[str]:

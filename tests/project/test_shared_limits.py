@@ -4,7 +4,6 @@ rate limit; and the counters and the cache beneath them, across forked processes
 
 from __future__ import annotations
 
-import base64
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from dashboard.counters import add_to_counters
 from destinations.models import Event, Source
+from tests.helpers.ingest import basic, start_of_a_fresh_second
 from tests.helpers.server import WebServer
 
 PASSWORD = "the right passphrase"
@@ -147,24 +147,19 @@ def test_behind_a_proxy_the_address_is_the_last_forwarded_one(
     assert log_in(proxied_web_server, "eve", PASSWORD, headers=elsewhere) == LOGGED_IN
 
 
-def start_of_a_fresh_second() -> None:
-    time.sleep(1.0 - time.time() % 1.0 + 0.01)
-
-
 def test_the_ingest_rate_limit_holds_across_processes(
     web_server: WebServer, transactional_db: None, source: Source
 ) -> None:
     limit = 5
     source.rate_limit_per_second = limit
     source.save()
-    token = base64.b64encode(f"{source.write_key}:".encode()).decode()
 
     def send(message_id: str) -> int:
         # No session: each request on a new connection, which either process may take.
         response = requests.post(
             f"{web_server.base_url}/v1/track",
             data=orjson.dumps({"userId": "u1", "event": "Clicked", "messageId": message_id}),
-            headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+            headers={"Authorization": basic(source.write_key), "Content-Type": "application/json"},
             timeout=30,
         )
         return response.status_code

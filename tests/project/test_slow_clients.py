@@ -7,7 +7,6 @@ clients that trickle it in, and ordinary requests that must be answered meanwhil
 
 from __future__ import annotations
 
-import base64
 import errno
 import http.client
 import socket
@@ -19,6 +18,7 @@ import pytest
 
 from destinations.models import Event, Source
 from destinations.sources import source_create
+from tests.helpers.ingest import basic
 from tests.helpers.server import HOST, WebServer
 from tests.helpers.worker import wait_until
 
@@ -38,17 +38,13 @@ def server(django_db_setup: None, django_db_blocker: object) -> Iterator[WebServ
         started.stop()
 
 
-def authorization(source: Source) -> str:
-    return "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
-
-
 def track_body(message_id: str) -> bytes:
     return orjson.dumps({"userId": "u-1", "event": "Signed Up", "messageId": message_id})
 
 
 def request_head(source: Source, length: int, *, path: str = "/v1/track") -> bytes:
     return (
-        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: {authorization(source)}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: {basic(source.write_key)}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
 
@@ -95,7 +91,7 @@ def call(
 
 
 def track(port: int, source: Source, message_id: str) -> tuple[int, bytes]:
-    headers = {"Authorization": authorization(source), "Content-Type": "application/json"}
+    headers = {"Authorization": basic(source.write_key), "Content-Type": "application/json"}
     return call(port, "POST", "/v1/track", track_body(message_id), headers)
 
 
@@ -120,7 +116,7 @@ def test_withheld_bodies_do_not_stall_the_server(server: WebServer) -> None:
         status, body = call(server.port, "GET", "/static/dashboard/app.css")
         assert status == 200 and body
         # The ingest size limit holds: over 500 KB is refused with ingest's own message.
-        headers = {"Authorization": authorization(source), "Content-Type": "application/json"}
+        headers = {"Authorization": basic(source.write_key), "Content-Type": "application/json"}
         oversized = b'{"userId": "u", "event": "Big", "properties": {"x": "%s"}}' % (b"x" * 600_000)
         status, body = call(server.port, "POST", "/v1/track", oversized, headers)
         assert status == 413 and b"500 KB" in body
@@ -174,7 +170,7 @@ def test_chunked_bodies_are_accepted(server: WebServer) -> None:
         sock.sendall(
             (
                 f"POST /v1/track HTTP/1.1\r\nHost: {HOST}\r\n"
-                f"Authorization: {authorization(source)}\r\nContent-Type: application/json\r\n"
+                f"Authorization: {basic(source.write_key)}\r\nContent-Type: application/json\r\n"
                 "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             ).encode()
             + chunks

@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.worker import ROOT
+
 # Generous: the web server, the worker and the stand-ins all start, and the demo data is stored.
 STARTUP_SECONDS = 60
 DELIVERY_SECONDS = 60

@@ -3,7 +3,6 @@ identify-user and track-event, the requests it records, and faults. Real HTTP th
 
 from __future__ import annotations
 
-import base64
 import threading
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 import requests
 
 from destinations.standins.refiner import FakeRefiner
+from tests.helpers.ingest import basic
 from tests.helpers.refiner_calls import BEARER, KEY, call
 
 
@@ -30,7 +30,7 @@ def test_base_url_is_loopback_under_v1(fake_refiner):
     "how",
     [
         {"headers": BEARER},
-        {"headers": {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}},
+        {"headers": {"Authorization": basic(KEY)}},
         {"headers": {}, "params": {"api_key": KEY}},
         {"headers": {}, "json": {"api_key": KEY}},
         {"headers": {}, "data": {"api_key": KEY}},

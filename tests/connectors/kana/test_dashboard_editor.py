@@ -4,7 +4,6 @@ refusals, condition rows with and without JavaScript, paths, and editing a saved
 from __future__ import annotations
 
 import re
-import socket
 from typing import Any
 
 from django.test import Client
@@ -16,14 +15,7 @@ from destinations.models import Destination, Job, JobKind, MappingRule
 from destinations.standins.kana import serve_fake_kana
 from tests.helpers.kana_rules import HX, KEY, rule, rule_form, urls
 from tests.helpers.pages import squashed, text_of
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
+from tests.helpers.server import free_port
 
 # --- the editor -----------------------------------------------------------------------------
 
@@ -46,7 +38,7 @@ def test_feature_picker_lists_kanas_features(staff_client: Client, kana: Destina
 def test_feature_falls_back_to_free_text_when_kana_is_unreachable(
     staff_client: Client, db: None, post_ingest: Any
 ) -> None:
-    port = closed_port()
+    port = free_port()  # nothing listens there: connecting is refused at once
     offline = destination_create(
         kind="kana",
         name="Kana offline",

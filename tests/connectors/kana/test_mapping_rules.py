@@ -13,6 +13,7 @@ from destinations.delivery.services import destination_create
 from destinations.mapping.services import InvalidRule, rule_move, rule_save
 from destinations.mapping.unmapped import preview
 from destinations.models import Delivery, DeliveryStatus, Destination, Job, JobStatus
+from tests.helpers.ingest import send
 
 pytestmark = pytest.mark.django_db
 
@@ -27,12 +28,6 @@ def kana() -> Destination:
     )
 
 
-def send_batch(post_ingest: Any, items: list[dict[str, Any]]) -> None:
-    response = post_ingest("batch", {"batch": items})
-    assert response.status_code == 200, response.content
-    assert response.json()["failed"] == []
-
-
 def exported(n: int, name: str = "invoice", **extra: Any) -> dict[str, Any]:
     return {
         "type": "track",
@@ -44,7 +39,7 @@ def exported(n: int, name: str = "invoice", **extra: Any) -> dict[str, Any]:
 
 
 def test_routing_decides_unmapped_anonymous_and_feature_at_ingest(post_ingest, kana) -> None:
-    send_batch(
+    send(
         post_ingest,
         [
             exported(1),
@@ -84,7 +79,7 @@ def test_invalid_rules_are_refused_with_the_reason(kana) -> None:
 
 
 def test_a_new_rule_applies_to_stored_unmapped_events_once(post_ingest, kana) -> None:
-    send_batch(
+    send(
         post_ingest,
         [exported(1), exported(2, "memo"), exported(3, delta=2), exported(4, delta=1.5)],
     )
@@ -125,8 +120,8 @@ def test_new_events_use_the_rule_and_order_decides(post_ingest, kana) -> None:
         conditions=[{"path": "properties.object.name", "op": "equals", "value": "invoice"}],
         feature_id="narrow",
     )
-    send_batch(post_ingest, [exported(1)])
+    send(post_ingest, [exported(1)])
     assert Delivery.objects.get().plan["featureId"] == "wide"
     rule_move(narrow, up=True)
-    send_batch(post_ingest, [exported(2)])
+    send(post_ingest, [exported(2)])
     assert Delivery.objects.get(event__user_id="u2").plan["featureId"] == "narrow"

@@ -6,15 +6,13 @@ from typing import Any
 
 from segment.analytics.client import Client as SegmentClient
 
-from destinations.models import Delivery, DeliveryStatus, Destination, Source
+from destinations.models import FINISHED, Delivery, DeliveryStatus, Destination, Source
 from destinations.standins.refiner import FakeRefiner
 from tests.helpers.worker import Worker, wait_until
 
 
 def deliveries_finished(count: int) -> bool:
-    finished = Delivery.objects.filter(
-        status__in=(DeliveryStatus.DELIVERED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
-    )
+    finished = Delivery.objects.filter(status__in=FINISHED)
     return finished.count() >= count
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 from django.test import Client
 
 from destinations.models import CallOutcome, Event, Profile, RefinerCall, RefinerTrigger
 from destinations.standins.refiner import sample_webhook_payload
 from destinations.webhooks.receivers import receiver_create, receiver_rotate
+from tests.helpers.refiner_hooks import hook
 
 pytestmark = pytest.mark.django_db
 
@@ -21,26 +21,17 @@ def receiver() -> tuple[Any, str]:
     return receiver_create(name="NPS", trigger=RefinerTrigger.SURVEY_COMPLETED)
 
 
-def post(client: Client, receiver: Any, body: Any, token: str | None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.post(
-        f"/hooks/refiner/{receiver.public_id}", data=data, content_type="application/json",
-        headers=headers,
-    )  # fmt: skip
-
-
 def test_token_checks(client: Client, receiver: tuple[Any, str]) -> None:
-    hook, token = receiver
+    inbox, token = receiver
     payload = sample_webhook_payload()
-    assert post(client, hook, payload, None).status_code == 401
-    wrong = post(client, hook, payload, "rwh_wrong")
+    assert hook(client, inbox, payload, None).status_code == 401
+    wrong = hook(client, inbox, payload, "rwh_wrong")
     assert (wrong.status_code, wrong.json()["error"]) == (401, "Wrong Secret Auth-Token")
-    assert post(client, hook, payload, token).status_code == 200
-    new = receiver_rotate(hook)
-    assert post(client, hook, {**payload, "response": {**payload["response"], "uuid": "r2"}},
+    assert hook(client, inbox, payload, token).status_code == 200
+    new = receiver_rotate(inbox)
+    assert hook(client, inbox, {**payload, "response": {**payload["response"], "uuid": "r2"}},
                 token).status_code == 401  # fmt: skip
-    assert post(client, hook, payload, new).json()["outcome"] == CallOutcome.DUPLICATE
+    assert hook(client, inbox, payload, new).json()["outcome"] == CallOutcome.DUPLICATE
     outcomes = list(RefinerCall.objects.order_by("id").values_list("outcome", "status_code"))
     assert outcomes == [
         ("refused", 401), ("refused", 401), ("accepted", 200), ("refused", 401), ("duplicate", 200),
@@ -49,9 +40,9 @@ def test_token_checks(client: Client, receiver: tuple[Any, str]) -> None:
 
 
 def test_survey_completed_updates_the_user_and_becomes_an_event(client, receiver) -> None:
-    hook, token = receiver
+    inbox, token = receiver
     payload = sample_webhook_payload()
-    response = post(client, hook, payload, token)
+    response = hook(client, inbox, payload, token)
     assert response.status_code == 200, response.content
     profile = Profile.objects.get(user_id=payload["remote_id"])
     assert profile.traits["nps"] == payload["attributes"]["nps"]
@@ -67,7 +58,7 @@ def test_survey_completed_updates_the_user_and_becomes_an_event(client, receiver
     call = RefinerCall.objects.get()
     assert (call.outcome, call.event_id) == (CallOutcome.ACCEPTED, event.pk)
     # Refiner sends it again: stored once.
-    assert post(client, hook, payload, token).json()["outcome"] == "duplicate"
+    assert hook(client, inbox, payload, token).json()["outcome"] == "duplicate"
     assert Event.objects.filter(event="Survey Completed").count() == 1
 
 
@@ -85,8 +76,8 @@ def test_survey_completed_updates_the_user_and_becomes_an_event(client, receiver
     ],
 )  # fmt: skip
 def test_bad_payloads_get_a_clear_error(client, receiver, body, status, message) -> None:
-    hook, token = receiver
-    response = post(client, hook, body, token)
+    inbox, token = receiver
+    response = hook(client, inbox, body, token)
     assert response.status_code == status
     assert message in response.json()["error"]
     assert RefinerCall.objects.get().outcome == CallOutcome.REFUSED
@@ -94,8 +85,8 @@ def test_bad_payloads_get_a_clear_error(client, receiver, body, status, message)
 
 
 def test_other_triggers_are_ignored_by_a_survey_receiver(client, receiver) -> None:
-    hook, token = receiver
+    inbox, token = receiver
     payload = sample_webhook_payload(triggered_event="Saw Survey")
     for _ in range(2):
-        assert post(client, hook, payload, token).json()["outcome"] == "ignored"
+        assert hook(client, inbox, payload, token).json()["outcome"] == "ignored"
     assert not Event.objects.exists()

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
@@ -29,27 +26,13 @@ from destinations.models import (
     Profile,
     RefinerCall,
 )
-from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.standins.kana import FakeKana
 from destinations.standins.refiner import sample_webhook_payload, send_webhook
 from tests.helpers.webhook_receiver import WebhookReceiver
 from tests.helpers.worker import Worker, wait_until
 
 DELIVERY_TIMEOUT = 20.0
 FEATURE = "nps-responses"
-
-
-@pytest.fixture
-def kana_server() -> Iterator[FakeKana]:
-    yield from serve_fake_kana(api_keys={"prv_test"})
-
-
-@pytest.fixture
-def admin_client(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(
-        get_user_model().objects.create_superuser(username="op", password="correct horse battery")
-    )
-    return client
 
 
 def make_receiver(client: Client, live_server: Any) -> tuple[str, str]:
@@ -90,20 +73,20 @@ def explain(worker: Worker) -> Any:
 def test_survey_completion_reaches_user_event_kana_and_a_signed_webhook(
     live_server: Any,
     worker: Worker,
-    admin_client: Client,
-    kana_server: FakeKana,
+    staff_client: Client,
+    fake_kana: FakeKana,
 ) -> None:
-    kana_server.add_feature(FEATURE, "NPS responses")
+    fake_kana.add_feature(FEATURE, "NPS responses")
     kana = destination_create(
         kind="kana",
         name="Kana",
-        settings_values={"api_url": kana_server.base_url},
+        settings_values={"api_url": fake_kana.base_url},
         secret_values={"api_key": "prv_test"},
     )
     rule_save(destination=kana, event_name="Survey Completed", conditions=[], feature_id=FEATURE)
     with WebhookReceiver(token="ops-token", secret=new_signing_secret()) as receiver:
         outbound = webhook_destination("Ops", receiver)
-        url, token = make_receiver(admin_client, live_server)
+        url, token = make_receiver(staff_client, live_server)
         payload = sample_webhook_payload()
 
         answer = send_webhook(url, payload, token=token)
@@ -128,7 +111,7 @@ def test_survey_completion_reaches_user_event_kana_and_a_signed_webhook(
         assert call.header("webhook-id") == f"msg_{event.message_id}"
 
         wait_until(
-            lambda: kana_server.usage("user-123", FEATURE) == 1, DELIVERY_TIMEOUT, explain(worker)
+            lambda: fake_kana.usage("user-123", FEATURE) == 1, DELIVERY_TIMEOUT, explain(worker)
         )
         wait_until(lambda: deliveries_finished(kana, outbound), DELIVERY_TIMEOUT, explain(worker))
         kana_delivery = Delivery.objects.get(destination=kana, event=event)
@@ -142,16 +125,16 @@ def test_survey_completion_reaches_user_event_kana_and_a_signed_webhook(
         outcomes = list(RefinerCall.objects.order_by("id").values_list("outcome", flat=True))
         assert outcomes == [CallOutcome.ACCEPTED, CallOutcome.DUPLICATE]
         assert len(receiver.verified) == 1
-        assert kana_server.usage("user-123", FEATURE) == 1
+        assert fake_kana.usage("user-123", FEATURE) == 1
 
 
 def test_a_failing_webhook_is_retried_and_delivered_with_the_same_id(
-    live_server: Any, worker: Worker, admin_client: Client
+    live_server: Any, worker: Worker, staff_client: Client
 ) -> None:
     with WebhookReceiver(token="flaky-token", secret=new_signing_secret()) as receiver:
         receiver.fail(500, times=1)
         flaky = webhook_destination("Flaky", receiver)
-        url, token = make_receiver(admin_client, live_server)
+        url, token = make_receiver(staff_client, live_server)
         assert send_webhook(url, sample_webhook_payload(), token=token).status == 200
 
         [verified] = receiver.wait_for_verified(1, timeout=DELIVERY_TIMEOUT)
