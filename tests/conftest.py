@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 import segment.analytics.request as segment_request
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
@@ -32,7 +32,8 @@ from destinations.models import Destination, Source
 from destinations.sources import source_create
 from destinations.standins.kana import FakeKana, serve_fake_kana
 from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
-from tests.helpers.ingest import basic
+from tests.helpers.ingest import IngestPost, basic
+from tests.helpers.members import MakeMember
 from tests.helpers.worker import TEST_DELIVERY_ENV, TEST_QUEUE, StartWorker, Worker
 
 # Property-based tests: a few dozen examples each in CI; HYPOTHESIS_PROFILE=nightly for a long
@@ -55,9 +56,6 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
 # beside one unless told the thread is still synchronous (it is: Playwright only awaits there).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-IngestPost = Callable[..., Any]
-MakeMember = Callable[..., Any]
 
 
 # --- the session and each test's state ------------------------------------------------------
@@ -170,8 +168,8 @@ def make_member(db: None) -> MakeMember:
 
     def make(
         username: str = "op", role: str = "admin", password: str = "correct horse battery"
-    ) -> Any:
-        user = get_user_model().objects.create_user(username=username, password=password)
+    ) -> User:
+        user = User.objects.create_user(username=username, password=password)
         set_role_groups(user, role)
         return user
 
@@ -185,13 +183,13 @@ def staff_role() -> str:
 
 
 @pytest.fixture
-def staff_member(make_member: MakeMember, staff_role: str) -> Any:
+def staff_member(make_member: MakeMember, staff_role: str) -> User:
     """The member ``staff_client`` is signed in as: ``op``, with ``staff_role``."""
     return make_member(role=staff_role)
 
 
 @pytest.fixture
-def staff_client(client: Client, staff_member: Any) -> Client:
+def staff_client(client: Client, staff_member: User) -> Client:
     """The test client, signed in as ``staff_member``."""
     client.force_login(staff_member)
     return client

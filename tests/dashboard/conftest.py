@@ -9,11 +9,11 @@ import pytest
 
 from destinations.models import Delivery, Destination, Profile, Source
 from tests.helpers.delivery_rows import make_event, seed_attempt, seed_delivery
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
 
 
 @pytest.fixture
-def twins(post_ingest: Any) -> tuple[Profile, Profile]:
+def twins(post_ingest: IngestPost) -> tuple[Profile, Profile]:
     """Two users sharing an email; the newer one has the fuller name and a billing id."""
     send(
         post_ingest,

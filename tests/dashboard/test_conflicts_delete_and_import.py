@@ -7,9 +7,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from pytest_django import DjangoCaptureOnCommitCallbacks
 
 from destinations.delivery import jobs
 from destinations.delivery.services import destination_create
@@ -27,6 +29,7 @@ from destinations.models import (
 )
 from destinations.standins.refiner import FakeRefiner
 from tests.helpers.conflicts import merge_form
+from tests.helpers.ingest import IngestPost
 from tests.helpers.pages import messages_of, text_of
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +46,9 @@ STRIPE = (
 # Delete ---------------------------------------------------------------------------------------
 
 
-def test_delete_with_events_and_suppression(staff_client, post_ingest, twins) -> None:
+def test_delete_with_events_and_suppression(
+    staff_client: Client, post_ingest: IngestPost, twins: tuple[Profile, Profile]
+) -> None:
     old, _ = twins
     confirm = staff_client.get(reverse("user-delete", args=[old.pk]))
     page = text_of(confirm)
@@ -78,7 +83,9 @@ def test_delete_with_events_and_suppression(staff_client, post_ingest, twins) ->
     assert entry.data["events_deleted"] == 3
 
 
-def test_delete_keeping_events_and_refusing_a_merged_away_user(staff_client, twins) -> None:
+def test_delete_keeping_events_and_refusing_a_merged_away_user(
+    staff_client: Client, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     staff_client.post(reverse("conflicts-merge-confirm"), merge_form(old, [old, new]))
     refused = staff_client.post(reverse("user-delete", args=[new.pk]), {}, follow=True)
@@ -96,7 +103,10 @@ def test_delete_keeping_events_and_refusing_a_merged_away_user(staff_client, twi
 
 
 def test_refiner_deletion_outcome_is_shown_in_the_audit_log(
-    staff_client, twins, fake_refiner: FakeRefiner, django_capture_on_commit_callbacks
+    staff_client: Client,
+    twins: tuple[Profile, Profile],
+    fake_refiner: FakeRefiner,
+    django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     destination_create(
         kind="refiner",
@@ -132,7 +142,9 @@ def upload(client: Client, data: bytes, name: str = "customers.csv") -> Any:
     )
 
 
-def test_stripe_import_previews_then_runs_as_a_job(staff_client, staff_member) -> None:
+def test_stripe_import_previews_then_runs_as_a_job(
+    staff_client: Client, staff_member: User
+) -> None:
     uploaded = upload(staff_client, STRIPE)
     assert uploaded.status_code == 302
     preview_url = uploaded["Location"]
@@ -200,7 +212,7 @@ def test_stripe_import_previews_then_runs_as_a_job(staff_client, staff_member) -
     ]
 
 
-def test_generic_csv_gets_a_column_step(staff_client, post_ingest) -> None:
+def test_generic_csv_gets_a_column_step(staff_client: Client, post_ingest: IngestPost) -> None:
     for user, email in (("u1", "one@x.co"), ("u2", "two@x.co")):
         post_ingest("identify", {"userId": user, "traits": {"email": email}})
     data = b"customer,mail,uid\nAzZTZgSs9sXh71Xo,,u1\ncus_two,TWO@x.co,\n"
@@ -254,7 +266,9 @@ def test_generic_csv_gets_a_column_step(staff_client, post_ingest) -> None:
         ),
     ],
 )
-def test_unreadable_files_are_refused_with_the_reason(staff_client, data, message) -> None:
+def test_unreadable_files_are_refused_with_the_reason(
+    staff_client: Client, data: bytes, message: str
+) -> None:
     response = upload(staff_client, data, name="bad.csv")
     assert response.status_code == 200
     assert response.context["form"].errors == {"file": [message]}
@@ -262,7 +276,7 @@ def test_unreadable_files_are_refused_with_the_reason(staff_client, data, messag
     assert not Upload.objects.exists() and not Job.objects.exists()
 
 
-def test_a_forged_upload_token_names_no_file(staff_client) -> None:
+def test_a_forged_upload_token_names_no_file(staff_client: Client) -> None:
     preview_url = upload(staff_client, STRIPE)["Location"]
     token = parse_qs(urlsplit(preview_url).query)["upload"][0]
     other = Upload.objects.create(name="someone-else.csv", content=STRIPE)

@@ -9,18 +9,19 @@ import io
 import pytest
 from django.db import connection
 from django.template import Context, Template
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
 from dashboard.selectors.conflicts import CONFLICT_PAGE_SIZE
 from destinations.connectors.kana import billing_id_problem
 from destinations.identity.conflicts import without_valid_billing_id
 from destinations.models import Profile
 from tests.helpers.conflicts import make_conflicts
-from tests.helpers.ingest import send
-from tests.helpers.pages import text_of, words_of
+from tests.helpers.ingest import IngestPost, send
+from tests.helpers.pages import streamed_text, text_of, words_of
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,9 @@ pytestmark = pytest.mark.django_db
 # The Conflicts page ---------------------------------------------------------------------------
 
 
-def test_conflicts_page_lists_both_boxes_with_counts(staff_client, post_ingest) -> None:
+def test_conflicts_page_lists_both_boxes_with_counts(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     make_conflicts(post_ingest)
     response = staff_client.get(reverse("conflicts"))
     assert response.status_code == 200
@@ -49,7 +52,9 @@ def test_conflicts_page_lists_both_boxes_with_counts(staff_client, post_ingest) 
     assert page.count('class="tag warn" title="Several users share this email') == 2
 
 
-def test_each_box_searches_on_its_own_and_renders_alone_for_htmx(staff_client, post_ingest) -> None:
+def test_each_box_searches_on_its_own_and_renders_alone_for_htmx(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     make_conflicts(post_ingest)
     response = staff_client.get(reverse("conflicts"), {"email_q": "PAIR", "user_q": "u5"})
     assert [g.email for g in response.context["groups"].groups] == ["pair@x.co"]
@@ -92,7 +97,7 @@ def many_conflicts(groups: int, missing: int, prefix: str = "") -> None:
 
 
 def test_conflicts_page_queries_are_bounded_and_pages_walk(
-    staff_client, django_assert_max_num_queries
+    staff_client: Client, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
     many_conflicts(groups=1, missing=1, prefix="few-")
     with CaptureQueriesContext(connection) as baseline:
@@ -139,7 +144,7 @@ def grouping_every_user(queries: list[dict[str, str]]) -> list[str]:
 
 
 def test_groups_pages_count_in_the_same_query_and_stay_right_as_groups_change(
-    staff_client,
+    staff_client: Client,
 ) -> None:
     many_conflicts(groups=2 * CONFLICT_PAGE_SIZE + 3, missing=0)
     with CaptureQueriesContext(connection) as queries:
@@ -167,7 +172,7 @@ def test_groups_pages_count_in_the_same_query_and_stay_right_as_groups_change(
     assert "zz-late@x.co" in box
 
 
-def test_past_the_end_of_whole_pages_shows_the_last_full_page(staff_client) -> None:
+def test_past_the_end_of_whole_pages_shows_the_last_full_page(staff_client: Client) -> None:
     many_conflicts(groups=2 * CONFLICT_PAGE_SIZE, missing=0)
     last = staff_client.get(reverse("conflicts"), {"groups_page": 2}).context["groups"]
     with CaptureQueriesContext(connection) as queries:
@@ -177,12 +182,14 @@ def test_past_the_end_of_whole_pages_shows_the_last_full_page(staff_client) -> N
     assert len(grouping_every_user(queries.captured_queries)) == 2  # the empty page, then the last
 
 
-def test_no_groups_and_a_page_past_the_end_is_page_one(staff_client) -> None:
+def test_no_groups_and_a_page_past_the_end_is_page_one(staff_client: Client) -> None:
     groups = staff_client.get(reverse("conflicts"), {"groups_page": 4}).context["groups"]
     assert (groups.total, groups.number, groups.pages, groups.groups) == (0, 1, 1, [])
 
 
-def test_a_search_on_the_full_page_keeps_the_headings_unsearched(staff_client, post_ingest) -> None:
+def test_a_search_on_the_full_page_keeps_the_headings_unsearched(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     make_conflicts(post_ingest)
     response = staff_client.get(reverse("conflicts"), {"email_q": "pair"})
     assert response.context["groups"].total == 1
@@ -190,7 +197,9 @@ def test_a_search_on_the_full_page_keeps_the_headings_unsearched(staff_client, p
     assert "2 emails" in text_of(response)
 
 
-def test_nav_link_counts_conflicts_and_caches_them(post_ingest, django_assert_num_queries) -> None:
+def test_nav_link_counts_conflicts_and_caches_them(
+    post_ingest: IngestPost, django_assert_num_queries: DjangoAssertNumQueries
+) -> None:
     make_conflicts(post_ingest)
     template = Template("{% load conflict_tags %}{% conflicts_nav_link %}")
     request = RequestFactory().get("/conflicts/")
@@ -259,7 +268,9 @@ def test_postgresql_reads_the_list_from_its_partial_index(db: None) -> None:
         assert "profile_needs_billing_idx" in rows.order_by().values("pk").explain()  # a count
 
 
-def test_invalid_billing_ids_are_listed_with_the_problem(staff_client, post_ingest) -> None:
+def test_invalid_billing_ids_are_listed_with_the_problem(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     make_conflicts(post_ingest)  # u0, u2 and u5 have no billing id
     send(
         post_ingest,
@@ -288,7 +299,7 @@ def test_invalid_billing_ids_are_listed_with_the_problem(staff_client, post_inge
     assert '<span class="badge nav-count">7</span>' in text_of(response)  # 2 emails + 5 users
     # The export says what to correct before importing the file back.
     export = staff_client.get(reverse("conflicts-export"))
-    rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(streamed_text(export))))
     why = {row[1]: row[5] for row in rows[1:]}
     assert why["u-space"] == (
         "invalid billing id: billing id 'x y' is not a Stripe (cus_...) or Chargebee customer id"
@@ -296,14 +307,14 @@ def test_invalid_billing_ids_are_listed_with_the_problem(staff_client, post_inge
     assert why["u-sub"].endswith("; shared email") and why["u0"] == "no billing id; shared email"
 
 
-def test_export_csv_streams_both_lists(staff_client, post_ingest) -> None:
+def test_export_csv_streams_both_lists(staff_client: Client, post_ingest: IngestPost) -> None:
     make_conflicts(post_ingest)
     response = staff_client.get(reverse("conflicts-export"))
     assert response.status_code == 200
     assert response.streaming
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="switchboard-')
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(streamed_text(response))))
     assert rows[0] == ["profile_id", "user_id", "email", "name", "billing_id", "conflict"]
     assert {row[1]: row[5] for row in rows[1:]} == {
         "u0": "no billing id; shared email",

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from django.urls import reverse
 
 from destinations.delivery import jobs
@@ -20,7 +22,8 @@ from destinations.models import (
     Profile,
 )
 from tests.helpers.conflicts import make_conflicts, merge_form
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
+from tests.helpers.members import MakeMember
 from tests.helpers.pages import messages_of, text_of, words_of
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +32,9 @@ pytestmark = pytest.mark.django_db
 # Merge ----------------------------------------------------------------------------------------
 
 
-def test_merge_page_compares_users_and_previews_the_default(staff_client, twins) -> None:
+def test_merge_page_compares_users_and_previews_the_default(
+    staff_client: Client, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     response = staff_client.get(reverse("conflicts-merge"), {"email": "Ada@X.co"})
     assert response.status_code == 200
@@ -50,7 +55,9 @@ def test_merge_page_compares_users_and_previews_the_default(staff_client, twins)
     assert "u-new will be merged into u-old." in words_of(response)
 
 
-def test_preview_fragment_shows_what_moves_and_field_changes(staff_client, twins) -> None:
+def test_preview_fragment_shows_what_moves_and_field_changes(
+    staff_client: Client, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     data = merge_form(old, [old, new], keep_name=new, keep_billing_id=new)
     response = staff_client.post(
@@ -73,7 +80,9 @@ def test_preview_fragment_shows_what_moves_and_field_changes(staff_client, twins
     assert not conflict_entries().exists()  # a preview changes nothing
 
 
-def test_merge_with_chosen_fields_applies_them(staff_client, staff_member, twins) -> None:
+def test_merge_with_chosen_fields_applies_them(
+    staff_client: Client, staff_member: User, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     data = merge_form(old, [old, new], keep_name=new, keep_billing_id=new)
     response = staff_client.post(reverse("conflicts-merge-confirm"), data, follow=True)
@@ -101,7 +110,9 @@ def test_merge_with_chosen_fields_applies_them(staff_client, staff_member, twins
     assert "Absorbed" in page and reverse("user-detail", args=[new.pk]) in page
 
 
-def test_survivor_can_be_the_newer_user(staff_client, twins) -> None:
+def test_survivor_can_be_the_newer_user(
+    staff_client: Client, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     data = merge_form(new, [old, new])
     response = staff_client.post(reverse("conflicts-merge-confirm"), data)
@@ -111,7 +122,9 @@ def test_survivor_can_be_the_newer_user(staff_client, twins) -> None:
     assert Profile.objects.get(pk=new.pk).name == "Ada Lovelace"
 
 
-def test_refused_merge_shows_the_reason_and_changes_nothing(staff_client, twins) -> None:
+def test_refused_merge_shows_the_reason_and_changes_nothing(
+    staff_client: Client, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     data = merge_form(old, [old, new], keep_user_id=new)
     response = staff_client.post(reverse("conflicts-merge-confirm"), data)
@@ -134,7 +147,9 @@ def test_refused_merge_shows_the_reason_and_changes_nothing(staff_client, twins)
     assert "u-new was already merged into another user" in text_of(again)
 
 
-def test_merge_page_with_nothing_to_merge_goes_back(staff_client, twins) -> None:
+def test_merge_page_with_nothing_to_merge_goes_back(
+    staff_client: Client, twins: tuple[Profile, Profile]
+) -> None:
     response = staff_client.get(reverse("conflicts-merge"), {"email": "nobody@x.co"}, follow=True)
     assert response.redirect_chain == [(reverse("conflicts"), 302)]
     assert messages_of(response) == ["Nothing to merge: fewer than two users are left to compare."]
@@ -153,7 +168,9 @@ def test_merge_page_with_nothing_to_merge_goes_back(staff_client, twins) -> None
 # Audit log and undo ---------------------------------------------------------------------------
 
 
-def test_undo_from_the_audit_log_restores_the_users(staff_client, twins) -> None:
+def test_undo_from_the_audit_log_restores_the_users(
+    staff_client: Client, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     staff_client.post(
         reverse("conflicts-merge-confirm"), merge_form(old, [old, new], keep_name=new)
@@ -185,7 +202,9 @@ def test_undo_from_the_audit_log_restores_the_users(staff_client, twins) -> None
     assert messages_of(again) == ["This merge cannot be undone: this merge was already undone."]
 
 
-def test_audit_log_says_why_a_merge_cannot_be_undone(staff_client, post_ingest, twins) -> None:
+def test_audit_log_says_why_a_merge_cannot_be_undone(
+    staff_client: Client, post_ingest: IngestPost, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     send(post_ingest, [{"type": "identify", "userId": "u-third", "traits": {"email": "t@x.co"}}])
     third = Profile.objects.get(user_id="u-third")
@@ -212,7 +231,7 @@ def conflict_entries() -> Any:
     return AuditEntry.objects.exclude(action="source_changed")
 
 
-def test_audit_log_filters_by_action(staff_client, twins) -> None:
+def test_audit_log_filters_by_action(staff_client: Client, twins: tuple[Profile, Profile]) -> None:
     old, new = twins
     staff_client.post(reverse("conflicts-merge-confirm"), merge_form(old, [old, new]))
     staff_client.post(reverse("user-delete", args=[old.pk]), {})
@@ -233,7 +252,9 @@ def test_audit_log_filters_by_action(staff_client, twins) -> None:
 # Merge all ------------------------------------------------------------------------------------
 
 
-def test_merge_all_previews_counts_then_runs_as_a_job(staff_client, post_ingest) -> None:
+def test_merge_all_previews_counts_then_runs_as_a_job(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     make_conflicts(post_ingest)
     preview = staff_client.get(reverse("conflicts-merge-all"))
     page = text_of(preview)
@@ -262,7 +283,7 @@ def test_merge_all_previews_counts_then_runs_as_a_job(staff_client, post_ingest)
 
 
 def test_user_page_flags_billing_ids_shared_emails_and_merges(
-    staff_client, post_ingest, twins
+    staff_client: Client, post_ingest: IngestPost, twins: tuple[Profile, Profile]
 ) -> None:
     old, new = twins
     send(
@@ -288,7 +309,7 @@ def test_user_page_flags_billing_ids_shared_emails_and_merges(
     assert "Merged into" in absorbed and reverse("user-delete", args=[new.pk]) not in absorbed
 
 
-def test_every_conflict_page_requires_login(client, twins) -> None:
+def test_every_conflict_page_requires_login(client: Client, twins: tuple[Profile, Profile]) -> None:
     old, _ = twins
     for url in (
         reverse("conflicts"),
@@ -303,7 +324,9 @@ def test_every_conflict_page_requires_login(client, twins) -> None:
         assert response.status_code == 302 and response["Location"].startswith("/login/"), url
 
 
-def test_a_viewer_sees_the_flags_but_no_merge_or_delete(client, make_member, twins) -> None:
+def test_a_viewer_sees_the_flags_but_no_merge_or_delete(
+    client: Client, make_member: MakeMember, twins: tuple[Profile, Profile]
+) -> None:
     old, _ = twins
     client.force_login(make_member(username="reader", role="viewer"))
     page = text_of(client.get(reverse("user-detail", args=[old.pk])))

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from dashboard.selectors.debugger import DEBUGGER_ROWS
 from destinations.models import Event, IngestFailure, Source
+from tests.helpers.ingest import IngestPost
 from tests.helpers.pages import text_of
 
 pytestmark = pytest.mark.django_db
@@ -41,7 +42,7 @@ def poll(client: Client, source: Source, query: str, target: str = "debugger-row
 
 
 @pytest.fixture
-def sent(post_ingest: Any, source: Source) -> list[Event]:
+def sent(post_ingest: IngestPost, source: Source) -> list[Event]:
     post_ingest(
         "identify",
         {
@@ -80,7 +81,7 @@ def test_debugger_shows_newest_first_and_is_linked_from_the_source(
 
 
 def test_poll_returns_only_newer_events(
-    staff_client: Client, source: Source, sent: list[Event], post_ingest: Any
+    staff_client: Client, source: Source, sent: list[Event], post_ingest: IngestPost
 ) -> None:
     first, second, third = sent
     response = poll(staff_client, source, f"after={first.pk}&after_refused=0")
@@ -153,7 +154,7 @@ def test_search(
 
 
 def test_refused_messages_are_interleaved_with_their_reason(
-    staff_client: Client, source: Source, post_ingest: Any
+    staff_client: Client, source: Source, post_ingest: IngestPost
 ) -> None:
     post_ingest("track", {"userId": "u-1", "event": "First", "messageId": "ok-1"})
     refused = post_ingest("track", {"userId": "u-1", "messageId": "bad-1"})  # no event name
@@ -211,7 +212,7 @@ def test_pretty_and_raw_views(staff_client: Client, source: Source, sent: list[E
     assert '<dt>Name</dt><dd class="value-text">Pricing</dd>' in page_row.group(0)
 
 
-def test_the_list_is_capped(staff_client: Client, source: Source, post_ingest: Any) -> None:
+def test_the_list_is_capped(staff_client: Client, source: Source, post_ingest: IngestPost) -> None:
     batch = [
         {"type": "track", "userId": "u", "event": "Tick", "messageId": f"t-{n}"}
         for n in range(DEBUGGER_ROWS + 5)
@@ -234,7 +235,9 @@ def test_debugger_of_an_unknown_source_is_404(staff_client: Client) -> None:
     assert staff_client.get("/sources/999999/debugger/").status_code == 404
 
 
-def test_what_was_sent_is_escaped(staff_client: Client, source: Source, post_ingest: Any) -> None:
+def test_what_was_sent_is_escaped(
+    staff_client: Client, source: Source, post_ingest: IngestPost
+) -> None:
     attack = '<img src=x onerror="alert(1)">'
     post_ingest(
         "track",

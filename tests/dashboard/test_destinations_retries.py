@@ -14,6 +14,7 @@ from destinations.delivery.services import destination_create
 from destinations.models import Delivery, DeliveryStatus, Destination, Event, Job, JobStatus, Source
 from destinations.standins.refiner import FakeRefiner
 from tests.helpers.delivery_rows import seed_attempt
+from tests.helpers.ingest import IngestPost
 from tests.helpers.pages import text_of
 
 
@@ -33,7 +34,7 @@ def test_retry_one_failed_delivery(staff_client: Client, seeded: dict[str, Any])
 
 
 def test_retry_is_offered_only_where_sending_again_can_change_the_outcome(
-    staff_client: Client, source: Source, refiner_destination: Destination, post_ingest: Any
+    staff_client: Client, source: Source, refiner_destination: Destination, post_ingest: IngestPost
 ) -> None:
     kana = destination_create(
         kind="kana",
@@ -134,7 +135,7 @@ def test_retry_all_without_htmx_redirects_to_the_page_with_the_job(
 
 
 def test_event_page_lists_deliveries_attempts_and_why_not_routed(
-    staff_client: Client, refiner_destination: Destination, post_ingest: Any
+    staff_client: Client, refiner_destination: Destination, post_ingest: IngestPost
 ) -> None:
     post_ingest("track", {"userId": "u-1", "event": "Signed Up", "messageId": "sent"})
     post_ingest(
@@ -187,7 +188,7 @@ def test_event_page_lists_deliveries_attempts_and_why_not_routed(
 
 
 def test_event_page_explains_a_destination_created_after_the_event(
-    staff_client: Client, source: Source, fake_refiner: FakeRefiner, post_ingest: Any
+    staff_client: Client, source: Source, fake_refiner: FakeRefiner, post_ingest: IngestPost
 ) -> None:
     post_ingest("identify", {"userId": "u-9", "messageId": "early"})
     destination_create(

@@ -4,7 +4,6 @@ from the connector keeps secrets write-only, and the per-destination rate limit.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -12,6 +11,7 @@ from django.urls import reverse
 
 from destinations.models import Destination, Job
 from destinations.standins.refiner import FakeRefiner
+from tests.helpers.members import MakeMember
 from tests.helpers.pages import text_of
 
 LIVE_KEY = "rk_live_5ecret_Key_7788"
@@ -20,7 +20,9 @@ LIVE_KEY = "rk_live_5ecret_Key_7788"
 # --- access -------------------------------------------------------------------------------
 
 
-def test_every_destination_page_requires_login(client: Client, refiner_destination: Destination):
+def test_every_destination_page_requires_login(
+    client: Client, refiner_destination: Destination
+) -> None:
     job = Job.objects.create(kind="retry_failed", params={"destination_id": refiner_destination.pk})
     pk = refiner_destination.pk
     for url in [
@@ -45,7 +47,7 @@ def test_every_destination_page_requires_login(client: Client, refiner_destinati
     assert refiner_destination.enabled is True
 
 
-def test_actions_need_csrf(refiner_destination: Destination, make_member: Any) -> None:
+def test_actions_need_csrf(refiner_destination: Destination, make_member: MakeMember) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(make_member())
     response = client.post(reverse("destination-toggle", args=[refiner_destination.pk]))
@@ -98,7 +100,9 @@ def test_create_destination_stores_the_key_encrypted_and_never_shows_it(
     assert LIVE_KEY not in caplog.text
 
 
-def test_short_key_shows_no_characters_at_all(staff_client: Client, refiner_destination) -> None:
+def test_short_key_shows_no_characters_at_all(
+    staff_client: Client, refiner_destination: Destination
+) -> None:
     body = text_of(staff_client.get(reverse("destination-edit", args=[refiner_destination.pk])))
     assert 'placeholder="••••••••"' in body
     assert "rk_test" not in body

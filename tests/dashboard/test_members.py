@@ -15,6 +15,7 @@ from django.urls import reverse
 from dashboard.members import MemberRefused, member_remove
 from dashboard.roles import ADMIN, OPERATOR, VIEWER
 from destinations.models import AuditEntry
+from tests.helpers.members import MakeMember
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +34,7 @@ def page_text(response: Any) -> str:
     return html.unescape(response.content.decode())
 
 
-def test_an_admin_removes_a_member_who_is_signed_out_at_once(make_member: Any) -> None:
+def test_an_admin_removes_a_member_who_is_signed_out_at_once(make_member: MakeMember) -> None:
     boss = make_member(username="boss", role=ADMIN)
     val = make_member(username="val", role=OPERATOR)
     vals_browser = signed_in(val)
@@ -52,7 +53,7 @@ def test_an_admin_removes_a_member_who_is_signed_out_at_once(make_member: Any) -
     assert not Client().login(username="val", password="correct horse battery")
 
 
-def test_you_cannot_remove_yourself(make_member: Any) -> None:
+def test_you_cannot_remove_yourself(make_member: MakeMember) -> None:
     boss = make_member(username="boss", role=ADMIN)
     make_member(username="other-admin", role=ADMIN)
     response = remove(signed_in(boss), boss)
@@ -63,7 +64,7 @@ def test_you_cannot_remove_yourself(make_member: Any) -> None:
     assert boss.is_active and not AuditEntry.objects.exists()
 
 
-def test_the_last_admin_cannot_be_removed(make_member: Any) -> None:
+def test_the_last_admin_cannot_be_removed(make_member: MakeMember) -> None:
     first = make_member(username="first", role=ADMIN)
     second = make_member(username="second", role=ADMIN)
     member_remove(second, actor=None)  # e.g. removed by another admin a moment before
@@ -76,7 +77,7 @@ def test_the_last_admin_cannot_be_removed(make_member: Any) -> None:
     member_remove(make_member(username="viewer", role=VIEWER), actor=None)
 
 
-def test_a_superuser_or_a_member_removed_already_is_refused(make_member: Any) -> None:
+def test_a_superuser_or_a_member_removed_already_is_refused(make_member: MakeMember) -> None:
     boss = make_member(username="boss", role=ADMIN)
     root = get_user_model().objects.create_superuser("root", "root@example.com", "x" * 20)
     client = signed_in(boss)
@@ -90,7 +91,7 @@ def test_a_superuser_or_a_member_removed_already_is_refused(make_member: Any) ->
     assert AuditEntry.objects.count() == 1
 
 
-def test_only_an_admin_removes_and_only_by_post_with_csrf(make_member: Any) -> None:
+def test_only_an_admin_removes_and_only_by_post_with_csrf(make_member: MakeMember) -> None:
     boss = make_member(username="boss", role=ADMIN)
     val = make_member(username="val", role=VIEWER)
     operator = make_member(username="olga", role=OPERATOR)
@@ -102,7 +103,9 @@ def test_only_an_admin_removes_and_only_by_post_with_csrf(make_member: Any) -> N
     assert val.is_active and not AuditEntry.objects.exists()
 
 
-def test_the_page_offers_removal_in_a_confirm_panel_except_for_yourself(make_member: Any) -> None:
+def test_the_page_offers_removal_in_a_confirm_panel_except_for_yourself(
+    make_member: MakeMember,
+) -> None:
     boss = make_member(username="boss", role=ADMIN)
     val = make_member(username="val", role=VIEWER)
     page = page_text(signed_in(boss).get(reverse("members")))
@@ -113,7 +116,7 @@ def test_the_page_offers_removal_in_a_confirm_panel_except_for_yourself(make_mem
     assert reverse("member-remove", args=[boss.pk]) not in page
 
 
-def test_a_removed_member_added_again_gets_the_same_account_back(make_member: Any) -> None:
+def test_a_removed_member_added_again_gets_the_same_account_back(make_member: MakeMember) -> None:
     boss = make_member(username="boss", role=ADMIN)
     val = make_member(username="val", role=OPERATOR)
     client = signed_in(boss)

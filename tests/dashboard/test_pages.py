@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -16,14 +17,24 @@ from django.utils import timezone
 
 from dashboard.selectors.events import EVENTS_PAGE_SIZE
 from dashboard.selectors.people import EVENTS_PAGE_SIZE as ACCOUNT_EVENTS_PAGE_SIZE
-from destinations.models import Account, Event, IngestFailure, Profile
+from destinations.delivery.services import destination_create
+from destinations.models import (
+    Account,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    IngestFailure,
+    Profile,
+    Source,
+)
 from destinations.sources import source_create
+from tests.helpers.ingest import IngestPost
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sample(post_ingest, source):
+def sample(post_ingest: IngestPost, source: Source) -> dict[str, Any]:
     post_ingest("identify", {"userId": "u1", "traits": {"email": "ada@x.io", "name": "Ada"}})
     post_ingest("group", {"userId": "u1", "groupId": "acct-1", "traits": {"name": "Initech"}})
     post_ingest("track", {"userId": "u1", "event": "Report Exported", "messageId": "t-1"})
@@ -36,7 +47,7 @@ def sample(post_ingest, source):
     }
 
 
-def page_urls(sample) -> list[str]:
+def page_urls(sample: dict[str, Any]) -> list[str]:
     return [
         reverse("home"),
         reverse("event-list"),
@@ -52,20 +63,22 @@ def page_urls(sample) -> list[str]:
     ]
 
 
-def test_every_page_requires_login(client, sample):
+def test_every_page_requires_login(client: Client, sample: dict[str, Any]) -> None:
     for url in page_urls(sample):
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith(reverse("login")), url
 
 
-def test_every_page_renders_for_a_logged_in_operator(staff_client, sample):
+def test_every_page_renders_for_a_logged_in_operator(
+    staff_client: Client, sample: dict[str, Any]
+) -> None:
     for url in page_urls(sample):
         response = staff_client.get(url)
         assert response.status_code == 200, url
 
 
-def test_login_form_logs_in(client, db):
+def test_login_form_logs_in(client: Client, db: None) -> None:
     get_user_model().objects.create_user(username="op", password="correct horse battery")
     response = client.post(
         reverse("login"), {"username": "op", "password": "correct horse battery"}, follow=True
@@ -76,7 +89,7 @@ def test_login_form_logs_in(client, db):
     assert b"Please enter a correct username and password" in bad.content
 
 
-def test_event_detail_shows_raw_json(staff_client, sample):
+def test_event_detail_shows_raw_json(staff_client: Client, sample: dict[str, Any]) -> None:
     body = staff_client.get(reverse("event-detail", args=[sample["event"].pk])).content.decode()
     assert "Report Exported" in body
     assert "&quot;messageId&quot;: &quot;t-1&quot;" in body
@@ -91,14 +104,16 @@ def test_event_detail_shows_raw_json(staff_client, sample):
         ("user=anon-7", {"page"}),
     ],
 )
-def test_event_filters(staff_client, sample, query, expected):
+def test_event_filters(
+    staff_client: Client, sample: dict[str, Any], query: str, expected: set[str]
+) -> None:
     response = staff_client.get(f"{reverse('event-list')}?{query}")
     shown = {e.message_id for e in response.context["page"].rows}
     stored = {e.message_id: e.type for e in Event.objects.all()}
     assert {m if m == "t-1" else stored[m] for m in shown} == expected
 
 
-def test_event_filter_by_source_and_time(staff_client, sample):
+def test_event_filter_by_source_and_time(staff_client: Client, sample: dict[str, Any]) -> None:
     other = source_create(name="Other")
     url = reverse("event-list")
     shown = staff_client.get(f"{url}?source={other.pk}").context["page"].rows
@@ -108,7 +123,9 @@ def test_event_filter_by_source_and_time(staff_client, sample):
     assert len(staff_client.get(f"{url}?until={future}").context["page"].rows) == 4
 
 
-def test_events_keyset_pagination_walks_every_row_once(staff_client, post_ingest):
+def test_events_keyset_pagination_walks_every_row_once(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     total = EVENTS_PAGE_SIZE * 2 + 7
     batch = [
         {"type": "track", "userId": f"u{i % 5}", "event": "Tick", "messageId": f"k{i}"}
@@ -125,10 +142,9 @@ def test_events_keyset_pagination_walks_every_row_once(staff_client, post_ingest
     assert seen == sorted(seen, reverse=True)
 
 
-def test_events_show_each_destination_s_delivery_state_in_one_query(staff_client, post_ingest):
-    from destinations.delivery.services import destination_create
-    from destinations.models import Delivery, DeliveryStatus
-
+def test_events_show_each_destination_s_delivery_state_in_one_query(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     for name in ("Refiner", "Ops hook"):
         destination_create(
             kind="refiner" if name == "Refiner" else "webhook",
@@ -166,7 +182,9 @@ def test_events_show_each_destination_s_delivery_state_in_one_query(staff_client
     assert re.findall(r">([^<]+: \w+)</a>", second_row) == ["Ops hook: pending", "Refiner: pending"]
 
 
-def test_event_list_htmx_request_renders_only_the_table(staff_client, sample):
+def test_event_list_htmx_request_renders_only_the_table(
+    staff_client: Client, sample: dict[str, Any]
+) -> None:
     response = staff_client.get(reverse("event-list"), headers={"HX-Request": "true"})
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="event-table"')
@@ -174,7 +192,7 @@ def test_event_list_htmx_request_renders_only_the_table(staff_client, sample):
     assert "HX-Request" in response["Vary"]
 
 
-def test_list_pages_do_not_query_per_row(staff_client, post_ingest):
+def test_list_pages_do_not_query_per_row(staff_client: Client, post_ingest: IngestPost) -> None:
     batch = []
     for i in range(30):
         batch.append({"type": "identify", "userId": f"u{i}", "traits": {"email": f"{i}@x.io"}})
@@ -188,7 +206,7 @@ def test_list_pages_do_not_query_per_row(staff_client, post_ingest):
         assert len(queries) <= ceiling, (name, [q["sql"] for q in queries])
 
 
-def test_users_and_accounts_search(staff_client, sample):
+def test_users_and_accounts_search(staff_client: Client, sample: dict[str, Any]) -> None:
     users = staff_client.get(f"{reverse('user-list')}?q=ada@").context["page"].rows
     assert [p.user_id for p in users] == ["u1"]
     assert staff_client.get(f"{reverse('user-list')}?q=nobody").context["page"].rows == []
@@ -238,7 +256,9 @@ def test_a_user_id_prefix_is_found_through_an_index(db: None) -> None:
         assert re.search(rf"SEARCH destinations_profile {index_range}", plan), plan
 
 
-def test_user_and_account_detail_show_identity(staff_client, sample):
+def test_user_and_account_detail_show_identity(
+    staff_client: Client, sample: dict[str, Any]
+) -> None:
     user_page = staff_client.get(reverse("user-detail", args=[sample["profile"].pk]))
     assert user_page.context["accounts"] == [sample["account"]]
     assert "Report Exported" in user_page.content.decode()
@@ -251,7 +271,9 @@ def facts_of(body: str) -> dict[str, str]:
     return dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", body))
 
 
-def test_an_account_is_first_seen_at_its_earliest_group_call(staff_client, post_ingest):
+def test_an_account_is_first_seen_at_its_earliest_group_call(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     group = {"userId": "u1", "groupId": "acct-9", "traits": {"name": "Hooli"}}
     # Calls arrive out of order (an SDK's queue, a replay): seen is when they were made.
     for minute in (20, 5, 30, 12):
@@ -264,7 +286,9 @@ def test_an_account_is_first_seen_at_its_earliest_group_call(staff_client, post_
     assert facts["Last seen"] == "2025-06-01T10:30:00+00:00"
 
 
-def test_an_account_s_events_page_back_to_the_first(staff_client, post_ingest):
+def test_an_account_s_events_page_back_to_the_first(
+    staff_client: Client, post_ingest: IngestPost
+) -> None:
     post_ingest("group", {"userId": "u1", "groupId": "acct-2", "traits": {"name": "Globex"}})
     for n in range(ACCOUNT_EVENTS_PAGE_SIZE + 5):  # and 30 events of its member
         post_ingest("track", {"userId": "u1", "event": f"Step {n}"})
@@ -292,7 +316,7 @@ def test_an_account_s_events_page_back_to_the_first(staff_client, post_ingest):
     assert len(seen) == ACCOUNT_EVENTS_PAGE_SIZE + 6  # the group call and 30 tracks, once each
 
 
-def test_create_source_through_the_form_and_see_snippets(staff_client, db):
+def test_create_source_through_the_form_and_see_snippets(staff_client: Client, db: None) -> None:
     response = staff_client.post(
         reverse("source-new"),
         {"name": "Mobile", "enabled": "on", "rate_limit_per_second": 50},
@@ -310,7 +334,9 @@ def test_create_source_through_the_form_and_see_snippets(staff_client, db):
     assert "already exists" in duplicate.content.decode()
 
 
-def test_disable_source_and_rotate_key(staff_client, post_ingest, source):
+def test_disable_source_and_rotate_key(
+    staff_client: Client, post_ingest: IngestPost, source: Source
+) -> None:
     staff_client.post(
         reverse("source-edit", args=[source.pk]),
         {"name": source.name, "rate_limit_per_second": 10},
@@ -329,7 +355,9 @@ def test_disable_source_and_rotate_key(staff_client, post_ingest, source):
     assert post_ingest("track", {"userId": "u", "event": "E"}).status_code == 200
 
 
-def test_failed_on_ingest_is_counted_per_source(staff_client, post_ingest, source):
+def test_failed_on_ingest_is_counted_per_source(
+    staff_client: Client, post_ingest: IngestPost, source: Source
+) -> None:
     post_ingest("batch", {"batch": [{"type": "track", "userId": "u"}, {"type": "nope"}]})
     assert IngestFailure.objects.filter(source=source).count() == 2
     listed = staff_client.get(reverse("source-list")).context["sources"]

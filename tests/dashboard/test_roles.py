@@ -8,6 +8,8 @@ import pytest
 from django.test import Client
 
 from dashboard.roles import ADMIN, OPERATOR, PUBLIC, PUBLIC_PREFIXES, RANK, URL_ROLES, VIEWER
+from destinations.models import AuditEntry, Destination, Source
+from tests.helpers.members import MakeMember
 from tests.helpers.urls import dashboard_urls
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +38,7 @@ def test_anonymous_visitors_are_sent_to_log_in() -> None:
 
 
 @pytest.mark.parametrize("role", [VIEWER, OPERATOR, ADMIN])
-def test_each_role_reads_and_changes_only_what_it_may(role: str, make_member: Any) -> None:
+def test_each_role_reads_and_changes_only_what_it_may(role: str, make_member: MakeMember) -> None:
     client = Client()
     client.force_login(make_member(username=f"m-{role}", role=role))
     for name, path in dashboard_urls():
@@ -53,7 +55,9 @@ def test_each_role_reads_and_changes_only_what_it_may(role: str, make_member: An
                 assert f"needs the <strong>{needed}</strong> role" in response.content.decode()
 
 
-def test_actions_disappear_for_viewers(make_member: Any, refiner_destination: Any) -> None:
+def test_actions_disappear_for_viewers(
+    make_member: MakeMember, refiner_destination: Destination
+) -> None:
     client = Client()
     client.force_login(make_member(username="v", role=VIEWER))
     page = client.get(f"/destinations/{refiner_destination.pk}/").content.decode()
@@ -64,9 +68,7 @@ def test_actions_disappear_for_viewers(make_member: Any, refiner_destination: An
     assert "Edit" in page
 
 
-def test_member_roles_are_managed_by_admins_and_audited(make_member: Any) -> None:
-    from destinations.models import AuditEntry
-
+def test_member_roles_are_managed_by_admins_and_audited(make_member: MakeMember) -> None:
     admin = make_member(username="boss", role=ADMIN)
     viewer = make_member(username="val", role=VIEWER)
     client = Client()
@@ -84,7 +86,7 @@ def test_member_roles_are_managed_by_admins_and_audited(make_member: Any) -> Non
     assert client.get("/members/").status_code == 403
 
 
-def test_failed_logins_are_throttled(make_member: Any, settings: Any) -> None:
+def test_failed_logins_are_throttled(make_member: MakeMember, settings: Any) -> None:
     settings.LOGIN_MAX_FAILURES = 3
     make_member(username="ada", password="the right passphrase")
     client = Client()
@@ -98,7 +100,7 @@ def test_failed_logins_are_throttled(make_member: Any, settings: Any) -> None:
 
 
 def test_a_login_without_a_password_does_not_clear_the_count(
-    make_member: Any, settings: Any
+    make_member: MakeMember, settings: Any
 ) -> None:
     """Only a successful login clears the count: a form sent with the password left out (no
     password is checked) must not give an attacker a fresh set of tries."""
@@ -121,10 +123,8 @@ def test_security_headers(client: Client) -> None:
 
 
 def test_key_changes_edits_and_retries_are_audited(
-    make_member: Any, refiner_destination: Any, source: Any
+    make_member: MakeMember, refiner_destination: Destination, source: Source
 ) -> None:
-    from destinations.models import AuditEntry
-
     client = Client()
     client.force_login(make_member(username="boss", role=ADMIN))
     client.post(f"/sources/{source.pk}/rotate-key/")

@@ -6,8 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.utils import timezone
 
+from destinations.crypto import _fernet
 from destinations.delivery.routing import enabled_routes, forget_cached_destinations
 from destinations.delivery.services import destination_update
 from destinations.delivery.sweeper import recover_jobs
@@ -36,17 +38,17 @@ def test_jobs_whose_worker_died_or_wake_up_was_lost_are_queued_again(settings: A
     assert recover_jobs() == 0  # woken once per stale period, not on every sweep
 
 
-def test_a_destination_of_unknown_kind_does_not_stop_routing(refiner_destination) -> None:
+def test_a_destination_of_unknown_kind_does_not_stop_routing(
+    refiner_destination: Destination,
+) -> None:
     Destination.objects.create(kind="gone", name="Removed kind")
     forget_cached_destinations()
     assert [r.name for r in enabled_routes()] == ["Refiner"]
 
 
-def test_secrets_lost_to_a_new_key_must_be_entered_again(refiner_destination, settings) -> None:
-    from cryptography.fernet import Fernet
-
-    from destinations.crypto import _fernet
-
+def test_secrets_lost_to_a_new_key_must_be_entered_again(
+    refiner_destination: Destination, settings: Any
+) -> None:
     settings.ENCRYPTION_KEY = Fernet.generate_key().decode()
     _fernet.cache_clear()
     keep = {"base_url": refiner_destination.settings["base_url"]}

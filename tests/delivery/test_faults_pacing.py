@@ -28,6 +28,7 @@ from destinations.models import (
     Source,
 )
 from destinations.standins.refiner import FakeRefiner
+from tests.helpers.ingest import IngestPost
 from tests.helpers.refiner_deliveries import attempts_of, delivery_for, explain, finished
 from tests.helpers.worker import StartWorker, wait_until
 
@@ -95,7 +96,7 @@ def test_a_destination_that_keeps_failing_is_given_up_after_the_retry_window(
 
 
 def test_the_attempt_that_exhausts_the_retry_window_is_logged_as_failed(
-    post_ingest: Any,
+    post_ingest: IngestPost,
     refiner_destination: Destination,
     fake_refiner: FakeRefiner,
     settings: Any,
@@ -116,7 +117,7 @@ def test_the_attempt_that_exhausts_the_retry_window_is_logged_as_failed(
 
 
 def test_a_stray_wake_up_does_not_retry_before_retry_after(
-    post_ingest: Any, refiner_destination: Destination, fake_refiner: FakeRefiner
+    post_ingest: IngestPost, refiner_destination: Destination, fake_refiner: FakeRefiner
 ) -> None:
     fake_refiner.rate_limit(retry_after=30, times=1)
     post_ingest("track", {"userId": "u-early", "event": "Signed Up"})

@@ -14,9 +14,10 @@ from django.test import Client
 from django.urls import reverse
 
 from destinations.delivery import engine
-from destinations.models import Delivery, DeliveryStatus
+from destinations.models import Delivery, DeliveryStatus, Destination
 from destinations.standins.kana import FakeKana
 from destinations.standins.refiner import FakeRefiner
+from tests.helpers.ingest import IngestPost
 from tests.helpers.pages import text_of
 from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
 
@@ -66,7 +67,10 @@ def test_connection_to_loopback_is_refused_alike_for_every_kind(
 
 
 def test_a_refiner_delivery_to_loopback_fails_at_once_like_a_webhook_s(
-    post_ingest: Any, settings: Any, refiner_destination: Any, fake_refiner: FakeRefiner
+    post_ingest: IngestPost,
+    settings: Any,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
 ) -> None:
     settings.ALLOW_PRIVATE_URLS = False
     assert post_ingest("track", {"userId": "u1", "event": "Signed Up"}).status_code == 200
@@ -79,7 +83,7 @@ def test_a_refiner_delivery_to_loopback_fails_at_once_like_a_webhook_s(
 
 
 def test_refiner_pages_go_through_the_same_guard(
-    staff_client: Client, settings: Any, refiner_destination: Any, fake_refiner: FakeRefiner
+    staff_client: Client, settings: Any, refiner_destination: Destination, fake_refiner: FakeRefiner
 ) -> None:
     settings.ALLOW_PRIVATE_URLS = False
     page = staff_client.get(reverse("refiner-contacts"))

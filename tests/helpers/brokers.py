@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from kombu import pools
+from kombu.utils.collections import eqhash
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from dashboard.celery import app
 from tests.helpers.server import free_port
 from tests.helpers.worker import wait_until
 
@@ -85,8 +88,6 @@ class PrivateRedis:
     def queue_length(self, name: str | None = None) -> int:
         """Messages waiting in ``name``, by default the queue this process's tasks go to."""
         if name is None:
-            from dashboard.celery import app
-
             name = app.conf.task_default_queue
         length: int = self.client().llen(name)
         return length
@@ -120,8 +121,6 @@ REDIRECTED = ("broker_write_url", "broker_transport_options")
 @contextmanager
 def celery_publishing_to(url: str) -> Iterator[None]:
     """Make this process's Celery app (ingest's enqueue, the sweeper) publish to ``url``."""
-    from dashboard.celery import app
-
     saved: dict[str, Any] = {name: app.conf.get(name) for name in REDIRECTED}
     _forget_pools(app)
     # Fail fast when the server is down: enqueueing runs inside the ingest request.
@@ -146,9 +145,6 @@ def _forget_pools(app: Any) -> None:
 
 def _close_pools(app: Any) -> None:
     """Close the private broker's connections; its pools are never used again."""
-    from kombu import pools
-    from kombu.utils.collections import eqhash
-
     key = eqhash(app.connection_for_write())
     for group in (pools.producers, pools.connections):
         # dict.pop, not the group's own lookup: that would create a pool for a missing key.

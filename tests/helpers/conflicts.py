@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from destinations.models import Profile
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
 
 NOT_A_CUSTOMER = "is not a Stripe (cus_...) or Chargebee customer id"
 
 
-def make_conflicts(post_ingest: Any) -> None:
+def make_conflicts(post_ingest: IngestPost) -> None:
     send(
         post_ingest,
         [

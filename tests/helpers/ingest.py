@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
+# The ``post_ingest`` fixture: post_ingest(path, payload, *, raw=, write_key=, auth=, gzip_body=,
+# content_type=, headers=) -> the response.
+IngestPost = Callable[..., Any]
 
-def send(post_ingest: Any, items: list[dict[str, Any]]) -> None:
+
+def send(post_ingest: IngestPost, items: list[dict[str, Any]]) -> None:
     response = post_ingest("batch", {"batch": items})
     assert response.status_code == 200, response.content
     assert response.json()["failed"] == []

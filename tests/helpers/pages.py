@@ -6,6 +6,8 @@ import html
 import re
 from typing import Any
 
+from django.http import StreamingHttpResponse
+
 
 def text_of(response: Any) -> str:
     """The response body as a reader sees it: entities decoded."""
@@ -25,3 +27,9 @@ def messages_of(response: Any) -> list[str]:
 def squashed(response: Any) -> str:
     """The page's text with tags removed and whitespace collapsed, as a reader sees it."""
     return " ".join(re.sub(r"<[^>]+>", " ", text_of(response)).split())
+
+
+def streamed_text(response: Any) -> str:
+    """The whole body of a streamed response (the CSV export), decoded."""
+    assert isinstance(response, StreamingHttpResponse), response
+    return response.getvalue().decode()

@@ -24,6 +24,7 @@ from destinations.models import (
 )
 from destinations.webhooks.receivers import receiver_create
 from tests.helpers.ingest import basic
+from tests.helpers.members import MakeMember
 from tests.helpers.urls import dashboard_urls
 from tests.hostile import strategies as gen
 from tests.hostile.conftest import record
@@ -55,7 +56,7 @@ def send(client: Client, source: Source, path: str, body: str) -> Any:
 
 
 @pytest.fixture
-def poisoned(client: Client, source: Source, make_member: Any) -> dict[str, Any]:
+def poisoned(client: Client, source: Source, make_member: MakeMember) -> dict[str, Any]:
     """Everything a page might show, made through the entry points where they can make it."""
     kana = destination_create(
         kind="kana",

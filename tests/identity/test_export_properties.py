@@ -8,7 +8,6 @@ import csv
 import io
 import string
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from django.http import StreamingHttpResponse
@@ -21,6 +20,7 @@ from destinations.identity.csv_cells import FORMULA_STARTS, as_text, from_text
 from destinations.models import Profile
 from tests.helpers.import_cases import PER_EXAMPLE_STATE, emails, rolled_back, text
 from tests.helpers.import_flow import import_file
+from tests.helpers.ingest import IngestPost
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +61,7 @@ def test_a_cell_written_as_text_reads_back_as_the_value(value: str) -> None:
     ]
 )
 def test_the_export_runs_no_formula_and_imports_back_as_it_was(
-    staff_client: Client, post_ingest: Any, users: list[tuple[str, str, str, str]]
+    staff_client: Client, post_ingest: IngestPost, users: list[tuple[str, str, str, str]]
 ) -> None:
     batch = [
         {

@@ -10,12 +10,15 @@ import io
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from dashboard import import_uploads
 from destinations.models import Job, Profile, Upload
 from tests.helpers.conflicts import NOT_A_CUSTOMER
 from tests.helpers.import_flow import import_file
+from tests.helpers.ingest import IngestPost
+from tests.helpers.pages import streamed_text
 
 pytestmark = pytest.mark.django_db
 SAVE_AS = "save it as CSV UTF-8 and upload it again"
@@ -34,7 +37,7 @@ def users() -> dict[str, tuple[str | None, str]]:
     return {str(p.email): (p.billing_id, p.name) for p in Profile.objects.all()}
 
 
-def test_rows_with_formula_like_blank_or_huge_names_are_all_imported(staff_client) -> None:
+def test_rows_with_formula_like_blank_or_huge_names_are_all_imported(staff_client: Client) -> None:
     # The rows of the generated files whose valid customers were lost: a name over the csv
     # module's 131,072-character field limit stopped the reader, and every row after it.
     huge = "x" * 200_000
@@ -62,7 +65,7 @@ def test_rows_with_formula_like_blank_or_huge_names_are_all_imported(staff_clien
 
 
 def test_a_line_longer_than_the_field_limit_in_an_unused_column_costs_nothing(
-    staff_client,
+    staff_client: Client,
 ) -> None:
     data = written(
         [["cus_1", "", "a@x.co", "Ann", "y" * 150_000], ["cus_2", "", "b@x.co", "Bob", ""]],
@@ -72,7 +75,7 @@ def test_a_line_longer_than_the_field_limit_in_an_unused_column_costs_nothing(
     assert result.refused == {} and result.counters["created"] == 2
 
 
-def test_cells_the_export_wrote_as_text_are_read_back_as_they_were(staff_client) -> None:
+def test_cells_the_export_wrote_as_text_are_read_back_as_they_were(staff_client: Client) -> None:
     data = written(
         [
             ["cus_1", "'=1+5@example.com", "'=SUM(1,1)"],
@@ -93,7 +96,9 @@ def test_cells_the_export_wrote_as_text_are_read_back_as_they_were(staff_client)
 
 
 @pytest.mark.parametrize("newline", ["\r\n", "\n", "\r"], ids=["crlf", "lf", "cr"])
-def test_line_numbers_are_the_files_whatever_its_line_endings(staff_client, newline) -> None:
+def test_line_numbers_are_the_files_whatever_its_line_endings(
+    staff_client: Client, newline: str
+) -> None:
     lines = [
         "id,Email,Name",
         'sub_1,a@x.co,"Two',  # a quoted name over two lines: the row is on line 2
@@ -112,11 +117,12 @@ def test_line_numbers_are_the_files_whatever_its_line_endings(staff_client, newl
         7: "'not-an-email' is not an email address",
     }
     assert users() == {"b@x.co": ("cus_2", "Bob"), "d@x.co": ("cus_4", 'Di "the" quoted')}
-    assert [line for line, _ in result.preview.failed] == [2, 7]  # type: ignore[union-attr]
+    assert result.preview is not None
+    assert [line for line, _ in result.preview.failed] == [2, 7]
 
 
 def test_a_row_with_broken_quoting_is_refused_and_reading_resumes_after_it(
-    staff_client,
+    staff_client: Client,
 ) -> None:
     data = (
         b"id,Email,Name\n"
@@ -139,7 +145,7 @@ def test_a_row_with_broken_quoting_is_refused_and_reading_resumes_after_it(
 GOOD = "id,Email,Name\r\ncus_1,ann@x.co,Ann Ümlaut\r\ncus_2,bob@x.co,Bob\r\n"
 
 
-def test_utf16_with_its_byte_order_mark_is_read(staff_client) -> None:
+def test_utf16_with_its_byte_order_mark_is_read(staff_client: Client) -> None:
     result = import_file(staff_client, GOOD.encode("utf-16"))  # what Excel's Unicode save has
     assert result.refused == {}
     assert users() == {"ann@x.co": ("cus_1", "Ann Ümlaut"), "bob@x.co": ("cus_2", "Bob")}
@@ -190,7 +196,7 @@ def test_utf16_with_its_byte_order_mark_is_read(staff_client) -> None:
     ],
 )
 def test_a_file_that_cannot_be_read_is_refused_whole_with_the_reason(
-    staff_client, data, reason
+    staff_client: Client, data: bytes, reason: str
 ) -> None:
     result = import_file(staff_client, data, name="bad.csv")
     assert result.refusal == f"bad.csv: {reason}."
@@ -198,7 +204,7 @@ def test_a_file_that_cannot_be_read_is_refused_whole_with_the_reason(
     assert not Job.objects.exists()
 
 
-def test_nul_characters_and_overlong_values_refuse_their_row_only(staff_client) -> None:
+def test_nul_characters_and_overlong_values_refuse_their_row_only(staff_client: Client) -> None:
     header = "billing_id,email,name,user_id"
     data = written(
         [
@@ -226,7 +232,7 @@ def test_nul_characters_and_overlong_values_refuse_their_row_only(staff_client) 
     ]
 
 
-def test_duplicate_rows_unknown_columns_and_trailing_empty_fields(staff_client) -> None:
+def test_duplicate_rows_unknown_columns_and_trailing_empty_fields(staff_client: Client) -> None:
     data = written(
         [
             ["cus_1", "", "a@x.co", "Ann", "=1+1", "2024-01-01"],
@@ -242,14 +248,14 @@ def test_duplicate_rows_unknown_columns_and_trailing_empty_fields(staff_client) 
     assert users() == {"a@x.co": ("cus_1", "Ann"), "b@x.co": ("cus_2", "Bob")}
 
 
-def test_a_mapped_column_whose_name_appears_twice_is_refused(staff_client) -> None:
+def test_a_mapped_column_whose_name_appears_twice_is_refused(staff_client: Client) -> None:
     data = written([["cus_1", "a@x.co", "Ann", "b@x.co"]], header="id,Email,Name,Email")
     result = import_file(staff_client, data, mapping={"billing_id": "id", "email": "Email"})
     assert result.refusal == "two columns are named 'Email': rename one"
     assert not Profile.objects.exists()
 
 
-def test_importing_a_staged_file_that_cannot_be_read_says_so(staff_client) -> None:
+def test_importing_a_staged_file_that_cannot_be_read_says_so(staff_client: Client) -> None:
     token = import_uploads.stage_upload(name="old.csv", data=b"")
     response = staff_client.post(
         reverse("conflicts-import-start"), {"upload": token, "billing_id": "id"}, follow=True
@@ -270,12 +276,12 @@ FORMULA_USERS: list[dict[str, Any]] = [
 
 
 def test_the_export_writes_formula_like_cells_as_text_and_they_import_back(
-    staff_client, post_ingest
+    staff_client: Client, post_ingest: IngestPost
 ) -> None:
     batch = [{"type": "identify", **user} for user in FORMULA_USERS]
     assert post_ingest("batch", {"batch": batch}).json()["failed"] == []
     export = staff_client.get(reverse("conflicts-export"))
-    text = b"".join(export.streaming_content).decode()
+    text = streamed_text(export)
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["profile_id", "user_id", "email", "name", "billing_id", "conflict"]
     cells = {tuple(row[1:5]) for row in rows[1:]}

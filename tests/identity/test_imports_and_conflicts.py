@@ -18,6 +18,7 @@ from destinations.identity.conflicts import (
 from destinations.identity.jobs import bulk_merge_start, import_start
 from destinations.models import AuditAction, AuditEntry, Job, JobStatus, Profile, ProfileOrigin
 from tests.helpers.conflicts import NOT_A_CUSTOMER, make_conflicts
+from tests.helpers.ingest import IngestPost
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +71,9 @@ def test_stripe_export_is_recognised_and_bad_rows_are_reported() -> None:
     assert entry.summary == "Imported customers.csv: 2 new, 0 updated, 0 unchanged, 4 refused"
 
 
-def test_reimport_changes_nothing_and_identify_claims_the_imported_user(post_ingest) -> None:
+def test_reimport_changes_nothing_and_identify_claims_the_imported_user(
+    post_ingest: IngestPost,
+) -> None:
     run_import(STRIPE)
     again = run_import(STRIPE)
     assert (again.counters["created"], again.counters["unchanged"]) == (0, 2)
@@ -81,7 +84,9 @@ def test_reimport_changes_nothing_and_identify_claims_the_imported_user(post_ing
     assert Profile.objects.count() == 2
 
 
-def test_generic_csv_with_a_mapping_fills_billing_ids_by_user_id_or_email(post_ingest) -> None:
+def test_generic_csv_with_a_mapping_fills_billing_ids_by_user_id_or_email(
+    post_ingest: IngestPost,
+) -> None:
     for user, email in (("u1", "one@x.co"), ("u2", "two@x.co")):
         post_ingest("identify", {"userId": user, "traits": {"email": email}})
     data = b"customer,mail,uid\nAzZTZgSs9sXh71Xo,,u1\ncus_two,TWO@x.co,\n"
@@ -110,7 +115,7 @@ def test_unreadable_files_are_refused_whole(data: bytes, message: str) -> None:
     assert not Job.objects.exists()
 
 
-def test_shared_email_rows_are_reported_not_guessed(post_ingest) -> None:
+def test_shared_email_rows_are_reported_not_guessed(post_ingest: IngestPost) -> None:
     for user in ("u1", "u2"):
         post_ingest("identify", {"userId": user, "traits": {"email": "same@x.co"}})
     job = run_import(b"id,Email\ncus_1,same@x.co\n")
@@ -119,7 +124,7 @@ def test_shared_email_rows_are_reported_not_guessed(post_ingest) -> None:
     ]
 
 
-def test_conflict_lists_and_export(post_ingest) -> None:
+def test_conflict_lists_and_export(post_ingest: IngestPost) -> None:
     make_conflicts(post_ingest)
     assert list(duplicate_email_groups()) == [
         {"email": "dup@x.co", "users": 3},
@@ -141,7 +146,7 @@ def test_conflict_lists_and_export(post_ingest) -> None:
     }
 
 
-def test_bulk_merge_merges_each_group_into_its_oldest_user(post_ingest) -> None:
+def test_bulk_merge_merges_each_group_into_its_oldest_user(post_ingest: IngestPost) -> None:
     make_conflicts(post_ingest)
     job = bulk_merge_start(user=None)
     assert job.total == 2

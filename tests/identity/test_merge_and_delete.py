@@ -18,13 +18,13 @@ from destinations.models import (
     Profile,
     Suppression,
 )
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def twins(post_ingest: Any) -> tuple[Profile, Profile]:
+def twins(post_ingest: IngestPost) -> tuple[Profile, Profile]:
     """Two users sharing an email: the duplicate-email conflict."""
     send(
         post_ingest,
@@ -100,7 +100,9 @@ def test_merge_with_chosen_fields_moves_everything(twins: tuple[Profile, Profile
     assert resent.payload["traits"]["billingUserId"] == "cus_9"
 
 
-def test_events_for_the_absorbed_user_id_go_to_the_survivor(post_ingest, twins) -> None:
+def test_events_for_the_absorbed_user_id_go_to_the_survivor(
+    post_ingest: IngestPost, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     profile_merge(survivor=old, absorbed=[new])
     send(post_ingest, [{"type": "track", "userId": "u-new", "event": "After Merge"}])
@@ -121,7 +123,9 @@ def test_undo_restores_exactly(twins: tuple[Profile, Profile]) -> None:
         merge_undo(entry)
 
 
-def test_chained_merges_undo_in_order(post_ingest, twins) -> None:
+def test_chained_merges_undo_in_order(
+    post_ingest: IngestPost, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     send(post_ingest, [{"type": "identify", "userId": "u-third", "traits": {"email": "t@x.co"}}])
     third = Profile.objects.get(user_id="u-third")
@@ -155,7 +159,9 @@ def test_delete_keeping_events(twins: tuple[Profile, Profile]) -> None:
     assert entry.summary == "Deleted u-old (events kept)"
 
 
-def test_delete_with_events_and_suppression(post_ingest, twins) -> None:
+def test_delete_with_events_and_suppression(
+    post_ingest: IngestPost, twins: tuple[Profile, Profile]
+) -> None:
     old, new = twins
     profile_merge(survivor=new, absorbed=[old])
     entry = profile_delete(new, DeleteOptions(delete_events=True, suppress=True))
@@ -182,7 +188,7 @@ def test_delete_with_events_and_suppression(post_ingest, twins) -> None:
     assert Account.objects.count() == 2
 
 
-def test_a_merged_away_user_is_deleted_through_its_survivor(twins) -> None:
+def test_a_merged_away_user_is_deleted_through_its_survivor(twins: tuple[Profile, Profile]) -> None:
     old, new = twins
     profile_merge(survivor=old, absorbed=[new])
     with pytest.raises(ValueError, match="was merged into another user: delete that user instead"):

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.test import Client
 
-from destinations.models import Account, Event, Membership, Profile
+from destinations.models import Account, Event, Membership, Profile, Source
+from tests.helpers.ingest import IngestPost
 
 pytestmark = pytest.mark.django_db
 
 
-def test_each_call_type_is_stored_with_its_columns(post_ingest, source):
+def test_each_call_type_is_stored_with_its_columns(post_ingest: IngestPost, source: Source) -> None:
     calls: dict[str, dict[str, object]] = {
         "identify": {"userId": "u1", "traits": {"email": "a@x.io"}},
         "track": {"userId": "u1", "event": "Signed Up", "properties": {"plan": "pro"}},
@@ -35,7 +37,9 @@ def test_each_call_type_is_stored_with_its_columns(post_ingest, source):
     assert stored["identify"].payload["receivedAt"]
 
 
-def test_write_key_in_body_and_text_plain_from_browsers(post_ingest, source):
+def test_write_key_in_body_and_text_plain_from_browsers(
+    post_ingest: IngestPost, source: Source
+) -> None:
     response = post_ingest(
         "track",
         {"writeKey": source.write_key, "anonymousId": "a", "event": "Clicked"},
@@ -47,13 +51,13 @@ def test_write_key_in_body_and_text_plain_from_browsers(post_ingest, source):
     assert "writeKey" not in event.payload
 
 
-def test_gzip_body(post_ingest):
+def test_gzip_body(post_ingest: IngestPost) -> None:
     response = post_ingest("track", {"userId": "u", "event": "Zipped"}, gzip_body=True)
     assert response.status_code == 200, response.content
     assert Event.objects.get().event == "Zipped"
 
 
-def test_retried_message_is_stored_once(post_ingest):
+def test_retried_message_is_stored_once(post_ingest: IngestPost) -> None:
     payload = {"userId": "u", "event": "Once", "messageId": "retry-me"}
     first = post_ingest("track", payload)
     second = post_ingest("track", payload)
@@ -63,7 +67,7 @@ def test_retried_message_is_stored_once(post_ingest):
     assert Event.objects.filter(message_id="retry-me").count() == 1
 
 
-def test_batch_envelope_context_and_integrations_merge_into_items(post_ingest):
+def test_batch_envelope_context_and_integrations_merge_into_items(post_ingest: IngestPost) -> None:
     response = post_ingest(
         "batch",
         {
@@ -92,7 +96,7 @@ def test_batch_envelope_context_and_integrations_merge_into_items(post_ingest):
     assert second.payload["integrations"] == {"All": True, "Kana": False}
 
 
-def test_clock_skew_is_corrected_from_sent_at(post_ingest):
+def test_clock_skew_is_corrected_from_sent_at(post_ingest: IngestPost) -> None:
     # The device clock runs 1 hour fast: it stamped the event 10 s before it sent it.
     device_now = datetime.now(UTC) + timedelta(hours=1)
     response = post_ingest(
@@ -113,17 +117,17 @@ def test_clock_skew_is_corrected_from_sent_at(post_ingest):
     assert event.original_timestamp > event.received_at + timedelta(minutes=59)
 
 
-def test_numeric_user_id_is_kept_as_a_string(post_ingest):
+def test_numeric_user_id_is_kept_as_a_string(post_ingest: IngestPost) -> None:
     assert post_ingest("track", {"userId": 42, "event": "N"}).status_code == 200
     assert Event.objects.get().user_id == "42"
 
 
-def test_missing_message_id_gets_one(post_ingest):
+def test_missing_message_id_gets_one(post_ingest: IngestPost) -> None:
     assert post_ingest("track", {"userId": "u", "event": "E"}).status_code == 200
     assert Event.objects.get().message_id.startswith("switchboard-")
 
 
-def test_cors_preflight_and_headers(client, post_ingest):
+def test_cors_preflight_and_headers(client: Client, post_ingest: IngestPost) -> None:
     preflight = client.options("/v1/batch", headers={"Origin": "https://app.example.com"})
     assert preflight.status_code == 204
     assert preflight["Access-Control-Allow-Origin"] == "*"
@@ -132,7 +136,7 @@ def test_cors_preflight_and_headers(client, post_ingest):
     assert response["Access-Control-Allow-Origin"] == "*"
 
 
-def test_identity_links_anonymous_events_to_the_user(post_ingest):
+def test_identity_links_anonymous_events_to_the_user(post_ingest: IngestPost) -> None:
     post_ingest("page", {"anonymousId": "anon-9", "name": "Landing", "messageId": "p1"})
     assert Event.objects.get(message_id="p1").profile_id is None
     post_ingest(
@@ -146,7 +150,7 @@ def test_identity_links_anonymous_events_to_the_user(post_ingest):
     assert list(profile.anonymous_ids.values_list("value", flat=True)) == ["anon-9"]
 
 
-def test_identify_claims_the_single_profile_with_that_email(post_ingest):
+def test_identify_claims_the_single_profile_with_that_email(post_ingest: IngestPost) -> None:
     imported = Profile.objects.create(
         email="billing@acme.io", billing_id="cus_123", origin="import"
     )
@@ -156,7 +160,7 @@ def test_identify_claims_the_single_profile_with_that_email(post_ingest):
     assert Profile.objects.count() == 1
 
 
-def test_identify_does_not_claim_when_the_email_is_shared(post_ingest):
+def test_identify_does_not_claim_when_the_email_is_shared(post_ingest: IngestPost) -> None:
     Profile.objects.create(email="shared@acme.io", origin="import")
     Profile.objects.create(email="shared@acme.io", origin="import")
     post_ingest("identify", {"userId": "u-new", "traits": {"email": "shared@acme.io"}})
@@ -164,7 +168,7 @@ def test_identify_does_not_claim_when_the_email_is_shared(post_ingest):
     assert Profile.objects.get(user_id="u-new").email == "shared@acme.io"
 
 
-def test_identify_keeps_traits_name_and_billing_id(post_ingest):
+def test_identify_keeps_traits_name_and_billing_id(post_ingest: IngestPost) -> None:
     post_ingest(
         "identify", {"userId": "u1", "traits": {"firstName": "Ada", "lastName": "L", "plan": "pro"}}
     )
@@ -181,7 +185,9 @@ def test_identify_keeps_traits_name_and_billing_id(post_ingest):
     }
 
 
-def test_over_long_traits_stay_in_the_traits_without_failing_the_batch(post_ingest):
+def test_over_long_traits_stay_in_the_traits_without_failing_the_batch(
+    post_ingest: IngestPost,
+) -> None:
     # Longer than the profile's columns: on PostgreSQL inserting them would fail the request.
     email, name, billing = "x" * 330 + "@example.com", "N" * 300, "cus_" + "9" * 300
     response = post_ingest(
@@ -206,7 +212,7 @@ def test_over_long_traits_stay_in_the_traits_without_failing_the_batch(post_inge
     assert Account.objects.get(group_id="g-long").name == name[:255]
 
 
-def test_group_keeps_account_traits_and_membership(post_ingest):
+def test_group_keeps_account_traits_and_membership(post_ingest: IngestPost) -> None:
     post_ingest(
         "group", {"userId": "u1", "groupId": "acct-1", "traits": {"name": "Initech", "plan": "pro"}}
     )
@@ -220,21 +226,21 @@ def test_group_keeps_account_traits_and_membership(post_ingest):
     assert members == {"u1", "u2"}
 
 
-def test_alias_links_previous_id_to_the_user(post_ingest):
+def test_alias_links_previous_id_to_the_user(post_ingest: IngestPost) -> None:
     post_ingest("track", {"anonymousId": "old-anon", "event": "Before", "messageId": "b1"})
     post_ingest("alias", {"userId": "u5", "previousId": "old-anon"})
     assert Event.objects.get(message_id="b1").profile == Profile.objects.get(user_id="u5")
 
 
 @pytest.mark.parametrize(("short", "call"), [("t", "track"), ("i", "identify"), ("p", "page")])
-def test_analytics_js_short_paths(post_ingest, short, call):
+def test_analytics_js_short_paths(post_ingest: IngestPost, short: str, call: str) -> None:
     fields = {"event": "Clicked"} if call == "track" else {}
     response = post_ingest(short, {"userId": "u1", "messageId": f"m-{short}", **fields})
     assert response.status_code == 200, response.content
     assert Event.objects.get(message_id=f"m-{short}").type == call
 
 
-def test_preflight_allows_the_headers_browser_sdks_add(client, db):
+def test_preflight_allows_the_headers_browser_sdks_add(client: Client, db: None) -> None:
     preflight = client.options(
         "/v1/t",
         headers={

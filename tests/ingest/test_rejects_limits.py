@@ -3,14 +3,12 @@ per-source rate limit."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from destinations.ingest.auth import forget_cached_sources
 from destinations.models import Event, IngestFailure, Source
 from destinations.sources import source_create
-from tests.helpers.ingest import start_of_a_fresh_second
+from tests.helpers.ingest import IngestPost, start_of_a_fresh_second
 from tests.helpers.refusals import assert_refused, item, nested_raw, track
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +17,7 @@ pytestmark = pytest.mark.django_db
 # --- limits ------------------------------------------------------------------------------------
 
 
-def test_batch_body_over_500_kb(post_ingest, source):
+def test_batch_body_over_500_kb(post_ingest: IngestPost, source: Source) -> None:
     big = "x" * 1024
     batch = [item("track", f"m{i}", properties={"blob": big}) for i in range(520)]
     response = post_ingest("batch", {"batch": batch})
@@ -27,7 +25,7 @@ def test_batch_body_over_500_kb(post_ingest, source):
     assert Event.objects.count() == 0
 
 
-def test_batch_of_more_than_2500_events(post_ingest, source):
+def test_batch_of_more_than_2500_events(post_ingest: IngestPost, source: Source) -> None:
     batch = [item("track", f"m{i}") for i in range(2501)]
     response = post_ingest("batch", {"batch": batch})
     assert_refused(response, 413, "batch has 2,501 events; the limit is 2,500")
@@ -35,14 +33,14 @@ def test_batch_of_more_than_2500_events(post_ingest, source):
     assert IngestFailure.objects.get().endpoint == "batch"
 
 
-def test_batch_of_exactly_2500_events_is_accepted(post_ingest):
+def test_batch_of_exactly_2500_events_is_accepted(post_ingest: IngestPost) -> None:
     batch = [item("track", f"m{i}") for i in range(2500)]
     response = post_ingest("batch", {"batch": batch})
     assert response.status_code == 200, response.content
     assert Event.objects.count() == 2500
 
 
-def test_json_nested_40_levels_inside_properties(post_ingest, source):
+def test_json_nested_40_levels_inside_properties(post_ingest: IngestPost, source: Source) -> None:
     response = post_ingest("track", raw=nested_raw(40))
     assert_refused(response, 400, "JSON is nested more than 32 levels deep")
     assert Event.objects.count() == 0
@@ -50,19 +48,25 @@ def test_json_nested_40_levels_inside_properties(post_ingest, source):
 
 
 @pytest.mark.parametrize("levels", [5000, 50_000])
-def test_json_nested_thousands_of_levels_is_a_clean_400(post_ingest, levels):
+def test_json_nested_thousands_of_levels_is_a_clean_400(
+    post_ingest: IngestPost, levels: int
+) -> None:
     response = post_ingest("track", raw=nested_raw(levels))
     error = assert_refused(response, 400, "")
     assert "nested" in error or "depth" in error, error
     assert Event.objects.count() == 0
 
 
-def test_json_nested_thousands_of_levels_gets_the_same_message_as_40(post_ingest):
+def test_json_nested_thousands_of_levels_gets_the_same_message_as_40(
+    post_ingest: IngestPost,
+) -> None:
     response = post_ingest("track", raw=nested_raw(5000))
     assert_refused(response, 400, "JSON is nested more than 32 levels deep")
 
 
-def test_nul_character_is_refused_by_name_and_its_batch_neighbours_kept(post_ingest, source):
+def test_nul_character_is_refused_by_name_and_its_batch_neighbours_kept(
+    post_ingest: IngestPost, source: Source
+) -> None:
     bad = item("track", "nul-1", properties={"note": "a\x00b"})
     response = post_ingest("batch", {"batch": [item("track", "ok-0"), bad]})
     assert response.status_code == 200, response.content
@@ -72,13 +76,15 @@ def test_nul_character_is_refused_by_name_and_its_batch_neighbours_kept(post_ing
     assert list(Event.objects.values_list("message_id", flat=True)) == ["ok-0"]
 
 
-def test_escaped_backslash_before_u0000_is_ordinary_text(post_ingest):
+def test_escaped_backslash_before_u0000_is_ordinary_text(post_ingest: IngestPost) -> None:
     response = post_ingest("track", track(properties={"path": "C:\\u0000\\x"}))
     assert response.status_code == 200, response.content
     assert Event.objects.get().payload["properties"]["path"] == "C:\\u0000\\x"
 
 
-def test_raw_nul_bytes_in_a_refused_body_are_recorded_readably(post_ingest, source):
+def test_raw_nul_bytes_in_a_refused_body_are_recorded_readably(
+    post_ingest: IngestPost, source: Source
+) -> None:
     response = post_ingest("track", raw=b'{"userId": "u1", \x00\x00')
     assert_refused(response, 400, "Invalid JSON")
     assert "\ufffd" in IngestFailure.objects.get(source=source).excerpt
@@ -87,7 +93,7 @@ def test_raw_nul_bytes_in_a_refused_body_are_recorded_readably(post_ingest, sour
 # --- rate limit --------------------------------------------------------------------------------
 
 
-def test_rate_limit_per_source(post_ingest, source):
+def test_rate_limit_per_source(post_ingest: IngestPost, source: Source) -> None:
     source.rate_limit_per_second = 3
     source.save()
     other = source_create(name="Backend")
@@ -114,7 +120,9 @@ def test_rate_limit_per_source(post_ingest, source):
     assert IngestFailure.objects.count() == 0  # a 429 is not recorded as a refused message
 
 
-def test_rate_limit_applies_to_a_write_key_in_the_body(post_ingest, source):
+def test_rate_limit_applies_to_a_write_key_in_the_body(
+    post_ingest: IngestPost, source: Source
+) -> None:
     source.rate_limit_per_second = 1
     source.save()
     forget_cached_sources()
@@ -129,7 +137,9 @@ def test_rate_limit_applies_to_a_write_key_in_the_body(post_ingest, source):
     assert list(Event.objects.values_list("message_id", flat=True)) == ["b0"]
 
 
-def test_a_disabled_second_source_does_not_affect_the_first(post_ingest, source):
+def test_a_disabled_second_source_does_not_affect_the_first(
+    post_ingest: IngestPost, source: Source
+) -> None:
     other: Source = source_create(name="Old app")
     other.enabled = False
     other.save()
@@ -138,7 +148,7 @@ def test_a_disabled_second_source_does_not_affect_the_first(post_ingest, source)
     assert post_ingest("track", track()).status_code == 200
 
 
-def test_an_unknown_endpoint_is_a_plain_404_not_a_dashboard_page(post_ingest: Any) -> None:
+def test_an_unknown_endpoint_is_a_plain_404_not_a_dashboard_page(post_ingest: IngestPost) -> None:
     response = post_ingest("trak", {"userId": "u1", "event": "E"})
     assert response.status_code == 404
     assert response["Content-Type"] == "text/plain; charset=utf-8"

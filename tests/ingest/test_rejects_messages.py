@@ -3,9 +3,12 @@ alone and its valid neighbours kept."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from destinations.models import Event, IngestFailure
+from destinations.models import Event, IngestFailure, Source
+from tests.helpers.ingest import IngestPost
 from tests.helpers.refusals import assert_refused, item, nested
 
 pytestmark = pytest.mark.django_db
@@ -95,7 +98,9 @@ BAD_MESSAGES = [
 
 
 @pytest.mark.parametrize(("call", "fields", "fragment"), BAD_MESSAGES)
-def test_single_call_with_a_bad_message(post_ingest, source, call, fields, fragment):
+def test_single_call_with_a_bad_message(
+    post_ingest: IngestPost, source: Source, call: str, fields: dict[str, Any], fragment: str
+) -> None:
     message = item(call, "bad-1", **fields)
     del message["type"]  # the endpoint gives the type
     response = post_ingest(call, message)
@@ -118,8 +123,8 @@ def test_single_call_with_a_bad_message(post_ingest, source, call, fields, fragm
     ],
 )
 def test_batch_item_with_a_bad_message_is_refused_alone(
-    post_ingest, source, call, fields, fragment
-):
+    post_ingest: IngestPost, source: Source, call: str, fields: dict[str, Any], fragment: str
+) -> None:
     response = post_ingest(
         "batch", {"batch": [item("track", "good-0"), item(call, "bad-1", **fields)]}
     )
@@ -135,7 +140,7 @@ def test_batch_item_with_a_bad_message_is_refused_alone(
     assert failure.reason == data["failed"][0]["reason"]
 
 
-def test_type_in_the_body_does_not_override_the_endpoint(post_ingest):
+def test_type_in_the_body_does_not_override_the_endpoint(post_ingest: IngestPost) -> None:
     # /v1/group decides the type; a body claiming "track" is still a group call without groupId.
     response = post_ingest("group", {"type": "track", "userId": "u1", "event": "E"})
     assert_refused(response, 400, "group call without groupId")
@@ -154,7 +159,9 @@ def test_type_in_the_body_does_not_override_the_endpoint(post_ingest):
         pytest.param({"events": [item("track", "m1")]}, "batch is missing", id="missing"),
     ],
 )
-def test_batch_that_is_not_a_non_empty_array(post_ingest, source, payload, fragment):
+def test_batch_that_is_not_a_non_empty_array(
+    post_ingest: IngestPost, source: Source, payload: dict[str, Any], fragment: str
+) -> None:
     response = post_ingest("batch", payload)
     error = assert_refused(response, 400, fragment)
     assert Event.objects.count() == 0
@@ -162,7 +169,9 @@ def test_batch_that_is_not_a_non_empty_array(post_ingest, source, payload, fragm
     assert (failure.endpoint, failure.batch_index, failure.reason) == ("batch", None, error)
 
 
-def test_mixed_batch_keeps_the_valid_items_and_lists_the_invalid_ones(post_ingest, source):
+def test_mixed_batch_keeps_the_valid_items_and_lists_the_invalid_ones(
+    post_ingest: IngestPost, source: Source
+) -> None:
     batch = [
         item("identify", "ok-0"),
         item("track", "bad-1", event=None),
@@ -191,7 +200,7 @@ def test_mixed_batch_keeps_the_valid_items_and_lists_the_invalid_ones(post_inges
     assert '"bad-4"' in failures.get(batch_index=4).excerpt
 
 
-def test_batch_where_every_item_is_invalid(post_ingest, source):
+def test_batch_where_every_item_is_invalid(post_ingest: IngestPost, source: Source) -> None:
     batch = [item("track", "bad-0", event=None), item("alias", "bad-1", previousId=None), 5]
     response = post_ingest("batch", {"batch": batch})
     error = assert_refused(response, 400, "no valid messages in batch")
@@ -204,7 +213,7 @@ def test_batch_where_every_item_is_invalid(post_ingest, source):
     assert Event.objects.count() == 0
 
 
-def test_over_deep_batch_item_is_refused_alone(post_ingest):
+def test_over_deep_batch_item_is_refused_alone(post_ingest: IngestPost) -> None:
     deep = item("track", "deep-1", properties=nested(40))
     response = post_ingest("batch", {"batch": [item("track", "ok-0"), deep]})
     assert response.status_code == 200, response.content

@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from destinations.ingest.auth import forget_cached_sources
-from destinations.models import Event, IngestFailure
+from destinations.models import Event, IngestFailure, Source
+from tests.helpers.ingest import IngestPost
 from tests.helpers.refusals import assert_refused, item, nested_raw, track
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def no_events_and_no_failures() -> None:
 # --- the request as a whole -------------------------------------------------------------------
 
 
-def test_invalid_json(post_ingest, source):
+def test_invalid_json(post_ingest: IngestPost, source: Source) -> None:
     response = post_ingest("track", raw=b'{"userId": "u1", "event": ')
     error = assert_refused(response, 400, "Invalid JSON")
     failure = IngestFailure.objects.get()
@@ -41,7 +42,9 @@ def test_invalid_json(post_ingest, source):
         pytest.param(b"", "Body is not valid gzip: the stream is truncated", id="empty-body"),
     ],
 )
-def test_content_encoding_gzip_with_a_body_that_is_not_gzip(post_ingest, source, raw, fragment):
+def test_content_encoding_gzip_with_a_body_that_is_not_gzip(
+    post_ingest: IngestPost, source: Source, raw: bytes, fragment: str
+) -> None:
     # The test client sends no Content-Type with an empty body unless told to.
     headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
     response = post_ingest("batch", raw=raw, headers=headers)
@@ -49,7 +52,7 @@ def test_content_encoding_gzip_with_a_body_that_is_not_gzip(post_ingest, source,
     assert Event.objects.count() == 0
 
 
-def test_truncated_gzip_stream(post_ingest, source):
+def test_truncated_gzip_stream(post_ingest: IngestPost, source: Source) -> None:
     whole = gzip.compress(orjson.dumps({"batch": [item("track", "m1")]}))
     response = post_ingest("batch", raw=whole[:-12], headers={"Content-Encoding": "gzip"})
     assert_refused(response, 400, "truncated")
@@ -57,14 +60,14 @@ def test_truncated_gzip_stream(post_ingest, source):
     assert Event.objects.count() == 0
 
 
-def test_gzip_that_inflates_past_the_batch_limit(post_ingest, source):
+def test_gzip_that_inflates_past_the_batch_limit(post_ingest: IngestPost, source: Source) -> None:
     bomb = b'{"batch": [' + b" " * (600 * 1024) + b"]}"
     response = post_ingest("batch", raw=gzip.compress(bomb), headers={"Content-Encoding": "gzip"})
     assert_refused(response, 413, "Decompressed body is over the 500 KB limit")
     assert Event.objects.count() == 0
 
 
-def test_unsupported_content_encoding(post_ingest):
+def test_unsupported_content_encoding(post_ingest: IngestPost) -> None:
     response = post_ingest("track", track(), headers={"Content-Encoding": "br"})
     assert_refused(response, 415, "Content-Encoding 'br' is not supported")
     assert Event.objects.count() == 0
@@ -74,7 +77,7 @@ def test_unsupported_content_encoding(post_ingest):
     "content_type",
     ["application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "application/xml"],
 )
-def test_wrong_content_type(post_ingest, content_type):
+def test_wrong_content_type(post_ingest: IngestPost, content_type: str) -> None:
     response = post_ingest("track", track(), content_type=content_type)
     media_type = content_type.split(";")[0]
     assert_refused(response, 415, f"Content-Type must be application/json, got {media_type}")
@@ -109,7 +112,9 @@ def test_wrong_content_type(post_ingest, content_type):
         ),
     ],
 )
-def test_no_usable_write_key_is_401_and_records_nothing(post_ingest, kwargs, fragment):
+def test_no_usable_write_key_is_401_and_records_nothing(
+    post_ingest: IngestPost, kwargs: dict[str, Any], fragment: str
+) -> None:
     kwargs.setdefault("payload", track())
     response = post_ingest("track", **kwargs)
     assert_refused(response, 401, fragment)
@@ -117,7 +122,7 @@ def test_no_usable_write_key_is_401_and_records_nothing(post_ingest, kwargs, fra
 
 
 @pytest.mark.parametrize("key_in", ["header", "body"])
-def test_disabled_source_is_403(post_ingest, source, key_in):
+def test_disabled_source_is_403(post_ingest: IngestPost, source: Source, key_in: str) -> None:
     source.enabled = False
     source.save()
     forget_cached_sources()
@@ -138,7 +143,7 @@ def test_disabled_source_is_403(post_ingest, source, key_in):
         pytest.param(b'"track"', "Body must be a JSON object, got a string", id="string"),
     ],
 )
-def test_body_that_is_not_a_json_object(post_ingest, raw, fragment):
+def test_body_that_is_not_a_json_object(post_ingest: IngestPost, raw: bytes, fragment: str) -> None:
     # The test client sends no Content-Type with an empty body unless told to.
     response = post_ingest("track", raw=raw, headers={"Content-Type": "application/json"})
     assert_refused(response, 400, fragment)
@@ -148,20 +153,24 @@ def test_body_that_is_not_a_json_object(post_ingest, raw, fragment):
 # --- failures are recorded for known sources only, and nothing stored is lost -----------------
 
 
-def test_refused_event_from_a_known_source_is_recorded(post_ingest, source):
+def test_refused_event_from_a_known_source_is_recorded(
+    post_ingest: IngestPost, source: Source
+) -> None:
     response = post_ingest("track", {"userId": "u1"})
     error = assert_refused(response, 400, "track call without event name")
     failure = IngestFailure.objects.get()
     assert (failure.source, failure.endpoint, failure.reason) == (source, "track", error)
 
 
-def test_refused_event_with_an_unknown_key_is_not_recorded(post_ingest):
+def test_refused_event_with_an_unknown_key_is_not_recorded(post_ingest: IngestPost) -> None:
     response = post_ingest("track", {"userId": "u1"}, write_key="nobody-has-this-key")
     assert_refused(response, 401, "Unknown write key")
     no_events_and_no_failures()
 
 
-def test_bad_requests_do_not_touch_events_already_stored(post_ingest, source):
+def test_bad_requests_do_not_touch_events_already_stored(
+    post_ingest: IngestPost, source: Source
+) -> None:
     good = [item("track", f"kept-{i}") for i in range(3)]
     assert post_ingest("batch", {"batch": good}).status_code == 200
     assert post_ingest("identify", {"userId": "u1", "messageId": "kept-id"}).status_code == 200

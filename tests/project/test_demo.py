@@ -41,12 +41,14 @@ from destinations.models import (
 )
 from destinations.standins.kana import FakeKana
 from destinations.standins.refiner import FakeRefiner
+from tests.helpers.ingest import IngestPost
+from tests.helpers.members import MakeMember
 from tests.helpers.worker import ROOT, Worker, wait_until
 
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_then_remove_leaves_other_data_alone(post_ingest: Any, source: Source) -> None:
+def test_seed_then_remove_leaves_other_data_alone(post_ingest: IngestPost, source: Source) -> None:
     assert (
         post_ingest("identify", {"userId": "real-1", "traits": {"email": "r@x.co"}}).status_code
         == 200
@@ -112,7 +114,7 @@ def test_demo_data_goes_to_the_stand_ins_only_and_leaves_with_the_demo(
     fake_refiner: FakeRefiner,
     demo_refiner: FakeRefiner,
     demo_kana: FakeKana,
-    post_ingest: Any,
+    post_ingest: IngestPost,
 ) -> None:
     """The walkthrough: the operator's own Refiner destination next to the demo, a merge of the
     demo "alan" group and its undo, then Remove demo data."""
@@ -164,7 +166,7 @@ def test_nothing_about_demo_users_reaches_webhooks_or_real_refiner_contacts(
     source: Source,
     fake_refiner: FakeRefiner,
     demo_refiner: FakeRefiner,
-    post_ingest: Any,
+    post_ingest: IngestPost,
     settings: Any,
 ) -> None:
     """Switchboard's own events (a merge, a delivery failed for good) and the deletion of
@@ -224,7 +226,7 @@ def test_nothing_about_demo_users_reaches_webhooks_or_real_refiner_contacts(
 
 
 def test_remove_demo_data_asks_first_with_what_goes(
-    client: Client, make_member: Any, source: Source, post_ingest: Any
+    client: Client, make_member: MakeMember, source: Source, post_ingest: IngestPost
 ) -> None:
     client.force_login(make_member("admin-1", role="admin"))
     seeded = seed_demo(refiner_url="http://127.0.0.1:9/v1", kana_url="http://127.0.0.1:9/graphql")
@@ -252,7 +254,7 @@ def test_remove_demo_data_asks_first_with_what_goes(
 
 
 def test_counts_cached_in_one_process_are_counted_again_after_a_change_in_another(
-    source: Source, post_ingest: Any, settings: Any
+    source: Source, post_ingest: IngestPost, settings: Any
 ) -> None:
     """Two web processes, as ``start`` runs them: one removes the demo data, the other must not
     show the old counts from its own cache."""

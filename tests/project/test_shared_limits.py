@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from dashboard.counters import add_to_counters
 from destinations.models import Event, Source
 from tests.helpers.ingest import basic, start_of_a_fresh_second
+from tests.helpers.members import MakeMember
 from tests.helpers.server import WebServer
 
 PASSWORD = "the right passphrase"
@@ -34,7 +35,7 @@ class QuickPBKDF2(PBKDF2PasswordHasher):
 
 
 @pytest.fixture
-def account(transactional_db: None, make_member: Any) -> Any:
+def account(transactional_db: None, make_member: MakeMember) -> Any:
     def make(username: str) -> Any:
         user = make_member(username=username)
         hasher = QuickPBKDF2()

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from destinations.standins.refiner import sample_webhook_payload, send_webhook
+from destinations.standins.refiner import FakeRefiner, sample_webhook_payload, send_webhook
 from tests.helpers.refiner_calls import call
 
 # --- seeded data and pagination -------------------------------------------------------------
 
 
-def test_contacts_page_by_number_and_by_cursor(fake_refiner):
+def test_contacts_page_by_number_and_by_cursor(fake_refiner: FakeRefiner) -> None:
     seeded = fake_refiner.seed_contacts(5)
     newest_first = [c.remote_id for c in reversed(seeded)]
 
@@ -46,11 +46,11 @@ def test_contacts_page_by_number_and_by_cursor(fake_refiner):
 @pytest.mark.parametrize(
     "params", [{"page_length": 1001}, {"page": 0}, {"page_cursor": "garbage"}, {"order_by": "x"}]
 )
-def test_bad_paging_parameters_are_422(fake_refiner, params):
+def test_bad_paging_parameters_are_422(fake_refiner: FakeRefiner, params: dict[str, Any]) -> None:
     assert call(fake_refiner, "GET", "/contacts", params=params).status_code == 422
 
 
-def test_contacts_filters_and_contact_shape(fake_refiner):
+def test_contacts_filters_and_contact_shape(fake_refiner: FakeRefiner) -> None:
     power = fake_refiner.add_segment("Power users")
     nps = fake_refiner.add_form("NPS")
     jane = fake_refiner.add_contact(
@@ -96,7 +96,7 @@ def test_contacts_filters_and_contact_shape(fake_refiner):
     }
 
 
-def test_contact_lookup_and_delete(fake_refiner):
+def test_contact_lookup_and_delete(fake_refiner: FakeRefiner) -> None:
     form = fake_refiner.add_form("NPS")
     jane = fake_refiner.add_contact(remote_id="user-1", email="jane@example.com")
     fake_refiner.add_response(form=form, contact=jane, data={"score": 9})
@@ -109,7 +109,7 @@ def test_contact_lookup_and_delete(fake_refiner):
     assert call(fake_refiner, "GET", "/responses").json()["items"] == []
 
 
-def test_segments_and_sync_segment(fake_refiner):
+def test_segments_and_sync_segment(fake_refiner: FakeRefiner) -> None:
     manual = fake_refiner.add_segment("Beta", is_manual=True)
     auto = fake_refiner.add_segment("Churn risk", is_manual=False)
     items = call(fake_refiner, "GET", "/segments").json()["items"]
@@ -130,7 +130,7 @@ def test_segments_and_sync_segment(fake_refiner):
     assert call(fake_refiner, "POST", "/sync-segment", json=unknown).status_code == 404
 
 
-def test_forms_responses_and_account(fake_refiner):
+def test_forms_responses_and_account(fake_refiner: FakeRefiner) -> None:
     nps = fake_refiner.add_form("NPS")
     fake_refiner.add_form("Old", status="archived")
     jane = fake_refiner.add_contact(remote_id="user-1")
@@ -161,6 +161,10 @@ def test_forms_responses_and_account(fake_refiner):
 # --- webhooks -------------------------------------------------------------------------------
 
 
+# The inbox's URL, and what it received: (the Authorization header, the JSON body) per call.
+Inbox = tuple[str, list[tuple[str, dict[str, Any]]]]
+
+
 class _Inbox(BaseHTTPRequestHandler):
     received: list[tuple[str, dict[str, Any]]] = []
 
@@ -179,7 +183,7 @@ class _Inbox(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def inbox() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+def inbox() -> Iterator[Inbox]:
     """A tiny receiver standing in for our inbound webhook endpoint."""
     received: list[tuple[str, dict[str, Any]]] = []
     handler = type("Inbox", (_Inbox,), {"received": received})
@@ -191,7 +195,7 @@ def inbox() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
         thread.join()
 
 
-def test_send_webhook_posts_json_with_the_bearer_token(inbox):
+def test_send_webhook_posts_json_with_the_bearer_token(inbox: Inbox) -> None:
     url, received = inbox
     result = send_webhook(url, sample_webhook_payload(), token="whsec-1")
     assert (result.status, result.json()) == (202, {"ok": True})
@@ -201,7 +205,7 @@ def test_send_webhook_posts_json_with_the_bearer_token(inbox):
     assert body["response"]["data"] == {"score": 9, "why": "fast"}
 
 
-def test_webhook_payload_from_seeded_data(fake_refiner, inbox):
+def test_webhook_payload_from_seeded_data(fake_refiner: FakeRefiner, inbox: Inbox) -> None:
     url, received = inbox
     segment = fake_refiner.add_segment("Power users")
     form = fake_refiner.add_form("NPS")

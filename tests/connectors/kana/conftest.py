@@ -3,15 +3,13 @@ the dashboard, events stored unmapped, and patient workers."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from destinations.connectors.kana import UNMAPPED
 from destinations.delivery.services import destination_create
 from destinations.models import Delivery, Destination
 from destinations.standins.kana import FakeKana
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
 from tests.helpers.kana_rules import KEY, track
 
 
@@ -41,7 +39,7 @@ def staff_role() -> str:
 
 
 @pytest.fixture
-def stored_events(post_ingest: Any, kana: Destination) -> None:
+def stored_events(post_ingest: IngestPost, kana: Destination) -> None:
     """Five unmapped track events with nested properties, and one Kana has no use for."""
     invoice = {"name": "invoice", "pages": 3}
     send(

@@ -4,7 +4,6 @@ refusals, condition rows with and without JavaScript, paths, and editing a saved
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from django.test import Client
 from django.urls import reverse
@@ -13,6 +12,7 @@ from dashboard.forms_mapping import full_path, shown_path
 from destinations.delivery.services import destination_create
 from destinations.models import Destination, Job, JobKind, MappingRule
 from destinations.standins.kana import serve_fake_kana
+from tests.helpers.ingest import IngestPost
 from tests.helpers.kana_rules import HX, KEY, rule, rule_form, urls
 from tests.helpers.pages import squashed, text_of
 from tests.helpers.server import free_port
@@ -36,7 +36,7 @@ def test_feature_picker_lists_kanas_features(staff_client: Client, kana: Destina
 
 
 def test_feature_falls_back_to_free_text_when_kana_is_unreachable(
-    staff_client: Client, db: None, post_ingest: Any
+    staff_client: Client, db: None, post_ingest: IngestPost
 ) -> None:
     port = free_port()  # nothing listens there: connecting is refused at once
     offline = destination_create(

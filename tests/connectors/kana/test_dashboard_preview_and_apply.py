@@ -52,7 +52,9 @@ def test_preview_counts_stored_unmapped_events_with_examples(
     assert response.status_code == 200
     assert text_of(response).lstrip().startswith('<section id="rule-preview"')
     body = text_of(response)
-    assert re.search(r'id="preview-count">(\d+)<', body)[1] == str(len(users))  # type: ignore[index]
+    count = re.search(r'id="preview-count">(\d+)<', body)
+    assert count, body
+    assert count[1] == str(len(users))
     # Up to five examples, oldest first: the user ids are the table's second column.
     examples = re.findall(r"<tr><td>[^<]*</td><td>([^<]*)</td>", body)
     assert examples == users

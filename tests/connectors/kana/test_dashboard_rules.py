@@ -16,7 +16,7 @@ from django.utils import timezone
 from destinations.delivery.services import destination_create
 from destinations.models import Delivery, Destination, Event, Job, JobKind, MappingRule, Source
 from destinations.sources import source_create
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
 from tests.helpers.kana_rules import (
     HX,
     KEY,
@@ -26,6 +26,7 @@ from tests.helpers.kana_rules import (
     track,
     urls,
 )
+from tests.helpers.members import MakeMember
 from tests.helpers.pages import squashed, text_of
 
 
@@ -105,7 +106,7 @@ def test_nav_leads_to_the_rules_of_the_kana_destination(staff_client: Client, db
 
 
 def test_destination_page_links_rules_unmapped_events_and_filters(
-    staff_client: Client, kana: Destination, post_ingest: Any
+    staff_client: Client, kana: Destination, post_ingest: IngestPost
 ) -> None:
     send(post_ingest, [track(1), track(2), track(3, "Seat Added")])
     rule(kana, "Seat Added", "seats")
@@ -127,7 +128,7 @@ def test_destination_page_links_rules_unmapped_events_and_filters(
 
 
 def test_a_viewer_reads_rules_unmapped_events_and_filters_but_changes_nothing(
-    client: Client, make_member: Any, kana: Destination, post_ingest: Any
+    client: Client, make_member: MakeMember, kana: Destination, post_ingest: IngestPost
 ) -> None:
     send(post_ingest, [track(1)])
     saved = rule(kana, "Seat Added", "seats")

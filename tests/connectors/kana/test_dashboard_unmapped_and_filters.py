@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
 
 from django.db import connection
 from django.test import Client
@@ -17,7 +16,7 @@ from dashboard.selectors.mapping import UNMAPPED_NAMES_SHOWN
 from destinations.delivery.services import destination_create
 from destinations.mapping.services import rule_delete
 from destinations.models import Delivery, Destination, Event
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
 from tests.helpers.kana_rules import PAGE_QUERY_CEILING, page_data_queries, rule, track, urls
 from tests.helpers.pages import squashed, text_of
 
@@ -25,7 +24,7 @@ from tests.helpers.pages import squashed, text_of
 
 
 def test_unmapped_events_are_grouped_by_name_newest_first(
-    staff_client: Client, kana: Destination, post_ingest: Any
+    staff_client: Client, kana: Destination, post_ingest: IngestPost
 ) -> None:
     send(post_ingest, [track(n, "Report Exported") for n in range(1, 4)])
     send(post_ingest, [track(n, "Seat Added") for n in range(1, 3)])
@@ -63,7 +62,7 @@ def test_unmapped_events_are_grouped_by_name_newest_first(
 def test_unmapped_view_is_one_grouped_query_and_bounded(
     staff_client: Client,
     kana: Destination,
-    post_ingest: Any,
+    post_ingest: IngestPost,
 ) -> None:
     send(post_ingest, [track(n, f"Event {n:03d}") for n in range(UNMAPPED_NAMES_SHOWN + 5)])
     with CaptureQueriesContext(connection) as queries:
@@ -92,7 +91,7 @@ def event_page_text(client: Client, message_id: str) -> str:
 
 
 def test_event_page_shows_the_feature_delta_and_what_named_the_feature(
-    staff_client: Client, kana: Destination, post_ingest: Any
+    staff_client: Client, kana: Destination, post_ingest: IngestPost
 ) -> None:
     api_calls = rule(kana, "API calls", "api_calls")
     pro_seats = rule(
@@ -139,7 +138,7 @@ def test_event_page_shows_the_feature_delta_and_what_named_the_feature(
 
 
 def test_the_plan_costs_the_event_page_no_query(
-    staff_client: Client, kana: Destination, post_ingest: Any
+    staff_client: Client, kana: Destination, post_ingest: IngestPost
 ) -> None:
     rule(kana, "API calls", "api_calls")
     send(post_ingest, [track(1, "API calls"), track(2, "Seat Added", featureId="seats")])
@@ -176,7 +175,7 @@ def kana_deliveries(kana: Destination) -> set[str]:
 
 
 def test_filters_are_added_and_removed_and_decide_routing_of_new_events(
-    staff_client: Client, kana: Destination, post_ingest: Any
+    staff_client: Client, kana: Destination, post_ingest: IngestPost
 ) -> None:
     url = urls(kana)["filters"]
     assert "No filters: every event Kana accepts is sent to it." in squashed(staff_client.get(url))

@@ -13,7 +13,7 @@ from destinations.delivery.services import destination_create
 from destinations.mapping.services import InvalidRule, rule_move, rule_save
 from destinations.mapping.unmapped import preview
 from destinations.models import Delivery, DeliveryStatus, Destination, Job, JobStatus
-from tests.helpers.ingest import send
+from tests.helpers.ingest import IngestPost, send
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,9 @@ def exported(n: int, name: str = "invoice", **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_routing_decides_unmapped_anonymous_and_feature_at_ingest(post_ingest, kana) -> None:
+def test_routing_decides_unmapped_anonymous_and_feature_at_ingest(
+    post_ingest: IngestPost, kana: Destination
+) -> None:
     send(
         post_ingest,
         [
@@ -56,7 +58,7 @@ def test_routing_decides_unmapped_anonymous_and_feature_at_ingest(post_ingest, k
     assert rows["m2-invoice"].plan == {"featureId": "seats", "delta": 4}
 
 
-def test_invalid_rules_are_refused_with_the_reason(kana) -> None:
+def test_invalid_rules_are_refused_with_the_reason(kana: Destination) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"event_name": "E", "conditions": [], "feature_id": ""}, "choose the Kana feature"),
         ({"event_name": "", "conditions": [], "feature_id": "f"}, "needs an event name or"),
@@ -78,7 +80,9 @@ def test_invalid_rules_are_refused_with_the_reason(kana) -> None:
             rule_save(destination=kana, **fields)
 
 
-def test_a_new_rule_applies_to_stored_unmapped_events_once(post_ingest, kana) -> None:
+def test_a_new_rule_applies_to_stored_unmapped_events_once(
+    post_ingest: IngestPost, kana: Destination
+) -> None:
     send(
         post_ingest,
         [exported(1), exported(2, "memo"), exported(3, delta=2), exported(4, delta=1.5)],
@@ -112,7 +116,9 @@ def test_a_new_rule_applies_to_stored_unmapped_events_once(post_ingest, kana) ->
     assert Delivery.objects.filter(mapping_rule=rule).count() == 3  # two pending, one failed
 
 
-def test_new_events_use_the_rule_and_order_decides(post_ingest, kana) -> None:
+def test_new_events_use_the_rule_and_order_decides(
+    post_ingest: IngestPost, kana: Destination
+) -> None:
     rule_save(destination=kana, event_name="Report Exported", conditions=[], feature_id="wide")
     narrow, _ = rule_save(
         destination=kana,

@@ -121,7 +121,7 @@ def test_an_unreadable_api_key_is_explained(
     assert not AuditEntry.objects.filter(action=AuditAction.REFINER_API_CALL).exists()
 
 
-def test_console_cannot_leave_the_base_url(refiner_destination) -> None:
+def test_console_cannot_leave_the_base_url(refiner_destination: Destination) -> None:
     base = refiner_destination.settings["base_url"]
     assert confined_url(refiner_destination, "/contacts", "page_length=5") == (
         f"{base}/contacts?page_length=5"

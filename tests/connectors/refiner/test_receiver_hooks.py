@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from destinations.models import CallOutcome, Event, Profile, RefinerCall, RefinerTrigger
+from destinations.models import (
+    CallOutcome,
+    Event,
+    Profile,
+    RefinerCall,
+    RefinerReceiver,
+    RefinerTrigger,
+)
 from destinations.standins.refiner import sample_webhook_payload
 from destinations.webhooks.receivers import receiver_create, receiver_rotate
 from tests.helpers.refiner_hooks import hook
@@ -17,11 +24,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def receiver() -> tuple[Any, str]:
+def receiver() -> tuple[RefinerReceiver, str]:
     return receiver_create(name="NPS", trigger=RefinerTrigger.SURVEY_COMPLETED)
 
 
-def test_token_checks(client: Client, receiver: tuple[Any, str]) -> None:
+def test_token_checks(client: Client, receiver: tuple[RefinerReceiver, str]) -> None:
     inbox, token = receiver
     payload = sample_webhook_payload()
     assert hook(client, inbox, payload, None).status_code == 401
@@ -39,7 +46,9 @@ def test_token_checks(client: Client, receiver: tuple[Any, str]) -> None:
     assert token not in str(list(RefinerCall.objects.values_list("detail", "excerpt")))
 
 
-def test_survey_completed_updates_the_user_and_becomes_an_event(client, receiver) -> None:
+def test_survey_completed_updates_the_user_and_becomes_an_event(
+    client: Client, receiver: tuple[RefinerReceiver, str]
+) -> None:
     inbox, token = receiver
     payload = sample_webhook_payload()
     response = hook(client, inbox, payload, token)
@@ -75,7 +84,13 @@ def test_survey_completed_updates_the_user_and_becomes_an_event(client, receiver
          "form must be an object"),
     ],
 )  # fmt: skip
-def test_bad_payloads_get_a_clear_error(client, receiver, body, status, message) -> None:
+def test_bad_payloads_get_a_clear_error(
+    client: Client,
+    receiver: tuple[RefinerReceiver, str],
+    body: bytes | dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
     inbox, token = receiver
     response = hook(client, inbox, body, token)
     assert response.status_code == status
@@ -84,7 +99,9 @@ def test_bad_payloads_get_a_clear_error(client, receiver, body, status, message)
     assert not Event.objects.exists()
 
 
-def test_other_triggers_are_ignored_by_a_survey_receiver(client, receiver) -> None:
+def test_other_triggers_are_ignored_by_a_survey_receiver(
+    client: Client, receiver: tuple[RefinerReceiver, str]
+) -> None:
     inbox, token = receiver
     payload = sample_webhook_payload(triggered_event="Saw Survey")
     for _ in range(2):

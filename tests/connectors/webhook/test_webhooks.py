@@ -18,7 +18,9 @@ from destinations.connectors.webhook import (
 )
 from destinations.delivery import engine
 from destinations.delivery.services import destination_create
-from destinations.models import Delivery, DeliveryStatus, Event
+from destinations.models import Delivery, DeliveryStatus, Destination, Event
+from destinations.standins.refiner import FakeRefiner
+from tests.helpers.ingest import IngestPost
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +57,9 @@ def test_triggers() -> None:
     assert not triggered(system, {"trigger": EVENTS})  # system events only where subscribed
 
 
-def test_private_addresses_are_refused_at_connect_time(post_ingest, settings) -> None:
+def test_private_addresses_are_refused_at_connect_time(
+    post_ingest: IngestPost, settings: Any
+) -> None:
     settings.ALLOW_PRIVATE_URLS = False
     destination_create(
         kind="webhook",
@@ -72,7 +76,10 @@ def test_private_addresses_are_refused_at_connect_time(post_ingest, settings) ->
 
 
 def test_delivery_failed_reaches_a_subscribed_webhook_only(
-    post_ingest: Any, refiner_destination: Any, fake_refiner: Any, settings: Any
+    post_ingest: IngestPost,
+    refiner_destination: Destination,
+    fake_refiner: FakeRefiner,
+    settings: Any,
 ) -> None:
     settings.ALLOW_PRIVATE_URLS = True
     watcher = destination_create(
