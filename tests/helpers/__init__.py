@@ -1,1 +1,2 @@
-"""Helpers shared across test folders: processes (web server, worker, broker), receivers, flows."""
+"""Helpers that are not fixtures: processes (web server, worker, broker), receivers, calls to
+the stand-ins, seeded rows, and reading pages."""

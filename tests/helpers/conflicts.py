@@ -1,5 +1,5 @@
-"""User conflicts as tests make them (users sharing emails, billing ids Kana refuses) and
-the merge form."""
+"""User conflicts as tests make them (users sharing emails), the merge form, and what the
+import says of a billing id that is no customer id."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Outbound webhooks: signing, delivery and the end-to-end path through a real worker."""
+"""Outbound webhooks: signing, triggers, their dashboard pages, and the path end to end."""
