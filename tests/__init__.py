@@ -1,1 +1,1 @@
-"""The test suite, mirroring the code tree; shared helpers in tests/helpers."""
+"""Switchboard's test suite; its folders mirror the code tree."""

@@ -21,7 +21,7 @@ from destinations.people.merge import profile_merge
 from destinations.standins.refiner import FakeRefiner
 from destinations.system_events import AUDIENCE_ENTERED
 from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 TRIAL = {"type": "trait", "path": "traits.plan", "op": "equals", "value": "trial"}
 

@@ -26,7 +26,7 @@ from destinations.models import (
     Source,
 )
 from destinations.standins.refiner import FakeRefiner
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 EXPORTED_TWICE_THIS_WEEK = {
     "match": "all",

@@ -1,1 +1,1 @@
-"""Dashboard flows in a real browser (Playwright driving Debian's chromium)."""
+"""Browser flows: Debian's chromium driven through Playwright against a live server."""

@@ -6,14 +6,14 @@ the progress bar finish."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from playwright.sync_api import FilePayload, Page, expect
 
 from destinations.models import AuditAction, AuditEntry, Event, Profile, Suppression
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker
+from tests.helpers.ingest import IngestPost, send
+from tests.helpers.worker import Worker
 
 pytestmark = pytest.mark.browser
 
@@ -21,14 +21,8 @@ pytestmark = pytest.mark.browser
 JOB_TIMEOUT_MS = 20_000
 
 
-def send(post_ingest: Any, items: list[dict[str, Any]]) -> None:
-    response = post_ingest("batch", {"batch": items})
-    assert response.status_code == 200, response.content
-    assert response.json()["failed"] == []
-
-
 @pytest.fixture
-def conflicts(post_ingest: Any) -> dict[str, Profile]:
+def conflicts(post_ingest: IngestPost) -> dict[str, Profile]:
     """A realistic mix: Ada twice (the newer one with her full name and a billing id), a team
     inbox shared by three users, two users billed under one email, and some without billing."""
     send(
@@ -161,7 +155,7 @@ def test_merge_keeping_the_newer_name_then_undo_from_the_audit_log(
 
 
 def test_delete_with_suppression_drops_the_users_next_events(
-    logged_in_page: Page, conflicts: dict[str, Profile], post_ingest: Any
+    logged_in_page: Page, conflicts: dict[str, Profile], post_ingest: IngestPost
 ) -> None:
     page = logged_in_page
     trial = conflicts["u-trial"]

@@ -5,32 +5,22 @@ failed with a progress bar, and see everything delivered."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import segment.analytics.request as segment_request
 from playwright.sync_api import Page, expect
 from segment.analytics.client import Client as SegmentClient
 
 from destinations.models import Delivery, DeliveryStatus, Source
 from destinations.standins.refiner import FakeRefiner
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker
+from tests.helpers.worker import Worker
 
 pytestmark = pytest.mark.browser
 
 REJECTED = "Refiner refused the API key (HTTP 404): API key not valid or does not exist"
 # Delivery runs in another process; give it more than the default few seconds.
 DELIVERY_TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-def sdk(source: Source, live_server: Any) -> Iterator[SegmentClient]:
-    client = SegmentClient(source.write_key, host=live_server.url, sync_mode=True, max_retries=0)
-    yield client
-    # The SDK keeps a module-level session; kept-alive sockets would hold a live-server thread.
-    segment_request._session.close()
 
 
 def add_refiner(page: Page, fake_refiner: FakeRefiner) -> None:

@@ -5,23 +5,14 @@ then keep across the menu and the API console."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.core.cache import cache
 from playwright.sync_api import Page, expect
 
-from destinations.demo import DEMO_REFINER_KEY, seed_demo
-from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
+from destinations.demo import seed_demo
+from destinations.standins.refiner import FakeRefiner
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def demo_refiner() -> Iterator[FakeRefiner]:
-    for refiner in serve_fake_refiner(api_keys={DEMO_REFINER_KEY}, project_name="Demo project"):
-        refiner.seed_contacts(3)
-        yield refiner
 
 
 def pick_refiner(page: Page, name: str) -> None:
@@ -34,6 +25,7 @@ def test_the_banner_gives_the_stand_in_key_and_the_refiner_pages_keep_the_pick(
     logged_in_page: Page, demo_refiner: FakeRefiner
 ) -> None:
     page = logged_in_page
+    demo_refiner.seed_contacts(3)
     seed_demo(refiner_url=demo_refiner.base_url, kana_url="http://127.0.0.1:9/graphql")
     cache.clear()  # the banner's few seconds of cache: the login page filled it
     page.goto("/")

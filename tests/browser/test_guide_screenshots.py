@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +30,17 @@ from playwright.sync_api import Locator, Page, expect
 
 from destinations.connectors.refiner.receivers import receiver_create
 from destinations.demo import (
-    DEMO_FEATURES,
-    DEMO_KANA_KEY,
-    DEMO_REFINER_KEY,
     DEMO_SOURCE,
     seed_demo,
 )
 from destinations.models import Delivery, DeliveryStatus, Destination, Source
-from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.standins.kana import FakeKana
 from destinations.standins.refiner import (
     FakeRefiner,
     sample_webhook_payload,
     send_webhook,
-    serve_fake_refiner,
 )
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -62,25 +58,6 @@ STRIPE_EXPORT = (
 )
 
 Shot = Callable[..., None]
-
-
-@pytest.fixture
-def demo_refiner() -> Iterator[FakeRefiner]:
-    for refiner in serve_fake_refiner(api_keys={DEMO_REFINER_KEY}, project_name="Demo project"):
-        # A couple of transient failures, so the attempt logs show a retry that succeeded.
-        refiner.server_error(times=2, path="/track-event")
-        yield refiner
-
-
-@pytest.fixture
-def demo_kana() -> Iterator[FakeKana]:
-    for kana in serve_fake_kana(api_keys={DEMO_KANA_KEY}):
-        for feature_id, name in DEMO_FEATURES:
-            kana.add_feature(feature_id, name)
-        kana.graphql_error(
-            "Temporarily unavailable", "INTERNAL_SERVER_ERROR", times=3, operation="recordUsage"
-        )
-        yield kana
 
 
 @pytest.fixture
@@ -142,6 +119,11 @@ def test_the_operator_guide_walk(
     tmp_path: Path,
 ) -> None:
     page = logged_in_page
+    # A few transient failures, so the attempt logs show retries that succeeded.
+    demo_refiner.server_error(times=2, path="/track-event")
+    demo_kana.graphql_error(
+        "Temporarily unavailable", "INTERNAL_SERVER_ERROR", times=3, operation="recordUsage"
+    )
     seed_demo(refiner_url=demo_refiner.base_url, kana_url=demo_kana.base_url)
     cache.clear()  # the demo banner's few seconds of cache: show it on every page from now on
     make_member("maria", role="operator")

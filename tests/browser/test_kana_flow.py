@@ -6,54 +6,31 @@ sent by a real Celery worker."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import segment.analytics.request as segment_request
 from django.db import connection
 from playwright.sync_api import Page, expect
 from segment.analytics.client import Client as SegmentClient
 
 from destinations.connectors.kana.rules import rule_save
-from destinations.delivery.services import destination_create
-from destinations.models import Delivery, DeliveryStatus, Destination, Source
-from destinations.standins.kana import FakeKana, serve_fake_kana
+from destinations.models import Delivery, DeliveryStatus, Destination
+from destinations.standins.kana import FakeKana
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser
 
-KEY = "prv_test"
 # Delivery and the reprocessing job run in another process; give them more than a few seconds.
 WORKER_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture
-def fake_kana() -> Iterator[FakeKana]:
-    for kana in serve_fake_kana(api_keys={KEY}):
-        kana.add_feature("exports", "Exports")
-        kana.add_feature("seats", "Seats")
-        kana.add_feature("dashboards", "Dashboards viewed")
-        yield kana
-
-
-@pytest.fixture
-def kana(transactional_db: None, fake_kana: FakeKana) -> Destination:
-    return destination_create(
-        kind="kana",
-        name="Kana",
-        settings_values={"api_url": fake_kana.base_url},
-        secret_values={"api_key": KEY},
-    )
-
-
-@pytest.fixture
-def sdk(source: Source, live_server: Any) -> Iterator[SegmentClient]:
-    client = SegmentClient(source.write_key, host=live_server.url, sync_mode=True, max_retries=0)
-    yield client
-    # The SDK keeps a module-level session; kept-alive sockets would hold a live-server thread.
-    segment_request._session.close()
+def kana(kana_destination: Destination, fake_kana: FakeKana) -> Destination:
+    """The Kana destination, its stand-in offering three features."""
+    fake_kana.add_feature("exports", "Exports")
+    fake_kana.add_feature("seats", "Seats")
+    fake_kana.add_feature("dashboards", "Dashboards viewed")
+    return kana_destination
 
 
 def delivered_count() -> int:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
-import segment.analytics.request as segment_request
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.utils import timezone
@@ -22,7 +20,7 @@ from segment.analytics.client import Client as SegmentClient
 
 from dashboard.members import set_role_groups
 from destinations.delivery.services import destination_create
-from destinations.demo import DEMO_FEATURES, DEMO_KANA_KEY, DEMO_REFINER_KEY, seed_demo
+from destinations.demo import seed_demo
 from destinations.models import (
     FINISHED,
     AttemptOutcome,
@@ -33,10 +31,10 @@ from destinations.models import (
     Event,
     Source,
 )
-from destinations.standins.kana import FakeKana, serve_fake_kana
-from destinations.standins.refiner import FakeRefiner, serve_fake_refiner
+from destinations.standins.kana import FakeKana
+from destinations.standins.refiner import FakeRefiner
 from tests.browser.conftest import artifact_path
-from tests.worker import Worker, wait_until
+from tests.helpers.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -75,19 +73,6 @@ def csp_violations(page: Page) -> list[str]:
     page.on("console", on_console)
     page.on("pageerror", lambda error: found.append(f"script error: {error}"))
     return found
-
-
-@pytest.fixture
-def demo_refiner() -> Iterator[FakeRefiner]:
-    yield from serve_fake_refiner(api_keys={DEMO_REFINER_KEY}, project_name="Demo project")
-
-
-@pytest.fixture
-def demo_kana() -> Iterator[FakeKana]:
-    for kana in serve_fake_kana(api_keys={DEMO_KANA_KEY}):
-        for feature_id, name in DEMO_FEATURES:
-            kana.add_feature(feature_id, name)
-        yield kana
 
 
 def demo_state() -> str:
@@ -187,14 +172,6 @@ def test_demo_overview_failure_samples_and_removal(
     expect(page.locator("#open-conflicts #count-duplicate-emails")).to_have_text("0")
     assert not Destination.objects.exists() and not Event.objects.exists()
     assert csp_violations == []
-
-
-@pytest.fixture
-def sdk(source: Source, live_server: Any) -> Iterator[SegmentClient]:
-    client = SegmentClient(source.write_key, host=live_server.url, sync_mode=True, max_retries=0)
-    yield client
-    # The SDK keeps a module-level session; kept-alive sockets would hold a live-server thread.
-    segment_request._session.close()
 
 
 def test_debugger_follows_pauses_and_resumes(

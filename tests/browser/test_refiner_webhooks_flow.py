@@ -17,7 +17,7 @@ from destinations.models import Destination, Event, Profile
 from destinations.standins.refiner import FakeRefiner, sample_webhook_payload, send_webhook
 from tests.browser.conftest import artifact_path
 from tests.helpers.webhook_receiver import WebhookReceiver
-from tests.worker import Worker
+from tests.helpers.worker import Worker
 
 pytestmark = pytest.mark.browser
 

@@ -17,8 +17,9 @@ from destinations.delivery.services import destination_create
 from destinations.demo import seed_demo
 from destinations.models import Account, Destination, Source
 from destinations.standins.refiner import FakeRefiner
+from tests.helpers.ingest import IngestPost
 from tests.helpers.webhook_receiver import WebhookReceiver, serve_webhook_receiver
-from tests.worker import Worker
+from tests.helpers.worker import Worker
 
 pytestmark = pytest.mark.browser
 
@@ -70,7 +71,7 @@ def test_test_connection_shows_progress_then_says_what_failed(
 
 
 def test_an_account_page_shows_seen_times_in_order_and_pages_its_events(
-    logged_in_page: Page, post_ingest: Any
+    logged_in_page: Page, post_ingest: IngestPost
 ) -> None:
     page = logged_in_page
     group = {"userId": "u-ada", "groupId": "acct-acme", "traits": {"name": "Acme"}}
@@ -108,7 +109,7 @@ def test_source_snippets_work_and_events_show_where_they_went(
     refiner_destination: Destination,
     fake_refiner: FakeRefiner,
     worker: Worker,
-    post_ingest: Any,
+    post_ingest: IngestPost,
 ) -> None:
     page = logged_in_page
     page.goto(f"/sources/{source.pk}/")

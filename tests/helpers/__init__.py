@@ -1,1 +1,2 @@
-"""What several test folders share: servers, workers, brokers and receivers on loopback."""
+"""Helpers that are not fixtures: processes (web server, worker, broker), receivers, calls to
+the stand-ins, seeded rows, and reading pages."""

@@ -1,1 +1,1 @@
-"""Property-based hostile inputs against every entry point: never a 5xx, nothing accepted lost."""
+"""Hostile input: property-based tests that no generated input makes the server fail."""

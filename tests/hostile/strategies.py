@@ -8,6 +8,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from tests.helpers.refusals import nested
+
 _ids = itertools.count()
 
 
@@ -55,13 +57,6 @@ def json_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
         ),
         max_leaves=max_leaves,
     )
-
-
-def nested(levels: int, leaf: Any = "bottom") -> Any:
-    value = leaf
-    for _ in range(levels):
-        value = {"a": value}
-    return value
 
 
 deep_values = st.integers(1, 300).map(nested)

@@ -3,7 +3,6 @@ page that shows it, and any query parameter gets a page or a 400, never a 500.""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,9 +23,11 @@ from destinations.models import (
     RefinerReceiver,
     Source,
 )
+from tests.helpers.ingest import basic
+from tests.helpers.members import MakeMember
+from tests.helpers.urls import dashboard_urls
 from tests.hostile import strategies as gen
 from tests.hostile.conftest import record
-from tests.test_roles import dashboard_urls
 
 pytestmark = pytest.mark.django_db
 
@@ -44,22 +45,18 @@ def deep_text(levels: int) -> str:
     return '{"a": ' * levels + "1" + "}" * levels
 
 
-def basic(source: Source) -> str:
-    return "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
-
-
 def send(client: Client, source: Source, path: str, body: str) -> Any:
     return client.generic(
         "POST",
         f"/v1/{path}",
         data=body.encode(),
         content_type="application/json",
-        HTTP_AUTHORIZATION=basic(source),
+        HTTP_AUTHORIZATION=basic(source.write_key),
     )
 
 
 @pytest.fixture
-def poisoned(client: Client, source: Source, make_member: Any) -> dict[str, Any]:
+def poisoned(client: Client, source: Source, make_member: MakeMember) -> dict[str, Any]:
     """Everything a page might show, made through the entry points where they can make it."""
     kana = destination_create(
         kind="kana",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -13,16 +12,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from destinations.models import Event, Source
+from tests.helpers.ingest import basic
 from tests.hostile import strategies as gen
 from tests.hostile.conftest import record
 
 pytestmark = pytest.mark.django_db
 
 PATHS = ["batch", "import", "track", "identify", "page", "screen", "group", "alias", "t", "p"]
-
-
-def basic(write_key: str) -> str:
-    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
 
 
 def post(client: Client, path: str, body: bytes, **meta: Any) -> Any:

@@ -1,0 +1,1 @@
+"""Connectors: each destination kind from its request building to its dashboard pages."""

@@ -1,0 +1,1 @@
+"""Kana: GraphQL requests, mapping rules, deliveries to the stand-in and dashboard pages."""

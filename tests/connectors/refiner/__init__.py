@@ -1,0 +1,1 @@
+"""Refiner: its requests, deliveries to the stand-in, dashboard pages and inbound hooks."""

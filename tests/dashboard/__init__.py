@@ -1,0 +1,1 @@
+"""The operator dashboard: pages, conflicts, destinations, members, overview, roles."""

@@ -1,0 +1,1 @@
+"""The delivery engine: retries, faults, wake-ups, housekeeping, routing, private addresses."""

@@ -1,0 +1,1 @@
+"""Identity: merging, deleting and importing users, and the conflicts between them."""
