@@ -41,6 +41,7 @@ RUNNERS: dict[str, str] = {
     JobKind.IMPORT: "destinations.people.jobs.run_import",
     JobKind.BULK_MERGE: "destinations.people.jobs.run_bulk_merge",
     JobKind.AUDIENCE: "destinations.audiences.jobs.run_computation",
+    JobKind.COMPUTED_TRAIT: "destinations.audiences.jobs.run_trait_computation",
 }
 
 

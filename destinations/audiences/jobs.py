@@ -6,8 +6,9 @@ from __future__ import annotations
 from django.utils import timezone
 
 from destinations.audiences.compute import Outcome, compute
+from destinations.audiences.computed_traits import compute_trait
 from destinations.audiences.live import forget_live
-from destinations.models import Audience, Job
+from destinations.models import Audience, ComputedTrait, Job
 
 
 def run_computation(job: Job) -> None:
@@ -40,3 +41,21 @@ def counters(outcome: Outcome) -> dict[str, int]:
         "left": len(outcome.left),
         "synced": outcome.synced,
     }
+
+
+def run_trait_computation(job: Job) -> None:
+    trait = ComputedTrait.objects.filter(pk=job.params.get("trait_id")).first()
+    if trait is None:
+        return
+    ComputedTrait.objects.filter(pk=trait.pk, computed_at__isnull=True).update(
+        computed_at=timezone.now()
+    )
+    forget_live()
+    outcome = compute_trait(trait)
+    Job.objects.filter(pk=job.pk).update(
+        done=outcome.scanned,
+        total=max(job.total, outcome.scanned),
+        counters={"scanned": outcome.scanned, "changed": len(outcome.changed),
+                  "synced": outcome.synced},
+        heartbeat_at=timezone.now(),
+    )  # fmt: skip

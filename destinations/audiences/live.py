@@ -1,5 +1,5 @@
-"""Membership kept current in near real time: users touched by ingest are re-evaluated by a
-worker right after the ingest transaction commits.
+"""Audiences and computed traits kept current in near real time: users touched by ingest are
+re-evaluated by a worker right after the ingest transaction commits.
 
 Ingest announces the users its events were about (``events_stored``); while any audience is
 live, their ids are gathered per process for a moment (``destinations.coalesce``) and sent as
@@ -21,9 +21,17 @@ from django.utils import timezone
 
 from destinations import dispatch
 from destinations.audiences.compute import compute
+from destinations.audiences.computed_traits import compute_trait
 from destinations.audiences.order import dependency_order
 from destinations.coalesce import Coalescer
-from destinations.models import Audience, AudienceState, AudienceSubject, Membership
+from destinations.models import (
+    Audience,
+    AudienceState,
+    AudienceSubject,
+    ComputedTrait,
+    ComputedTraitValue,
+    Membership,
+)
 
 logger = logging.getLogger(__name__)
 LIVE_CACHE_SECONDS = 2.0
@@ -75,9 +83,11 @@ def reevaluate_after_commit(profile_ids: Collection[int]) -> None:
 
 
 def people_merged(survivor_id: int, absorbed_ids: Collection[int]) -> None:
-    """Merged-away users leave their audiences without a sync (their contacts are the
-    survivor's now); the survivor, who now has their events, is re-evaluated."""
+    """Merged-away users leave their audiences and lose their computed traits without a sync
+    (their contacts are the survivor's now); the survivor, who has their events, is
+    re-evaluated."""
     AudienceState.objects.filter(profile_id__in=list(absorbed_ids)).delete()
+    ComputedTraitValue.objects.filter(profile_id__in=list(absorbed_ids)).delete()
     reevaluate_after_commit([survivor_id])
 
 
@@ -88,12 +98,14 @@ def flush_touched() -> None:
 def reevaluate(profile_ids: Collection[int]) -> int:
     """Bring every live audience up to date for these users (and their accounts); returns the
     number of changes."""
-    audiences = list(Audience.objects.filter(computed_at__isnull=False))
-    if not audiences or not profile_ids:
+    if not profile_ids:
         return 0
-    accounts: set[int] | None = None
     now = timezone.now()
     changed = 0
+    for trait in ComputedTrait.objects.filter(computed_at__isnull=False):
+        changed += len(compute_trait(trait, within=profile_ids, now=now).changed)
+    audiences = list(Audience.objects.filter(computed_at__isnull=False))
+    accounts: set[int] | None = None
     for audience in dependency_order(audiences):
         if audience.subject == AudienceSubject.ACCOUNTS:
             if accounts is None:

@@ -34,6 +34,7 @@ from destinations.models import (
     AudienceSubject,
     AudienceTarget,
     AuditAction,
+    ComputedTrait,
     Destination,
     Job,
     JobKind,
@@ -124,8 +125,10 @@ def audience_create(
         raise InvalidAudience("the name needs a letter or digit to make its key from")
     if Audience.objects.filter(name=name).exists():
         raise InvalidAudience(f"an audience named {name!r} already exists")
-    if Audience.objects.filter(key=key).exists():
-        raise InvalidAudience(f"another audience already has the key {key!r}; choose another name")
+    if Audience.objects.filter(key=key).exists() or ComputedTrait.objects.filter(key=key).exists():
+        raise InvalidAudience(
+            f"another audience or computed trait already has the key {key!r}; choose another name"
+        )
     cleaned = checked_definition(subject, definition, audience_id=None)
     targets = checked_targets(destination_ids)
     audience = Audience.objects.create(name=name, key=key, subject=subject, definition=cleaned)

@@ -172,6 +172,7 @@ class JobKind(models.TextChoices):
     IMPORT = "import", "Import billing customers"
     BULK_MERGE = "bulk_merge", "Merge duplicate-email groups"
     AUDIENCE = "audience", "Compute an audience"
+    COMPUTED_TRAIT = "computed_trait", "Compute a computed trait"
 
 
 class JobStatus(models.TextChoices):

@@ -73,6 +73,8 @@ def test_webhook_form_labels_choices_and_a_signing_secret_to_copy(
         "Survey completed",
         "User merged or deleted",
         "Delivery failed permanently",
+        "User or account entered an audience",
+        "User or account left an audience",
     ]
     assert ">Send test</button>" in body
     prefilled = re.search(r'name="signing_secret" value="(whsec_[^"]+)"', body)
