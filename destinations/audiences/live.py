@@ -39,14 +39,15 @@ _live: tuple[float, bool] | None = None
 
 
 def any_live() -> bool:
-    """Whether any audience has been computed (and so is kept current), cached briefly."""
+    """Whether any audience or computed trait is kept current, cached briefly."""
     global _live
     now = time.monotonic()
     if _live is None or _live[0] <= now:
-        _live = (
-            now + LIVE_CACHE_SECONDS,
-            Audience.objects.filter(computed_at__isnull=False).exists(),
+        live = (
+            Audience.objects.filter(computed_at__isnull=False).exists()
+            or ComputedTrait.objects.filter(computed_at__isnull=False).exists()
         )
+        _live = (now + LIVE_CACHE_SECONDS, live)
     return _live[1]
 
 
