@@ -1,0 +1,1 @@
+"""Tests of the operator UI, a module per page area."""
