@@ -27,8 +27,10 @@ def text_of(response: Any) -> str:
 
 
 def words_of(response: Any) -> str:
-    """The text a reader sees, tags dropped and whitespace collapsed."""
-    return " ".join(re.sub(r"<[^>]+>", " ", text_of(response)).split())
+    """The text a reader sees, tags dropped (inline ones without a gap) and whitespace
+    collapsed."""
+    inline = re.sub(r"</?(?:a|code|strong|span|small|em)\b[^>]*>", "", text_of(response))
+    return " ".join(re.sub(r"<[^>]+>", " ", inline).split())
 
 
 def make_user(user_id: str, **fields: Any) -> Profile:
