@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet
+from django.db.models.fields.json import KT
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
@@ -335,25 +336,33 @@ class AudienceSync:
     audience: Audience | None  # None once deleted, or when the event is not one of ours
 
 
+def with_sync_class(events: QuerySet[Event]) -> QuerySet[Event]:
+    """Event rows that say whether they are audience syncs, read in the same query (the
+    payload itself is not loaded): ``sync_class`` is ``context.personas.computation_class``."""
+    return events.annotate(sync_class=KT("payload__context__personas__computation_class"))
+
+
 def audience_syncs(events: Sequence[Event]) -> dict[int, AudienceSync]:
-    """Which of these events are audience syncs: one query for the page (payloads need not be
-    loaded), one for the audiences they name. An audience is named only for Switchboard's own
-    syncs (its internal source and message id), not for a sender's look-alike."""
-    if not events:
-        return {}
-    rows = list(
+    """Which of these events are audience syncs. Rows read ``with_sync_class`` already say;
+    for others one query asks. The audiences named cost one query, only when there are any:
+    an audience is named only for Switchboard's own syncs (its internal source and message
+    id), not for a sender's look-alike."""
+    unknown = [e.pk for e in events if not hasattr(e, "sync_class")]
+    asked = set(
         Event.objects.filter(
-            pk__in=[e.pk for e in events],
-            payload__context__personas__computation_class="audience",
-        ).values_list("pk", "message_id", "source__name")
+            pk__in=unknown, payload__context__personas__computation_class="audience"
+        ).values_list("pk", flat=True)
+        if unknown
+        else []
     )
-    ours: dict[int, int] = {}
-    for pk, message_id, source_name in rows:
-        audience_id = own_sync_audience(message_id, source_name)
-        if audience_id is not None:
-            ours[pk] = audience_id
+    syncs = [e for e in events if e.pk in asked or getattr(e, "sync_class", None) == "audience"]
+    ours = {
+        e.pk: audience_id
+        for e in syncs
+        if (audience_id := own_sync_audience(e.message_id, e.source.name)) is not None
+    }
     names = {a.pk: a for a in Audience.objects.filter(pk__in=set(ours.values()))} if ours else {}
-    return {pk: AudienceSync(names.get(ours[pk]) if pk in ours else None) for pk, _, _ in rows}
+    return {e.pk: AudienceSync(names.get(ours[e.pk]) if e.pk in ours else None) for e in syncs}
 
 
 def label_audience_syncs(events: list[Event]) -> list[Event]:

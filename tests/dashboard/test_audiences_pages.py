@@ -362,3 +362,31 @@ def test_hostile_names_and_huge_numbers_render_on_every_page(
     assert "2,147,483,647 members" in text_of(detail)
     assert operator.get("/audiences/99999999999999999999/").status_code == 404
     assert operator.get("/audiences/not-a-number/").status_code == 404
+
+
+def test_audience_lists_do_not_query_per_row(
+    operator: Client, refiner: Destination, source: Source
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(path: str) -> int:
+        operator.get(path)  # the frame's counts are cached for a few seconds: fill them first
+        with CaptureQueriesContext(connection) as captured:
+            assert operator.get(path).status_code == 200
+        return len(captured)
+
+    def grow(first: int, last: int) -> Audience:
+        for n in range(first, last):
+            make_user(f"u-{n}", traits={"plan": "trial"})
+            made, _ = audience_create(name=f"Trials {n}", subject="users", definition=TRIALS,
+                                      destination_ids=[refiner.pk])  # fmt: skip
+            compute_now(made)
+        return made
+
+    audience = grow(0, 2)
+    counts = [queries("/audiences/"), queries("/events/"), queries(f"/audiences/{audience.pk}/")]
+    audience = grow(2, 12)
+    assert [queries("/audiences/"), queries("/events/"), queries(f"/audiences/{audience.pk}/")] == (
+        counts
+    )
