@@ -163,7 +163,18 @@ class ConditionBuilder:
         self.match = match if match in MATCHES else "all"
         self.items: list[Leaf | Group] = items if items is not None else [default_leaf(subject)]
         self.acted = False
+        self.fit_subject()
         self.renumber()
+
+    def fit_subject(self) -> None:
+        """An account audience has no user traits: a user trait condition left blank (the one a
+        new form starts with) becomes an account trait when accounts are chosen."""
+        if self.subject != AudienceSubject.ACCOUNTS:
+            return
+        for item in self.items:
+            for leaf in item.items if isinstance(item, Group) else [item]:
+                if leaf.type == "trait" and not leaf.path and not leaf.value:
+                    leaf.type = "account"
 
     # --- reading --------------------------------------------------------------------------
 

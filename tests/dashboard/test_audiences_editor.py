@@ -206,6 +206,11 @@ def test_with_htmx_only_the_conditions_come_back(operator: Client) -> None:
     )
     buttons = re.findall(r'name="add" value="(\w+)"', response.content.decode())
     assert buttons == ["account", "event", "audience", "group"]
+    assert 'name="c1-type" value="trait"' in response.content.decode()  # typed into: kept
+    blank = editor_data(subject="accounts", refresh="1", conditions=[{**TRIAL, "path": "",
+                                                                      "value": ""}])  # fmt: skip
+    response = operator.post("/audiences/new/", blank, headers=HX)
+    assert 'name="c1-type" value="account"' in response.content.decode()  # the blank one fits
 
 
 def test_saving_starts_the_first_computation_and_opens_the_audience(
