@@ -17,6 +17,7 @@ from segment.analytics.client import Client as SegmentClient
 from destinations.models import Audience, Delivery, DeliveryStatus, Destination, Source
 from destinations.standins.refiner import FakeRefiner
 from tests.browser.conftest import artifact_path
+from tests.browser.test_guide_screenshots import IMAGES, SCREENSHOTS, squeeze
 from tests.worker import Worker, wait_until
 
 pytestmark = pytest.mark.browser
@@ -32,6 +33,17 @@ def sdk(source: Source, live_server: Any) -> Iterator[SegmentClient]:
     yield client
     # The SDK keeps a module-level session; kept-alive sockets would hold a live-server thread.
     segment_request._session.close()
+
+
+def guide_picture(page: Page, name: str, top: str) -> None:
+    """With SWITCHBOARD_GUIDE_SCREENSHOTS=1, the operator guide's picture of this page (the
+    viewport, ``top`` scrolled to the top), as the guide's own walk writes its pictures."""
+    if not SCREENSHOTS:
+        return
+    page.locator(top).evaluate("element => element.scrollIntoView({block: 'start'})")
+    path = IMAGES / f"{name}.png"
+    page.screenshot(path=str(path), animations="disabled", caret="hide")
+    squeeze(path)
 
 
 def delivered() -> int:
@@ -54,6 +66,9 @@ def test_operator_builds_an_audience_and_its_members_reach_refiner(
     sdk: SegmentClient,
 ) -> None:
     page = logged_in_page
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     fake_refiner.add_segment("Trial exporters (kept by Switchboard)", uuid=SEGMENT)
     for user, plan in (("u-ada", "trial"), ("u-bob", "trial"), ("u-cy", "trial"), ("u-dan", "pro")):
         sdk.identify(user, {"plan": plan, "email": f"{user[2:]}@example.com"})
@@ -102,6 +117,7 @@ def test_operator_builds_an_audience_and_its_members_reach_refiner(
     expect(preview).to_contain_text("2 users match now")
     assert sorted(preview.get_by_role("link").all_inner_texts()) == ["u-ada", "u-bob"]
     page.screenshot(path=artifact_path("audience-editor"), full_page=True)
+    guide_picture(page, "audience-editor", "#builder")
 
     # Saving starts the first computation on the worker; the page follows it to the end.
     page.get_by_role("button", name="Save and compute").click()
@@ -135,6 +151,7 @@ def test_operator_builds_an_audience_and_its_members_reach_refiner(
     expect(sync.locator(".sync-delivered")).to_have_text("2")
     expect(sync.locator(".sync-pending")).to_have_text("0")
     page.screenshot(path=artifact_path("audience-page"), full_page=True)
+    guide_picture(page, "audience-page", ".pagehead")
 
     # The destination's Event delivery page counts them with everything else it delivered.
     sync.get_by_role("link", name="Refiner").first.click()
@@ -145,3 +162,4 @@ def test_operator_builds_an_audience_and_its_members_reach_refiner(
     expect(page.locator(".badge.audience-sync")).to_have_text(
         ["audience sync: Trial exporters", "audience sync: Trial exporters"]
     )
+    assert problems == []  # nothing refused by the Content-Security-Policy, no script error
