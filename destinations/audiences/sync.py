@@ -7,7 +7,8 @@ account (Refiner puts group traits on the account object of ``identifyUser``). I
 it is computed, and the delivery engine sends it once. It is routed to the destinations the
 audience picked and no others, a demo user's to demo destinations only, and carries
 ``context.personas`` as Segment's do. Webhooks subscribed to ``audience.entered`` /
-``audience.exited`` also get a system event per change.
+``audience.exited`` also get a system event per change. A Refiner destination keeps the manual
+segment chosen for the audience in step (its connector reads the segments when routing).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from destinations import system_events
+from destinations.delivery.routing import forget_cached_destinations
 from destinations.demo_marks import demo_loaded, marked_as_demo
 from destinations.ingest.store import store_messages
 from destinations.messages.message import validate_message
@@ -64,7 +66,12 @@ def sync_changes(
     targets = AudienceTarget.objects.filter(audience=audience, destination__enabled=True)
     if only_destinations is not None:
         targets = targets.filter(destination_id__in=list(only_destinations))
-    chosen = list(targets.values_list("destination_id", "destination__demo"))
+    rows = list(targets.values_list("destination_id", "destination__demo", "refiner_segment"))
+    chosen = [(destination, demo) for destination, demo, _ in rows]
+    if any(segment for _, _, segment in rows):
+        # The Refiner connector reads the segments when it routes (its route context): a
+        # segment chosen a moment ago must not be missed by a routing cache of this process.
+        forget_cached_destinations()
     stored = store_syncs(audience, changes, identities, chosen, now) if chosen else 0
     if only_destinations is None:
         notify_webhooks(audience, changes, identities)

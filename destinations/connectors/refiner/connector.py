@@ -8,6 +8,10 @@ Requests, all ``POST`` with JSON and ``Authorization: Bearer <API key>``:
   uses a page call only as a ping that refreshes the user's last-seen time, and its REST API
   has no ping endpoint, so the identifier-only identify is that ping (no page name or URL).
 alias is not accepted: Refiner has no way to merge two ids.
+
+An audience's sync (an identify) to a destination that keeps a manual segment for that audience
+is followed by ``POST /sync-segment`` (entered) or ``DELETE /sync-segment`` (left) with
+``{id or email, segment_uuid}``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from destinations.delivery.contract import (
     error_text,
     subject_of,
 )
+from destinations.models import AudienceTarget
 from destinations.traits import message_traits
 
 DEFAULT_BASE_URL = "https://api.refiner.io/v1"
@@ -51,7 +56,43 @@ class RefinerConnector(Connector):
     requests_per_minute = 4000
     subject_requests_per_minute = 100
 
+    def route_context(self, destination: Any) -> Mapping[int, str]:
+        """The manual segment this destination keeps in step with each audience that has one
+        (read once per routing-cache refresh)."""
+        targets = AudienceTarget.objects.filter(destination_id=destination.pk).exclude(
+            refiner_segment=""
+        )
+        return dict(targets.values_list("audience_id", "refiner_segment"))
+
+    def plan(self, payload: Mapping[str, Any], route_context: Any) -> Mapping[str, Any]:
+        """An audience's sync to a destination that keeps a segment for that audience carries
+        the segment on its delivery, for ``translate``."""
+        audience = audience_of(payload).get("id")
+        segments = route_context if isinstance(route_context, Mapping) else {}
+        segment = segments.get(audience) if isinstance(audience, int) else None
+        return {"segment": segment} if segment else {}
+
     def translate(
+        self, payload: Mapping[str, Any], context: DeliveryContext
+    ) -> list[OutboundRequest] | Skip:
+        requests_ = self._translate(payload, context)
+        segment = context.plan.get("segment")
+        if isinstance(requests_, Skip) or not segment or payload.get("type") != "identify":
+            return requests_
+        # After the identify (which creates the contact), into or out of the segment.
+        entered = bool(audience_of(payload).get("entered"))
+        body = {**requests_[0].json, "segment_uuid": segment}
+        body = {k: v for k, v in body.items() if k in ("id", "email", "segment_uuid")}
+        sync = OutboundRequest(
+            method="POST" if entered else "DELETE",
+            url=base_url(context.config) + "/sync-segment",
+            json=body,
+            headers=auth_headers(context.config),
+            subject=requests_[0].subject,
+        )
+        return [*requests_, sync]
+
+    def _translate(
         self, payload: Mapping[str, Any], context: DeliveryContext
     ) -> list[OutboundRequest] | Skip:
         config = context.config
@@ -117,6 +158,14 @@ class RefinerConnector(Connector):
             headers=auth_headers(config),
             subject=subject,
         )
+
+
+def audience_of(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What an audience sync says about its audience (``context.switchboard.audience``)."""
+    context = payload.get("context")
+    own = context.get("switchboard") if isinstance(context, Mapping) else None
+    audience = own.get("audience") if isinstance(own, Mapping) else None
+    return audience if isinstance(audience, Mapping) else {}
 
 
 def base_url(config: Mapping[str, str]) -> str:
