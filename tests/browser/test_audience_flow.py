@@ -1,7 +1,8 @@
 """Audiences in a real browser: users and events arrive from the Segment SDK; an operator builds
 an audience of two conditions (a trait and an event count), previews it, saves it, watches a
 real Celery worker compute it, sees its members, and sees its syncs delivered to the Refiner
-stand-in on the destination's Event delivery page."""
+stand-in on the destination's Event delivery page, its members added to the Refiner manual
+segment chosen for it."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def guide_picture(page: Page, name: str, top: str) -> None:
 
 def delivered() -> int:
     return Delivery.objects.filter(status=DeliveryStatus.DELIVERED).count()
+
+
+def in_segment(fake_refiner: FakeRefiner, user_id: str) -> bool:
+    contact = fake_refiner.contact(id=user_id)
+    return contact is not None and SEGMENT in contact.segment_uuids
 
 
 def flags(fake_refiner: FakeRefiner, key: str) -> list[tuple[str, Any]]:
@@ -145,6 +151,10 @@ def test_operator_builds_an_audience_and_its_members_reach_refiner(
     # The syncs reach Refiner: one identify each, with the audience's key as a trait.
     wait_until(lambda: len(flags(fake_refiner, "trial_exporters")) == 2, 30, worker.describe)
     assert sorted(flags(fake_refiner, "trial_exporters")) == [("u-ada", True), ("u-bob", True)]
+    # And into the manual segment chosen for it, after each identify.
+    for user in ("u-ada", "u-bob"):
+        wait_until(lambda user=user: in_segment(fake_refiner, user), 30, worker.describe)
+    assert not in_segment(fake_refiner, "u-cy")
     wait_until(lambda: delivered() == 14, 30, worker.describe)
     page.reload()
     sync = page.locator(f"#sync-{refiner_destination.pk}")
