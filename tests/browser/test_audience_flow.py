@@ -151,9 +151,12 @@ def test_operator_builds_an_audience_and_its_members_reach_refiner(
     # The syncs reach Refiner: one identify each, with the audience's key as a trait.
     wait_until(lambda: len(flags(fake_refiner, "trial_exporters")) == 2, 30, worker.describe)
     assert sorted(flags(fake_refiner, "trial_exporters")) == [("u-ada", True), ("u-bob", True)]
+
     # And into the manual segment chosen for it, after each identify.
-    for user in ("u-ada", "u-bob"):
-        wait_until(lambda user=user: in_segment(fake_refiner, user), 30, worker.describe)
+    def both_in_segment() -> bool:
+        return in_segment(fake_refiner, "u-ada") and in_segment(fake_refiner, "u-bob")
+
+    wait_until(both_in_segment, 30, worker.describe)
     assert not in_segment(fake_refiner, "u-cy")
     wait_until(lambda: delivered() == 14, 30, worker.describe)
     page.reload()
