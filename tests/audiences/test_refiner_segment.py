@@ -51,8 +51,11 @@ def test_the_segment_follows_the_audience(
     wait_until(
         lambda: Job.objects.filter(pk=job.pk, status=JobStatus.DONE).exists(), 30, worker.describe
     )
-    wait_until(lambda: segment_of(fake_refiner, "u-3", segment), 30, worker.describe)
-    assert segment_of(fake_refiner, "u-1", segment)
+
+    def members_in() -> bool:
+        return segment_of(fake_refiner, "u-1", segment) and segment_of(fake_refiner, "u-3", segment)
+
+    wait_until(members_in, 30, worker.describe)
     assert not segment_of(fake_refiner, "u-2", segment)
     calls = fake_refiner.requests_to("/sync-segment")
     assert sorted((c.method, c.body["id"], c.body["segment_uuid"]) for c in calls) == [
@@ -66,8 +69,11 @@ def test_the_segment_follows_the_audience(
     )
 
     audience_delete(audience, tell_members=True)
-    wait_until(lambda: not segment_of(fake_refiner, "u-1", segment), 30, worker.describe)
-    assert not segment_of(fake_refiner, "u-3", segment)
+
+    def members_out() -> bool:
+        return not any(segment_of(fake_refiner, user, segment) for user in ("u-1", "u-3"))
+
+    wait_until(members_out, 30, worker.describe)
     removed = [c for c in fake_refiner.requests_to("/sync-segment") if c.method == "DELETE"]
     assert sorted(c.body["id"] for c in removed) == ["u-1", "u-3"]
 
