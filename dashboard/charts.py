@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from dashboard.selectors.audiences import DaySize
 from dashboard.selectors.delivery_stats import VolumeBucket
 
 WIDTH = 960
@@ -87,6 +88,14 @@ def time_label(moment: datetime, *, with_day: bool) -> str:
     return moment.strftime("%a %H:%M" if with_day else "%H:%M")
 
 
+def value_ticks(top: int, plot_height: int) -> list[Tick]:
+    return [
+        Tick(PLOT_BOTTOM - fraction * plot_height, f"{round(top * fraction):,}")
+        for fraction in (0, 0.5, 1)
+        if top * fraction == int(top * fraction)
+    ]
+
+
 def volume_chart(buckets: Sequence[VolumeBucket]) -> BarChart:
     plot_width = WIDTH - PLOT_LEFT - 8
     plot_height = PLOT_BOTTOM - PLOT_TOP
@@ -118,11 +127,7 @@ def volume_chart(buckets: Sequence[VolumeBucket]) -> BarChart:
                 title=f"{period}: {counts}",
             )
         )
-    y_ticks = [
-        Tick(PLOT_BOTTOM - fraction * plot_height, f"{round(top * fraction):,}")
-        for fraction in (0, 0.5, 1)
-        if top * fraction == int(top * fraction)
-    ]
+    y_ticks = value_ticks(top, plot_height)
     x_ticks: list[Tick] = []
     if buckets:
         last = len(buckets) - 1
@@ -146,3 +151,50 @@ def volume_chart(buckets: Sequence[VolumeBucket]) -> BarChart:
         x_ticks=x_ticks,
         empty=not any(b.total for b in buckets),
     )
+
+
+def size_chart(days: Sequence[DaySize]) -> BarChart:
+    """An audience's size at the end of each day, a bar a day (the last one: now)."""
+    plot_width = WIDTH - PLOT_LEFT - 8
+    plot_height = PLOT_BOTTOM - PLOT_TOP
+    top = nice_ceiling(max((d.size or 0 for d in days), default=0))
+    slot = plot_width / max(1, len(days))
+    bars: list[Bar] = []
+    for index, day in enumerate(days):
+        x = PLOT_LEFT + index * slot
+        rects: list[Rect] = []
+        if day.size:
+            height = day.size / top * plot_height
+            rects.append(
+                Rect(x + slot * GAP / 2, PLOT_BOTTOM - height, slot * (1 - GAP), height, "size")
+            )
+        when = "now" if index == len(days) - 1 else f"end of {day_label(day.day)}"
+        size = "not computed yet" if day.size is None else f"{day.size:,} members"
+        bars.append(Bar(rects, Rect(x, PLOT_TOP, slot, plot_height, "hit"), f"{when}: {size}"))
+    x_ticks: list[Tick] = []
+    if days:
+        last = len(days) - 1
+        for index in sorted({0, len(days) // 2, last}):
+            label = day_label(days[index].day)
+            if index == last and last:
+                x_ticks.append(Tick(PLOT_LEFT + plot_width, label, "end"))
+            elif index == 0:
+                x_ticks.append(Tick(PLOT_LEFT + slot * GAP / 2, label, "start"))
+            else:
+                x_ticks.append(Tick(PLOT_LEFT + index * slot + slot / 2, label))
+    return BarChart(
+        width=WIDTH,
+        height=HEIGHT,
+        plot_left=PLOT_LEFT,
+        plot_right=PLOT_LEFT + plot_width,
+        plot_top=PLOT_TOP,
+        baseline=PLOT_BOTTOM,
+        bars=bars,
+        y_ticks=value_ticks(top, plot_height),
+        x_ticks=x_ticks,
+        empty=not any(d.size for d in days),
+    )
+
+
+def day_label(moment: datetime) -> str:
+    return moment.strftime("%b %d")

@@ -2,7 +2,7 @@
 
 - viewer: reads every page;
 - operator: also merges, deletes and imports users, edits mapping rules and filters, retries
-  deliveries, resumes destinations;
+  deliveries, resumes destinations, builds and deletes audiences;
 - admin: also manages API keys, sources, destinations, webhooks and members.
 
 A user's role is the Django group of that name (superusers are admins; an active user in no
@@ -45,6 +45,14 @@ CORE_URL_ROLES: UrlRoles = {
     "user-detail": (VIEWER, ADMIN),
     "account-list": (VIEWER, ADMIN),
     "account-detail": (VIEWER, ADMIN),
+    # Audiences: everyone reads them; building, previewing and deleting is the operator's.
+    "audience-list": (VIEWER, OPERATOR),
+    "audience-new": (OPERATOR, OPERATOR),
+    "audience-key": (OPERATOR, OPERATOR),
+    "audience-preview": (OPERATOR, OPERATOR),
+    "audience-detail": (VIEWER, OPERATOR),
+    "audience-edit": (OPERATOR, OPERATOR),
+    "audience-delete": (OPERATOR, OPERATOR),
     # Destinations: settings and keys are the admin's; retrying and resuming the operator's.
     "destination-list": (VIEWER, ADMIN),
     "destination-new": (ADMIN, ADMIN),

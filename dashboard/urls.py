@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from dashboard.views import (
+    audiences,
     audit,
     conflicts,
     debugger,
@@ -35,6 +36,13 @@ urlpatterns = [
     path("users/<int:profile_id>/", people.user_show, name="user-detail"),
     path("accounts/", people.account_list, name="account-list"),
     path("accounts/<int:account_id>/", people.account_show, name="account-detail"),
+    path("audiences/", audiences.audience_list, name="audience-list"),
+    path("audiences/new/", audiences.audience_new, name="audience-new"),
+    path("audiences/key/", audiences.audience_key, name="audience-key"),
+    path("audiences/preview/", audiences.audience_preview, name="audience-preview"),
+    path("audiences/<int:audience_id>/", audiences.audience_show, name="audience-detail"),
+    path("audiences/<int:audience_id>/edit/", audiences.audience_edit, name="audience-edit"),
+    path("audiences/<int:audience_id>/delete/", audiences.audience_remove, name="audience-delete"),
     path("destinations/", destinations.destination_list, name="destination-list"),
     path("destinations/new/", destinations.destination_choose_kind, name="destination-new"),
     path(

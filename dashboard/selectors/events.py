@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
+from dashboard.selectors.audiences import with_sync_class
 from destinations.models import Delivery, DeliveryStatus, Event
 from destinations.web.pagination import KeysetPage, keyset_page
 
@@ -24,7 +25,7 @@ class EventFilters:
 
 
 def events_filtered(filters: EventFilters) -> QuerySet[Event]:
-    events = Event.objects.select_related("source").defer("payload")
+    events = with_sync_class(Event.objects.select_related("source").defer("payload"))
     if filters.type:
         events = events.filter(type=filters.type)
     if filters.source_id:

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from django.db.models import Count, Q, QuerySet
 
+from dashboard.selectors.audiences import with_sync_class
 from destinations.models import Account, Event, Membership, Profile
 from destinations.web.pagination import KeysetPage, keyset_page
 
@@ -38,12 +39,8 @@ def profile_accounts(profile: Profile) -> list[Account]:
 
 
 def recent_events_for_profile(profile: Profile, limit: int = 25) -> list[Event]:
-    return list(
-        Event.objects.filter(profile=profile)
-        .select_related("source")
-        .defer("payload")
-        .order_by("-id")[:limit]
-    )
+    events = Event.objects.filter(profile=profile).select_related("source").defer("payload")
+    return list(with_sync_class(events).order_by("-id")[:limit])
 
 
 def accounts_page(*, search: str, before: int | None) -> KeysetPage[Account]:
@@ -87,4 +84,4 @@ def account_events_page(account: Account, *, before: int | None) -> KeysetPage[E
         .select_related("source")
         .defer("payload")
     )
-    return keyset_page(events, before=before, size=EVENTS_PAGE_SIZE)
+    return keyset_page(with_sync_class(events), before=before, size=EVENTS_PAGE_SIZE)

@@ -6,6 +6,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.forms.events import EventFilterForm
+from dashboard.selectors.audiences import audience_sync_of, label_audience_syncs
 from dashboard.selectors.event_deliveries import delivery_rows, event_deliveries, not_routed
 from dashboard.selectors.events import delivery_states, event_detail, events_page
 from destinations.web.display_json import pretty_json
@@ -22,6 +23,7 @@ def event_list(request: HtmxHttpRequest) -> HttpResponse:
     states = delivery_states(page.rows)
     for event in page.rows:
         event.delivery_states = states.get(event.pk, [])  # type: ignore[attr-defined]
+    label_audience_syncs(page.rows)
     query = request.GET.copy()
     query.pop("before", None)
     context = {
@@ -51,5 +53,6 @@ def event_show(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
         "deliveries": deliveries,
         "delivery_rows": delivery_rows(deliveries),
         "not_routed": not_routed(event, deliveries),
+        "audience_sync": audience_sync_of(event),
     }
     return render(request, "events/detail.html", context)

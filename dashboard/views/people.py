@@ -8,6 +8,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 from dashboard.forms.conflicts import DeleteUserForm
 from dashboard.forms.people import SearchForm
 from dashboard.selectors import conflicts, people
+from dashboard.selectors.audiences import (
+    account_audiences,
+    label_audience_syncs,
+    profile_audiences,
+)
 from dashboard.views.request_info import acting_user
 from destinations.people.delete import profile_delete
 from destinations.web.display_json import pretty_json
@@ -33,8 +38,9 @@ def user_show(request: HttpRequest, profile_id: int) -> HttpResponse:
         "traits": pretty_json(profile.traits),
         "anonymous_ids": profile.anonymous_ids.order_by("linked_at"),
         "accounts": people.profile_accounts(profile),
-        "events": people.recent_events_for_profile(profile),
+        "events": label_audience_syncs(people.recent_events_for_profile(profile)),
         "conflicts": conflicts.profile_conflicts(profile),
+        "audiences": profile_audiences(profile),
     }
     return render(request, "users/detail.html", context)
 
@@ -86,11 +92,14 @@ def account_show(request: HttpRequest, account_id: int) -> HttpResponse:
     if account is None:
         raise Http404("No such account")
     before = parse_cursor(request.GET.get("before"))
+    events = people.account_events_page(account, before=before)
+    label_audience_syncs(events.rows)
     context = {
         "account": account,
         "traits": pretty_json(account.traits),
         "members": people.account_members(account),
-        "events": people.account_events_page(account, before=before),
+        "events": events,
         "older_page": before is not None,
+        "audiences": account_audiences(account),
     }
     return render(request, "accounts/detail.html", context)

@@ -227,12 +227,10 @@ def sync_values(trait: ComputedTrait, states: Sequence[ComputedTraitValue], now:
         for s in states
         if s.profile_id in identities
     ]  # fmt: skip
-    return store_for_targets(entries, [(d, demo, "") for d, demo in targets], now)
+    return store_for_targets(entries, targets, now)
 
 
-def trait_message(
-    trait: ComputedTrait, state: ComputedTraitValue, identity: Any, **_: Any
-) -> dict[str, Any]:
+def trait_message(trait: ComputedTrait, state: ComputedTraitValue, identity: Any) -> dict[str, Any]:
     message_id = f"trait-{trait.pk}-u{state.profile_id}-v{state.version}"
     traits: dict[str, Any] = {trait.key: state.value}
     message: dict[str, Any] = {

@@ -235,7 +235,19 @@ def audience_delete(
     audience: Audience, *, tell_members: bool = True, actor: User | None = None
 ) -> int:
     """Delete the audience; first, unless told not to, send ``false`` to its members. Returns
-    how many were told."""
+    how many were told. An audience another one uses in a condition is not deleted: that one
+    would be left naming an audience that is gone."""
+    users = [
+        other.name
+        for other in Audience.objects.exclude(pk=audience.pk).order_by("name")
+        if audience.pk in referenced_audiences(other.definition)
+    ]
+    if users:
+        named = ", ".join(repr(name) for name in users)
+        raise InvalidAudience(
+            f"{named} use{'s' if len(users) == 1 else ''} this audience in a condition: "
+            "change or delete that first"
+        )
     now = timezone.now()
     told = 0
     if tell_members:

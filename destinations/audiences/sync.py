@@ -7,7 +7,8 @@ account (Refiner puts group traits on the account object of ``identifyUser``). I
 it is computed, and the delivery engine sends it once. It is routed to the destinations the
 audience picked and no others, a demo user's to demo destinations only, and carries
 ``context.personas`` as Segment's do. Webhooks subscribed to ``audience.entered`` /
-``audience.exited`` also get a system event per change.
+``audience.exited`` also get a system event per change. A Refiner destination keeps the manual
+segment chosen for the audience in step (its connector reads the segments when routing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from destinations import system_events
+from destinations.delivery.routing import forget_cached_destinations
 from destinations.demo_marks import demo_loaded, marked_as_demo
 from destinations.ingest.store import store_messages
 from destinations.messages.message import validate_message
@@ -66,7 +68,12 @@ def sync_changes(
     targets = AudienceTarget.objects.filter(audience=audience, destination__enabled=True)
     if only_destinations is not None:
         targets = targets.filter(destination_id__in=list(only_destinations))
-    chosen = list(targets.values_list("destination_id", "destination__demo", "refiner_segment"))
+    rows = list(targets.values_list("destination_id", "destination__demo", "refiner_segment"))
+    chosen = [(destination, demo) for destination, demo, _ in rows]
+    if any(segment for _, _, segment in rows):
+        # The Refiner connector reads the segments when it routes (its route context): a
+        # segment chosen a moment ago must not be missed by a routing cache of this process.
+        forget_cached_destinations()
     stored = store_syncs(audience, changes, identities, chosen, now) if chosen else 0
     if only_destinations is None:
         notify_webhooks(audience, changes, identities)
@@ -93,14 +100,13 @@ def store_syncs(
     return store_for_targets(entries, targets, now)
 
 
-# (destination id, is a demo destination, Refiner manual segment or "")
-Target = tuple[int, bool, str]
+# (destination id, is a demo destination)
+Target = tuple[int, bool]
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One message to store: about whom, whose event it is, and how to write it given the
-    manual segments (by destination id) of the destinations it goes to."""
+    """One message to store: about whom, whose event it is, and how to write it."""
 
     identity: Identity
     owner: int | None
@@ -117,14 +123,10 @@ def store_for_targets(entries: Sequence[Entry], targets: Sequence[Target], now: 
         groups[demo].append(entry)
     stored = 0
     for demo, items in groups.items():
-        allowed = {destination for destination, is_demo, _ in targets if is_demo or not demo}
+        allowed = {destination for destination, is_demo in targets if is_demo or not demo}
         if not items or not allowed:
             continue
-        segments = {str(d): segment for d, _, segment in targets if segment and d in allowed}
-        messages = [
-            validate_message(e.build(segments=segments), call_type=None, received_at=now)
-            for e in items
-        ]
+        messages = [validate_message(e.build(), call_type=None, received_at=now) for e in items]
         owners = {m.message_id: e.owner for m, e in zip(messages, items, strict=True)}
         result = store_messages(
             source_id=internal_source(demo=demo).pk,
@@ -144,14 +146,7 @@ def message_id(audience: Audience, change: Change) -> str:
     return f"audience-{audience.pk}-{letter}{change.subject}-v{change.version}"
 
 
-def sync_message(
-    audience: Audience,
-    change: Change,
-    identity: Identity,
-    *,
-    segments: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """``segments``: Refiner manual segments kept in step, by destination id."""
+def sync_message(audience: Audience, change: Change, identity: Identity) -> dict[str, Any]:
     traits: dict[str, Any] = {audience.key: change.entered}
     message: dict[str, Any] = {
         "messageId": message_id(audience, change),
@@ -164,13 +159,7 @@ def sync_message(
                 "namespace": NAMESPACE,
                 "space_id": NAMESPACE,
             },
-            "switchboard": {
-                "audience": {
-                    "id": audience.pk,
-                    "entered": change.entered,
-                    **({"segments": dict(segments)} if segments else {}),
-                }
-            },
+            "switchboard": {"audience": {"id": audience.pk, "entered": change.entered}},
             "library": {"name": "switchboard"},
         },
     }

@@ -1,6 +1,6 @@
-"""Audience syncs beyond a user's trait: a Refiner manual segment kept in step, an account
-audience on the account object, webhooks told of entries and exits, merges, and audiences of
-audiences. A real worker delivers each to a stand-in over HTTP."""
+"""Audience syncs beyond a user's trait: an account audience on the account object, webhooks
+told of entries and exits, merges, and audiences of audiences. A real worker delivers each to a
+stand-in over HTTP."""
 
 from __future__ import annotations
 
@@ -40,39 +40,6 @@ def computed(audience: Audience, worker: Worker) -> None:
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     yield from serve_webhook_receiver(token="hook-token", secret=new_signing_secret())
-
-
-def test_a_refiner_manual_segment_follows_the_audience(
-    live_server: Any,
-    source: Any,
-    refiner_destination: Destination,
-    fake_refiner: FakeRefiner,
-    worker: Worker,
-) -> None:
-    segment = fake_refiner.add_segment("Trials (from Switchboard)", is_manual=True)
-    audience, _ = audience_create(
-        name="Trials",
-        subject="users",
-        definition={"match": "all", "conditions": [TRIAL]},
-        destination_ids=[refiner_destination.pk],
-        segments={refiner_destination.pk: segment.uuid},
-    )
-    computed(audience, worker)
-    client = sdk(source, live_server)
-    client.identify("u-1", {"plan": "trial"})
-
-    def in_segment() -> bool:
-        contact = fake_refiner.contact(id="u-1")
-        return contact is not None and segment.uuid in contact.segment_uuids
-
-    wait_until(in_segment, 30, worker.describe)
-    [added] = fake_refiner.requests_to("/sync-segment", "POST")
-    assert added.body == {"id": "u-1", "segment_uuid": segment.uuid}
-
-    client.identify("u-1", {"plan": "pro"})
-    wait_until(lambda: not in_segment(), 30, worker.describe)
-    [removed] = fake_refiner.requests_to("/sync-segment", "DELETE")
-    assert removed.query == {"id": "u-1", "segment_uuid": segment.uuid}
 
 
 def test_an_account_audience_reaches_refiner_on_the_account_object(

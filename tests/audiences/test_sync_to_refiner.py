@@ -107,9 +107,13 @@ def test_entering_staying_and_leaving_reach_refiner_once_each(
         f"audience-{audience.pk}-u{ada.pk}-v1",
         f"audience-{audience.pk}-u{ada.pk}-v2",
     ]
-    assert set(Delivery.objects.filter(event__in=syncs).values_list("status", flat=True)) == {
-        DeliveryStatus.DELIVERED
-    }
+
+    # Refiner answers before the worker records the outcome: wait for the record.
+    def statuses() -> set[str]:
+        return set(Delivery.objects.filter(event__in=syncs).values_list("status", flat=True))
+
+    wait_until(lambda: statuses() == {DeliveryStatus.DELIVERED}, 30, worker.describe)
+    assert statuses() == {DeliveryStatus.DELIVERED}
     audience.refresh_from_db()
     assert audience.size == 0
 

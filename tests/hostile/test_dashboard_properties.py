@@ -11,6 +11,8 @@ from django.test import Client
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from destinations import jobs
+from destinations.audiences.services import audience_create
 from destinations.connectors.refiner.receivers import receiver_create
 from destinations.delivery.services import destination_create
 from destinations.models import (
@@ -126,9 +128,23 @@ def poisoned(client: Client, source: Source, make_member: MakeMember) -> dict[st
         summary="poisoned \ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
         data={"n": 2**70, "deep": gen.nested(30), "text": "\\ud800"},
     )
+    # An audience whose name and condition hold what broke pages before, computed: the poisoned
+    # user is its member, and its sync is an event of its own.
+    audience, job = audience_create(
+        name="Poison \\ud800 <script>alert(1)</script> " + BIG,
+        subject="users",
+        definition={"match": "any", "conditions": [
+            {"type": "trait", "path": "email", "op": "equals", "value": "poison@example.com"},
+            {"type": "group", "match": "all", "conditions": [
+                {"type": "event", "event": "Unmapped \\ud800", "count": "at_least",
+                 "times": 1_000_000, "within_days": 3650,
+                 "where": [{"path": "properties.n", "op": "gt", "value": BIG}]}]}]},
+    )  # fmt: skip
+    jobs.run_job(job.pk)
+    assert audience.states.filter(member=True, profile__user_id="poison").exists()
     staff = make_member(username="staff", role="admin")
     client.force_login(staff)
-    return {"kana": kana, "receiver": receiver, "source": source}
+    return {"kana": kana, "receiver": receiver, "source": source, "audience": audience}
 
 
 def pages_showing_stored_data(world: dict[str, Any]) -> list[str]:
@@ -156,6 +172,10 @@ def pages_showing_stored_data(world: dict[str, Any]) -> list[str]:
         f"/audit/{AuditEntry.objects.latest('id').pk}/",
         "/conflicts/",
         "/conflicts/export.csv",
+        "/audiences/",
+        f"/audiences/{world['audience'].pk}/",
+        f"/audiences/{world['audience'].pk}/edit/",
+        f"/audiences/{world['audience'].pk}/delete/",
     ]
     pages += [f"/events/{pk}/" for pk in Event.objects.values_list("pk", flat=True)]
     return pages
@@ -175,7 +195,8 @@ def test_search_terms_with_surrogate_escapes_are_searched_not_fatal(
 ) -> None:
     source = poisoned["source"]
     pages = ("/events/", "/users/", "/accounts/", "/conflicts/", "/audit/")
-    for page in (*pages, f"/sources/{source.pk}/debugger/"):
+    audience = poisoned["audience"]
+    for page in (*pages, f"/sources/{source.pk}/debugger/", f"/audiences/{audience.pk}/"):
         for term in ("\\ud800", "\\udfff\\ud800", "\\u0000", "%", "_"):
             response = client.get(page, {"q": term})
             record(response, "dashboard")

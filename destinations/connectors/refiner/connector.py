@@ -8,13 +8,16 @@ Requests, all ``POST`` with JSON and ``Authorization: Bearer <API key>``:
   uses a page call only as a ping that refreshes the user's last-seen time, and its REST API
   has no ping endpoint, so the identifier-only identify is that ping (no page name or URL).
 alias is not accepted: Refiner has no way to merge two ids.
+
+An audience's sync (an identify) to a destination that keeps a manual segment for that audience
+is followed by ``POST /sync-segment`` (entered) or ``DELETE /sync-segment`` (left) with
+``{id or email, segment_uuid}``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 
@@ -31,6 +34,7 @@ from destinations.delivery.contract import (
     error_text,
     subject_of,
 )
+from destinations.models import AudienceTarget
 from destinations.traits import message_traits
 
 DEFAULT_BASE_URL = "https://api.refiner.io/v1"
@@ -52,34 +56,41 @@ class RefinerConnector(Connector):
     requests_per_minute = 4000
     subject_requests_per_minute = 100
 
-    def route_context(self, destination: Any) -> Any:
-        return destination.pk
+    def route_context(self, destination: Any) -> Mapping[int, str]:
+        """The manual segment this destination keeps in step with each audience that has one
+        (read once per routing-cache refresh)."""
+        targets = AudienceTarget.objects.filter(destination_id=destination.pk).exclude(
+            refiner_segment=""
+        )
+        return dict(targets.values_list("audience_id", "refiner_segment"))
 
-    def plan(self, payload: Mapping[str, Any], route_context: Any) -> Mapping[str, Any] | None:
-        """An audience sync for an audience this destination keeps a manual segment of also
-        adds the user to it (entered) or removes them (left)."""
-        segment = audience_segment(payload, route_context)
-        return segment or {}
+    def plan(self, payload: Mapping[str, Any], route_context: Any) -> Mapping[str, Any]:
+        """An audience's sync to a destination that keeps a segment for that audience carries
+        the segment on its delivery, for ``translate``."""
+        audience = audience_of(payload).get("id")
+        segments = route_context if isinstance(route_context, Mapping) else {}
+        segment = segments.get(audience) if isinstance(audience, int) else None
+        return {"segment": segment} if segment else {}
 
     def translate(
         self, payload: Mapping[str, Any], context: DeliveryContext
     ) -> list[OutboundRequest] | Skip:
-        calls = self._translate(payload, context)
+        requests_ = self._translate(payload, context)
         segment = context.plan.get("segment")
-        if isinstance(calls, Skip) or not segment:
-            return calls
-        user_id, email = subject_of(payload)
-        who: dict[str, str] = {"id": user_id} if user_id else {"email": email or ""}
-        url = base_url(context.config) + "/sync-segment"
-        headers = auth_headers(context.config)
-        subject = user_id or email
-        if context.plan.get("entered"):
-            body = {**who, "segment_uuid": segment}
-            calls.append(OutboundRequest("POST", url, body, headers, subject=subject))
-        else:
-            query = urlencode({**who, "segment_uuid": segment})
-            calls.append(OutboundRequest("DELETE", f"{url}?{query}", None, headers, subject))
-        return calls
+        if isinstance(requests_, Skip) or not segment or payload.get("type") != "identify":
+            return requests_
+        # After the identify (which creates the contact), into or out of the segment.
+        entered = bool(audience_of(payload).get("entered"))
+        body = {**requests_[0].json, "segment_uuid": segment}
+        body = {k: v for k, v in body.items() if k in ("id", "email", "segment_uuid")}
+        sync = OutboundRequest(
+            method="POST" if entered else "DELETE",
+            url=base_url(context.config) + "/sync-segment",
+            json=body,
+            headers=auth_headers(context.config),
+            subject=requests_[0].subject,
+        )
+        return [*requests_, sync]
 
     def _translate(
         self, payload: Mapping[str, Any], context: DeliveryContext
@@ -149,20 +160,12 @@ class RefinerConnector(Connector):
         )
 
 
-def audience_segment(payload: Mapping[str, Any], destination_id: Any) -> dict[str, Any] | None:
-    """``{"segment": uuid, "entered": bool}`` when ``payload`` is an audience sync whose
-    audience keeps a Refiner manual segment in this destination (``destinations.audiences``)."""
+def audience_of(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What an audience sync says about its audience (``context.switchboard.audience``)."""
     context = payload.get("context")
-    marker = context.get("switchboard") if isinstance(context, Mapping) else None
-    audience = marker.get("audience") if isinstance(marker, Mapping) else None
-    segments = audience.get("segments") if isinstance(audience, Mapping) else None
-    # Refiner's segments hold contacts: an account audience has none to keep.
-    if not isinstance(segments, Mapping) or payload.get("type") != "identify":
-        return None
-    segment = segments.get(str(destination_id))
-    if not isinstance(segment, str) or not segment or not isinstance(audience, Mapping):
-        return None
-    return {"segment": segment, "entered": bool(audience.get("entered"))}
+    own = context.get("switchboard") if isinstance(context, Mapping) else None
+    audience = own.get("audience") if isinstance(own, Mapping) else None
+    return audience if isinstance(audience, Mapping) else {}
 
 
 def base_url(config: Mapping[str, str]) -> str:
