@@ -31,7 +31,12 @@ from destinations.ingest.store import (
 )
 from destinations.messages import body
 from destinations.messages.errors import IngestError
-from destinations.messages.message import InvalidMessage, Message, validate_message
+from destinations.messages.message import (
+    InvalidMessage,
+    Message,
+    validate_message,
+    without_reserved,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +170,9 @@ def accept_single(
 ) -> HttpResponse:
     received_at = timezone.now()
     try:
-        message = validate_message(document, call_type=call_type, received_at=received_at)
+        message = validate_message(
+            without_reserved(document), call_type=call_type, received_at=received_at
+        )
     except InvalidMessage as invalid:
         reason = str(invalid)
         record_refusals(
@@ -204,13 +211,19 @@ def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> 
             413, f"batch has {len(items):,} events; the limit is {body.MAX_BATCH_EVENTS:,}"
         )
     envelope = {k: document[k] for k in ("context", "integrations", "sentAt") if k in document}
+    envelope = without_reserved(envelope)
     received_at = timezone.now()
     accepted: list[Message] = []
     refused: list[RefusedMessage] = []
     for index, item in enumerate(items):
         try:
             accepted.append(
-                validate_message(item, call_type=None, received_at=received_at, envelope=envelope)
+                validate_message(
+                    without_reserved(item),
+                    call_type=None,
+                    received_at=received_at,
+                    envelope=envelope,
+                )
             )
         except InvalidMessage as invalid:
             refused.append(RefusedMessage(index=index, reason=str(invalid), excerpt=excerpt(item)))

@@ -236,3 +236,22 @@ def corrected_for_skew(received_at: datetime, *, sent_at: datetime, original: da
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Switchboard's own part of a message's context: system events, audience syncs and test calls
+# mark themselves there, and what reads the marks (webhook triggers, Refiner's segment sync)
+# must not be steered by a client. A message from outside never keeps it.
+RESERVED_CONTEXT = "switchboard"
+
+
+def without_reserved(document: Any) -> Any:
+    """``document`` without ``context.switchboard`` (a shallow copy when there was one)."""
+    if not isinstance(document, dict):
+        return document
+    context = document.get("context")
+    if not isinstance(context, dict) or RESERVED_CONTEXT not in context:
+        return document
+    return {
+        **document,
+        "context": {k: v for k, v in context.items() if k != RESERVED_CONTEXT},
+    }
