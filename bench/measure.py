@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,11 @@ def process_cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far, together."""
+    return sum(process_cpu_seconds(pid) for pid in pids)
+
+
 def pids_named(name: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -74,6 +79,49 @@ def machine_busy_seconds() -> float:
     """CPU seconds the whole machine has been busy (not idle, not waiting on I/O)."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+# Memory of this process, from /proc -----------------------------------------------------------
+
+
+def memory_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def reset_peak_memory() -> None:
+    """Start ``VmHWM`` again from the current RSS (Linux 4.0+), so that it gives the peak of
+    what follows, not of everything the process did before."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+@contextlib.contextmanager
+def cprofiled(directory: Path | None, name: str, top: int = 15) -> Iterator[None]:
+    """cProfile what runs inside into ``directory/name.pstats`` and print the heaviest
+    functions by own time; nothing when ``directory`` is None."""
+    if directory is None:
+        yield
+        return
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{name}.pstats"
+        profile.dump_stats(target)
+        print(f"   profile written to {target}; heaviest by own time:", file=sys.stderr)
+        stats = pstats.Stats(str(target), stream=sys.stderr)
+        stats.sort_stats("tottime").print_stats(top)
+        print("   heaviest by cumulative time:", file=sys.stderr)
+        stats.sort_stats("cumulative").print_stats(top)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -102,15 +150,20 @@ class CpuMeter:
     def sample(pids: Callable[[], list[int]]) -> dict[int, float]:
         return {pid: process_cpu_seconds(pid) for pid in set(pids())}
 
-    def cores(self) -> dict[str, float]:
-        self.wall = wall = time.monotonic() - self.started
-        used = {"machine": (machine_busy_seconds() - self.machine) / wall}
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds used since the meter started: the machine's, each group's, "other"."""
+        self.wall = time.monotonic() - self.started
+        used = {"machine": machine_busy_seconds() - self.machine}
         for name, pids in self.groups.items():
             first = self.first[name]
-            used[name] = sum(v - first.get(pid, 0.0) for pid, v in self.sample(pids).items()) / wall
+            used[name] = sum(v - first.get(pid, 0.0) for pid, v in self.sample(pids).items())
         accounted = sum(v for k, v in used.items() if k != "machine")
         used["other"] = max(0.0, used["machine"] - accounted)
-        return {k: round(v, 2) for k, v in used.items()}
+        return used
+
+    def cores(self) -> dict[str, float]:
+        used = self.seconds()
+        return {k: round(v / self.wall, 2) for k, v in used.items()}
 
 
 def cpu_text(cpu: dict[str, float]) -> str:
@@ -411,6 +464,17 @@ class ProcessGroup:
         with contextlib.suppress(ProcessLookupError):  # whatever is left of the group
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+
+def web_server_pids(server: ProcessGroup) -> list[int]:
+    """The web server processes: the children of ``start`` that run
+    dashboard.project.webserver."""
+    pids = []
+    for pid in children(server.process.pid):
+        with contextlib.suppress(OSError):
+            if b"dashboard.project.webserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+    return pids
 
 
 def healthy(port: int) -> bool:
