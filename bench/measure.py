@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,6 @@ def process_cpu_seconds(pid: int) -> float:
     return 0.0
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far, together."""
-    return sum(process_cpu_seconds(pid) for pid in pids)
-
-
 def pids_named(name: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -96,32 +91,6 @@ def reset_peak_memory() -> None:
     """Start ``VmHWM`` again from the current RSS (Linux 4.0+), so that it gives the peak of
     what follows, not of everything the process did before."""
     Path("/proc/self/clear_refs").write_text("5")
-
-
-@contextlib.contextmanager
-def cprofiled(directory: Path | None, name: str, top: int = 15) -> Iterator[None]:
-    """cProfile what runs inside into ``directory/name.pstats`` and print the heaviest
-    functions by own time; nothing when ``directory`` is None."""
-    if directory is None:
-        yield
-        return
-    import cProfile
-    import pstats
-
-    profile = cProfile.Profile()
-    profile.enable()
-    try:
-        yield
-    finally:
-        profile.disable()
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"{name}.pstats"
-        profile.dump_stats(target)
-        print(f"   profile written to {target}; heaviest by own time:", file=sys.stderr)
-        stats = pstats.Stats(str(target), stream=sys.stderr)
-        stats.sort_stats("tottime").print_stats(top)
-        print("   heaviest by cumulative time:", file=sys.stderr)
-        stats.sort_stats("cumulative").print_stats(top)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -238,7 +238,8 @@ def markdown(runs: Sequence[BackendRun], plan: Plan) -> str:
         lines += ["Ingest, A/B rounds:", "", *ingest_table(run)]
     if plan.quick:
         lines += ["", "QUICK RUN: sizes 10x smaller; the targets are for the full size."]
-    lines += ["", "### Targets", "", "| target | " + " | ".join(r.backend.kind for r in runs)]
+    kinds = " | ".join(r.backend.kind for r in runs)
+    lines += ["", "### Targets", "", f"| target | {kinds} |"]
     lines += ["|---|" + "---|" * len(runs)]
     checks = [targets(r) for r in runs]
     for i, (label, _, _) in enumerate(checks[0]):

@@ -6,8 +6,10 @@ timed work runs in the role's own process, as the worker would run it; its peak 
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import json
+import pstats
 import random
 import sys
 import time
@@ -21,7 +23,6 @@ from typing import Any
 
 from measure import (
     NO_LIMIT,
-    cprofiled,
     django_setup,
     memory_mb,
     process_cpu_seconds,
@@ -57,6 +58,29 @@ class Timed:
     db_cpu_seconds: float = 0.0
     rss_before_mb: float = 0.0
     rss_peak_mb: float = 0.0
+
+
+@contextmanager
+def cprofiled(directory: Path | None, name: str, top: int = 15) -> Iterator[None]:
+    """cProfile what runs inside into ``directory/name.pstats`` and print the heaviest
+    functions by own time; nothing when ``directory`` is None."""
+    if directory is None:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{name}.pstats"
+        profile.dump_stats(target)
+        print(f"   profile written to {target}; heaviest by own time:", file=sys.stderr)
+        stats = pstats.Stats(str(target), stream=sys.stderr)
+        stats.sort_stats("tottime").print_stats(top)
+        print("   heaviest by cumulative time:", file=sys.stderr)
+        stats.sort_stats("cumulative").print_stats(top)
 
 
 def backend_pid() -> int:
