@@ -76,6 +76,23 @@ def machine_busy_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
+# Memory of this process, from /proc -----------------------------------------------------------
+
+
+def memory_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def reset_peak_memory() -> None:
+    """Start ``VmHWM`` again from the current RSS (Linux 4.0+), so that it gives the peak of
+    what follows, not of everything the process did before."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile: a value that was actually observed."""
     ordered = sorted(values)
@@ -102,15 +119,20 @@ class CpuMeter:
     def sample(pids: Callable[[], list[int]]) -> dict[int, float]:
         return {pid: process_cpu_seconds(pid) for pid in set(pids())}
 
-    def cores(self) -> dict[str, float]:
-        self.wall = wall = time.monotonic() - self.started
-        used = {"machine": (machine_busy_seconds() - self.machine) / wall}
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds used since the meter started: the machine's, each group's, "other"."""
+        self.wall = time.monotonic() - self.started
+        used = {"machine": machine_busy_seconds() - self.machine}
         for name, pids in self.groups.items():
             first = self.first[name]
-            used[name] = sum(v - first.get(pid, 0.0) for pid, v in self.sample(pids).items()) / wall
+            used[name] = sum(v - first.get(pid, 0.0) for pid, v in self.sample(pids).items())
         accounted = sum(v for k, v in used.items() if k != "machine")
         used["other"] = max(0.0, used["machine"] - accounted)
-        return {k: round(v, 2) for k, v in used.items()}
+        return used
+
+    def cores(self) -> dict[str, float]:
+        used = self.seconds()
+        return {k: round(v / self.wall, 2) for k, v in used.items()}
 
 
 def cpu_text(cpu: dict[str, float]) -> str:
@@ -411,6 +433,17 @@ class ProcessGroup:
         with contextlib.suppress(ProcessLookupError):  # whatever is left of the group
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+
+
+def web_server_pids(server: ProcessGroup) -> list[int]:
+    """The web server processes: the children of ``start`` that run
+    dashboard.project.webserver."""
+    pids = []
+    for pid in children(server.process.pid):
+        with contextlib.suppress(OSError):
+            if b"dashboard.project.webserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+    return pids
 
 
 def healthy(port: int) -> bool:

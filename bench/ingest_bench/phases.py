@@ -20,7 +20,6 @@ from measure import (
     CpuMeter,
     ProcessGroup,
     Profiler,
-    children,
     clean_env,
     cpu_text,
     free_port,
@@ -28,6 +27,7 @@ from measure import (
     percentile,
     start_server,
     wait_for_quiet,
+    web_server_pids,
 )
 
 from ingest_bench.backends import Backend, copied_rows, count_rows
@@ -97,15 +97,6 @@ class BackendRun:
     version: str
     phases: dict[str, PhaseResult]  # by messageId prefix
     ceilings: list[Ceiling]
-
-
-def web_server_pids(server: ProcessGroup) -> list[int]:
-    """The web server processes: the children of ``start`` that run dashboard.project.webserver."""
-    return [
-        pid
-        for pid in children(server.process.pid)
-        if b"dashboard.project.webserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
 
 
 def run_backend(backend: Backend, plan: Plan, profile_dir: Path | None) -> BackendRun:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from destinations.audiences.evaluate import Evaluator
 from destinations.audiences.sync import Change, sync_changes
+from destinations.identity.bulk_write import bulk_write
 from destinations.models import (
     Audience,
     AudienceChange,
@@ -150,9 +151,8 @@ def flip(
             updated.append(state)
         changes.append(Change(subject=subject, entered=member, version=state.version))
     AudienceState.objects.bulk_create(created, batch_size=CHUNK)
-    AudienceState.objects.bulk_update(
-        updated, ["member", "version", "changed_at"], batch_size=CHUNK
-    )
+    # Not bulk_update: its CASE per row and field cost about a millisecond a row in Python.
+    bulk_write(AudienceState, updated, ["member", "version", "changed_at"])
     return changes
 
 
