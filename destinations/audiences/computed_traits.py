@@ -28,6 +28,7 @@ from destinations.audiences.definition import InvalidDefinition, clean_leaf
 from destinations.audiences.evaluate import leaf_matches
 from destinations.audiences.sync import NAMESPACE, Entry, store_for_targets, user_identities
 from destinations.conditions import MISSING, lookup
+from destinations.identity.bulk_write import bulk_write
 from destinations.models import ComputedTrait, ComputedTraitTarget, ComputedTraitValue, Event
 from destinations.raw_reads import SQLITE_CHUNK
 
@@ -207,8 +208,9 @@ def write_values(
             state.value, state.version, state.changed_at = value, state.version + 1, now
             updated.append(state)
     ComputedTraitValue.objects.bulk_create(created, batch_size=CHUNK)
-    fields = ["value", "version", "changed_at"]
-    ComputedTraitValue.objects.bulk_update(updated, fields, batch_size=CHUNK)
+    # One UPDATE ... FROM (VALUES ...) per chunk: bulk_update's CASE per row and field costs
+    # about a millisecond a row in Python.
+    bulk_write(ComputedTraitValue, updated, ["value", "version", "changed_at"])
     return created + updated
 
 

@@ -26,6 +26,7 @@ from destinations.audiences.live import forget_live
 from destinations.audiences.order import AudienceCycle, check_no_cycle
 from destinations.audiences.sync import Change, sync_changes
 from destinations.audit import record
+from destinations.identity.bulk_write import bulk_write
 from destinations.kinds import kind_label
 from destinations.models import (
     Account,
@@ -226,7 +227,7 @@ def resend_members(audience: Audience, destination_ids: Collection[int]) -> None
             )
             for state in states:
                 state.version += 1
-            AudienceState.objects.bulk_update(states, ["version"])
+            bulk_write(AudienceState, states, ["version"])
             changes = [Change(getattr(s, column), True, s.version) for s in states]
             sync_changes(audience, changes, now, only_destinations=destination_ids)
 

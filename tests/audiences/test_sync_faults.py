@@ -95,3 +95,41 @@ def test_a_worker_killed_with_syncs_in_flight_delivers_each_change_answered_once
     assert answered == Counter(f"u-{n:04}" for n in range(300))  # each answered once
     assert in_flight and all(r.fault == "hang" for r in in_flight)
     assert len(requests) == len(users) + len(in_flight)  # repeats: only what was in flight
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_destination_added_later_is_told_every_current_member_once(
+    refiner_destination: Destination,
+) -> None:
+    from destinations.audiences.services import audience_update
+    from destinations.delivery.services import destination_create
+
+    trial_users(3)
+    audience = Audience.objects.create(
+        name="Trials", key="trials", definition=TRIALS, computed_at=timezone.now()
+    )
+    compute(audience)  # members known; no destination yet, so nothing stored
+    assert syncs(audience).count() == 0
+    audience_update(
+        audience, name="Trials", definition=TRIALS, destination_ids=[refiner_destination.pk]
+    )
+    assert syncs(audience).count() == 3
+    assert set(
+        Delivery.objects.filter(event__in=syncs(audience)).values_list("destination_id", flat=True)
+    ) == {refiner_destination.pk}
+    assert set(AudienceState.objects.values_list("version", flat=True)) == {2}
+    second = destination_create(
+        kind="refiner", name="Second", settings_values={"base_url": "http://127.0.0.1:9"},
+        secret_values={"api_key": "rk"},
+    )  # fmt: skip
+    audience_update(
+        audience,
+        name="Trials",
+        definition=TRIALS,
+        destination_ids=[refiner_destination.pk, second.pk],
+    )
+    # The second destination gets the members; the first is not told again.
+    by_destination = Counter(
+        Delivery.objects.filter(event__in=syncs(audience)).values_list("destination_id", flat=True)
+    )
+    assert by_destination == {refiner_destination.pk: 3, second.pk: 3}
