@@ -127,30 +127,8 @@ def volume_chart(buckets: Sequence[VolumeBucket]) -> BarChart:
                 title=f"{period}: {counts}",
             )
         )
-    y_ticks = value_ticks(top, plot_height)
-    x_ticks: list[Tick] = []
-    if buckets:
-        last = len(buckets) - 1
-        for index in sorted({0, len(buckets) // 2, last}):
-            label = time_label(buckets[index].start, with_day=spans_days)
-            if index == last and last:
-                x_ticks.append(Tick(PLOT_LEFT + plot_width, label, "end"))
-            elif index == 0:
-                x_ticks.append(Tick(PLOT_LEFT + slot * GAP / 2, label, "start"))
-            else:
-                x_ticks.append(Tick(PLOT_LEFT + index * slot + slot / 2, label))
-    return BarChart(
-        width=WIDTH,
-        height=HEIGHT,
-        plot_left=PLOT_LEFT,
-        plot_right=PLOT_LEFT + plot_width,
-        plot_top=PLOT_TOP,
-        baseline=PLOT_BOTTOM,
-        bars=bars,
-        y_ticks=y_ticks,
-        x_ticks=x_ticks,
-        empty=not any(b.total for b in buckets),
-    )
+    labels = [time_label(b.start, with_day=spans_days) for b in buckets]
+    return chart(bars, top, labels, empty=not any(b.total for b in buckets))
 
 
 def size_chart(days: Sequence[DaySize]) -> BarChart:
@@ -171,17 +149,25 @@ def size_chart(days: Sequence[DaySize]) -> BarChart:
         when = "now" if index == len(days) - 1 else f"end of {day_label(day.day)}"
         size = "not computed yet" if day.size is None else f"{day.size:,} members"
         bars.append(Bar(rects, Rect(x, PLOT_TOP, slot, plot_height, "hit"), f"{when}: {size}"))
+    labels = [day_label(d.day) for d in days]
+    return chart(bars, top, labels, empty=not any(d.size for d in days))
+
+
+def chart(bars: list[Bar], top: int, labels: Sequence[str], *, empty: bool) -> BarChart:
+    """The chart around ``bars`` (one slot each, labelled ``labels``): value ticks up to
+    ``top``, and the first, middle and last slots' labels on the x axis."""
+    plot_width = WIDTH - PLOT_LEFT - 8
+    slot = plot_width / max(1, len(labels))
     x_ticks: list[Tick] = []
-    if days:
-        last = len(days) - 1
-        for index in sorted({0, len(days) // 2, last}):
-            label = day_label(days[index].day)
+    if labels:
+        last = len(labels) - 1
+        for index in sorted({0, len(labels) // 2, last}):
             if index == last and last:
-                x_ticks.append(Tick(PLOT_LEFT + plot_width, label, "end"))
+                x_ticks.append(Tick(PLOT_LEFT + plot_width, labels[index], "end"))
             elif index == 0:
-                x_ticks.append(Tick(PLOT_LEFT + slot * GAP / 2, label, "start"))
+                x_ticks.append(Tick(PLOT_LEFT + slot * GAP / 2, labels[index], "start"))
             else:
-                x_ticks.append(Tick(PLOT_LEFT + index * slot + slot / 2, label))
+                x_ticks.append(Tick(PLOT_LEFT + index * slot + slot / 2, labels[index]))
     return BarChart(
         width=WIDTH,
         height=HEIGHT,
@@ -190,9 +176,9 @@ def size_chart(days: Sequence[DaySize]) -> BarChart:
         plot_top=PLOT_TOP,
         baseline=PLOT_BOTTOM,
         bars=bars,
-        y_ticks=value_ticks(top, plot_height),
+        y_ticks=value_ticks(top, PLOT_BOTTOM - PLOT_TOP),
         x_ticks=x_ticks,
-        empty=not any(d.size for d in days),
+        empty=empty,
     )
 
 

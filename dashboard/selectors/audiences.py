@@ -26,6 +26,7 @@ from destinations.models import (
     AudienceState,
     AudienceSubject,
     AudienceTarget,
+    ComputedTraitValue,
     Delivery,
     DeliveryStatus,
     Destination,
@@ -36,6 +37,7 @@ from destinations.models import (
     Profile,
 )
 from destinations.sources import INTERNAL_DEMO_SOURCE, INTERNAL_SOURCE
+from destinations.web.display_json import pretty_json
 from destinations.web.pagination import KeysetPage, keyset_page
 
 MEMBERS_PAGE_SIZE = 50
@@ -319,6 +321,27 @@ def profile_audiences(profile: Profile) -> list[AudienceState]:
         .select_related("audience")
         .order_by("audience__name", "audience_id")
     )
+
+
+@dataclass(frozen=True)
+class TraitValue:
+    name: str
+    key: str
+    shown: str  # the value as JSON, however odd it is
+    changed_at: datetime
+
+
+def profile_computed_traits(profile: Profile) -> list[TraitValue]:
+    """The user's computed traits with a value, as destinations were last told them."""
+    rows = (
+        ComputedTraitValue.objects.filter(profile=profile)
+        .select_related("trait")
+        .order_by("trait__name", "trait_id")
+    )
+    return [
+        TraitValue(r.trait.name, r.trait.key, pretty_json(r.value, indent=None), r.changed_at)
+        for r in rows
+    ]
 
 
 def account_audiences(account: Account) -> list[AudienceState]:

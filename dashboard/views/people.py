@@ -12,6 +12,7 @@ from dashboard.selectors.audiences import (
     account_audiences,
     label_audience_syncs,
     profile_audiences,
+    profile_computed_traits,
 )
 from dashboard.views.request_info import acting_user
 from destinations.people.delete import profile_delete
@@ -41,6 +42,7 @@ def user_show(request: HttpRequest, profile_id: int) -> HttpResponse:
         "events": label_audience_syncs(people.recent_events_for_profile(profile)),
         "conflicts": conflicts.profile_conflicts(profile),
         "audiences": profile_audiences(profile),
+        "computed_traits": profile_computed_traits(profile),
     }
     return render(request, "users/detail.html", context)
 

@@ -1,4 +1,5 @@
-"""Fixtures of the dashboard tests: two users to merge, and a day of deliveries to Refiner."""
+"""Fixtures of the dashboard tests: two users to merge, a day of deliveries to Refiner, and an
+operator signed in."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from destinations.models import Delivery, Destination, Profile, Source
 from tests.helpers.delivery_rows import make_event, seed_attempt, seed_delivery
@@ -81,3 +83,10 @@ def seeded(refiner_destination: Destination, source: Source) -> dict[str, Any]:
         "rejected": rejected,
         "gave_up": gave_up,
     }
+
+
+@pytest.fixture
+def operator(client: Client, make_member: Any) -> Client:
+    """A client signed in as an operator (edits audiences, rules, merges; not settings)."""
+    client.force_login(make_member(username="olga", role="operator"))
+    return client

@@ -17,12 +17,6 @@ pytestmark = pytest.mark.django_db
 TRIALS = {"match": "all", "conditions": [{**TRIAL, "path": "traits.plan"}]}
 
 
-@pytest.fixture
-def operator(client: Client, make_member: Any) -> Client:
-    client.force_login(make_member(username="olga", role="operator"))
-    return client
-
-
 def test_viewers_read_audiences_and_only_operators_change_them(
     client: Client, make_member: Any
 ) -> None:

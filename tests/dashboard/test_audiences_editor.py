@@ -68,12 +68,6 @@ def refiner(db: None, refiner_with_segments: FakeRefiner) -> Destination:
 
 
 @pytest.fixture
-def operator(client: Client, make_member: Any) -> Client:
-    client.force_login(make_member(username="olga", role="operator"))
-    return client
-
-
-@pytest.fixture
 def people(source: Source) -> dict[str, Any]:
     """Two trial users who exported twice this week, one who exported once, one on pro."""
     ada = make_user("u-ada", email="ada@example.com", traits={"plan": "trial"})

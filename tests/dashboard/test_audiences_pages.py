@@ -64,12 +64,6 @@ def refiner(db: None, stand_in: FakeRefiner) -> Destination:
 
 
 @pytest.fixture
-def operator(client: Client, make_member: Any) -> Client:
-    client.force_login(make_member(username="olga", role="operator"))
-    return client
-
-
-@pytest.fixture
 def exporters(operator: Client, source: Source, refiner: Destination) -> Audience:
     """Trial users who exported twice this week (Ada and Bob), built in the editor, computed."""
     for user_id, plan, exports in (("u-ada", "trial", 2), ("u-bob", "trial", 3),
