@@ -53,6 +53,10 @@ CORE_URL_ROLES: UrlRoles = {
     "audience-detail": (VIEWER, OPERATOR),
     "audience-edit": (OPERATOR, OPERATOR),
     "audience-delete": (OPERATOR, OPERATOR),
+    "computed-trait-list": (VIEWER, OPERATOR),
+    "computed-trait-new": (OPERATOR, OPERATOR),
+    "computed-trait-edit": (OPERATOR, OPERATOR),
+    "computed-trait-delete": (OPERATOR, OPERATOR),
     # Destinations: settings and keys are the admin's; retrying and resuming the operator's.
     "destination-list": (VIEWER, ADMIN),
     "destination-new": (ADMIN, ADMIN),

@@ -7,6 +7,7 @@ from django.urls import path
 from dashboard.views import (
     audiences,
     audit,
+    computed_traits,
     conflicts,
     debugger,
     deliveries,
@@ -37,6 +38,18 @@ urlpatterns = [
     path("accounts/", people.account_list, name="account-list"),
     path("accounts/<int:account_id>/", people.account_show, name="account-detail"),
     path("audiences/", audiences.audience_list, name="audience-list"),
+    path("computed-traits/", computed_traits.trait_list, name="computed-trait-list"),
+    path("computed-traits/new/", computed_traits.trait_new, name="computed-trait-new"),
+    path(
+        "computed-traits/<int:trait_id>/edit/",
+        computed_traits.trait_edit,
+        name="computed-trait-edit",
+    ),
+    path(
+        "computed-traits/<int:trait_id>/delete/",
+        computed_traits.trait_remove,
+        name="computed-trait-delete",
+    ),
     path("audiences/new/", audiences.audience_new, name="audience-new"),
     path("audiences/key/", audiences.audience_key, name="audience-key"),
     path("audiences/preview/", audiences.audience_preview, name="audience-preview"),
