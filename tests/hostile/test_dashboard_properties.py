@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from destinations import jobs
 from destinations.audiences.services import audience_create
+from destinations.audiences.trait_services import trait_create
 from destinations.connectors.refiner.receivers import receiver_create
 from destinations.delivery.services import destination_create
 from destinations.models import (
@@ -142,9 +143,22 @@ def poisoned(client: Client, source: Source, make_member: MakeMember) -> dict[st
     )  # fmt: skip
     jobs.run_job(job.pk)
     assert audience.states.filter(member=True, profile__user_id="poison").exists()
+    # A computed trait whose name and value are as hostile: the poisoned user's last "n".
+    trait, job = trait_create(
+        name="Poison trait \\ud800 <b>x</b> " + BIG,
+        definition={"kind": "last_value", "event": "Unmapped \\ud800", "property": "properties.n"},
+    )
+    jobs.run_job(job.pk)
+    assert trait.values.filter(profile__user_id="poison").exists()
     staff = make_member(username="staff", role="admin")
     client.force_login(staff)
-    return {"kana": kana, "receiver": receiver, "source": source, "audience": audience}
+    return {
+        "kana": kana,
+        "receiver": receiver,
+        "source": source,
+        "audience": audience,
+        "trait": trait,
+    }
 
 
 def pages_showing_stored_data(world: dict[str, Any]) -> list[str]:
@@ -176,6 +190,8 @@ def pages_showing_stored_data(world: dict[str, Any]) -> list[str]:
         f"/audiences/{world['audience'].pk}/",
         f"/audiences/{world['audience'].pk}/edit/",
         f"/audiences/{world['audience'].pk}/delete/",
+        "/computed-traits/",
+        f"/computed-traits/{world['trait'].pk}/edit/",
     ]
     pages += [f"/events/{pk}/" for pk in Event.objects.values_list("pk", flat=True)]
     return pages
@@ -288,3 +304,21 @@ def test_any_query_string_on_any_page_gets_a_page_or_a_400(
         record(response, "dashboard")
         allowed = (200, 302, 400, 404, 405)  # 405: a page that only takes POST
         assert response.status_code in allowed, (page, params, response.status_code)
+
+
+TRAIT_FIELDS = ["name", "kind", "event", "property", "within_days", "destinations",
+                "where_path_1", "where_op_1", "where_value_1"]  # fmt: skip
+
+
+@given(form=st.dictionaries(st.sampled_from(TRAIT_FIELDS), gen.query_values, max_size=9))
+@example(form={"name": "n", "kind": "count", "event": "e", "within_days": "9" * 30})
+@example(form={"name": "n", "kind": "count", "event": "e", "destinations": "999999999999"})
+@example(form={"name": "n", "kind": "count", "event": "e", "where_op_1": "gt",
+               "where_path_1": "properties.n", "where_value_1": "1e999"})  # fmt: skip
+def test_any_computed_trait_form_gets_a_form_error_or_is_saved(
+    client: Client, make_member: MakeMember, form: dict[str, str]
+) -> None:
+    client.force_login(make_member(username=gen.unique_id("op"), role="operator"))
+    response = client.post("/computed-traits/new/", form)
+    record(response, "dashboard")
+    assert response.status_code in (200, 302, 400), (form, response.status_code)
