@@ -18,9 +18,21 @@ RUN_JOB = "destinations.run_job"
 DELETE_REFINER_CONTACTS = "destinations.delete_refiner_contacts"
 REEVALUATE_AUDIENCES = "destinations.reevaluate_audiences"
 AUDIENCE_WINDOWS = "destinations.audience_windows"
+# A replay's job runs on the replay queue (settings.CELERY_TASK_ROUTES), apart from live work.
+RUN_REPLAY = "destinations.run_replay"
 TASK_NAMES = frozenset(
-    {DELIVER, SWEEP, RUN_JOB, DELETE_REFINER_CONTACTS, REEVALUATE_AUDIENCES, AUDIENCE_WINDOWS}
+    {
+        DELIVER,
+        SWEEP,
+        RUN_JOB,
+        RUN_REPLAY,
+        DELETE_REFINER_CONTACTS,
+        REEVALUATE_AUDIENCES,
+        AUDIENCE_WINDOWS,
+    }
 )
+# Job kinds whose job is not run by RUN_JOB.
+JOB_TASKS = {"replay": RUN_REPLAY}
 
 
 def send(name: str, *args: Any) -> None:
@@ -44,8 +56,13 @@ def reevaluate_audiences(profile_ids: Sequence[int]) -> None:
     send(REEVALUATE_AUDIENCES, list(profile_ids))
 
 
-def run_job_on_commit(job_id: int) -> None:
-    send_on_commit(RUN_JOB, job_id)
+def run_job_on_commit(job_id: int, kind: str = "") -> None:
+    send_on_commit(job_task(kind), job_id)
+
+
+def job_task(kind: str) -> str:
+    """The task that runs a job of ``kind``."""
+    return JOB_TASKS.get(kind, RUN_JOB)
 
 
 def delete_refiner_contacts_on_commit(

@@ -26,11 +26,14 @@ def run_job(job_id: int) -> None:
         runner(job.kind)(job)
     except Exception as exc:
         logger.exception("job %s failed", job_id)
-        Job.objects.filter(pk=job_id).update(
+        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
             status=JobStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
         )
         return
-    Job.objects.filter(pk=job_id).update(status=JobStatus.DONE, finished_at=timezone.now())
+    # Only a job still running is done: a replay paused or cancelled while it ran stays so.
+    Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+        status=JobStatus.DONE, finished_at=timezone.now()
+    )
 
 
 # Each kind of job and the function that runs it, named so this module imports none of them:
@@ -42,6 +45,7 @@ RUNNERS: dict[str, str] = {
     JobKind.BULK_MERGE: "destinations.people.jobs.run_bulk_merge",
     JobKind.AUDIENCE: "destinations.audiences.jobs.run_computation",
     JobKind.COMPUTED_TRAIT: "destinations.audiences.jobs.run_trait_computation",
+    JobKind.REPLAY: "destinations.replay.runner.run_replay",
 }
 
 

@@ -24,6 +24,11 @@ def run_job_task(job_id: int) -> None:
     jobs.run_job(job_id)
 
 
+@shared_task(name="destinations.run_replay", ignore_result=True)
+def run_replay_task(job_id: int) -> None:
+    jobs.run_job(job_id)
+
+
 @shared_task(name="destinations.delete_refiner_contacts", ignore_result=True)
 def delete_refiner_contacts_task(entry_id: int, people: list[dict[str, str | None]]) -> None:
     from destinations.connectors.refiner.contacts import delete_contacts

@@ -279,3 +279,12 @@ LOGGING = {
         "waitress.queue": {"level": "ERROR"},
     },
 }
+
+# Replays (destinations/replay): their own queue, served by their own worker process, so live
+# delivery never waits behind one; each takes at most REPLAY_RATE_SHARE of the destination's rate
+# limit. A replay walks history in REPLAY_LANES lanes (by user) of REPLAY_PAGE events at a time.
+REPLAY_QUEUE = env_str("SWITCHBOARD_REPLAY_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}.replay")
+CELERY_TASK_ROUTES = {"destinations.run_replay": {"queue": REPLAY_QUEUE}}
+REPLAY_LANES = env_int("REPLAY_LANES", 4)
+REPLAY_PAGE = env_int("REPLAY_PAGE", 500)
+REPLAY_RATE_SHARE = env_float("REPLAY_RATE_SHARE", 0.5)

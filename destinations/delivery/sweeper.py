@@ -123,7 +123,8 @@ def forget_old_uploads() -> int:
 def recover_jobs() -> int:
     """Jobs whose wake-up was lost, or whose worker died midway, are queued again. Every job
     kind resumes safely: retry-all and reprocessing continue from their cursor, an import
-    re-applied changes nothing already imported, bulk merge continues with the groups left."""
+    re-applied changes nothing already imported, bulk merge continues with the groups left, a
+    replay's lanes continue from their checkpoints."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
     dead = list(
@@ -139,15 +140,15 @@ def recover_jobs() -> int:
             | Q(heartbeat_at__isnull=True, created_at__lt=stale)
             | Q(heartbeat_at__lt=stale)
         )
-        .values_list("pk", flat=True)[:100]
+        .values_list("pk", "kind")[:100]
     )
     if not waiting:
         return 0
     # The heartbeat of a queued job marks its last wake-up, so it is not sent on every sweep.
-    Job.objects.filter(pk__in=waiting).update(heartbeat_at=now)
-    for pk in waiting:
+    Job.objects.filter(pk__in=[pk for pk, _ in waiting]).update(heartbeat_at=now)
+    for pk, kind in waiting:
         try:
-            dispatch.send(dispatch.RUN_JOB, pk)
+            dispatch.send(dispatch.job_task(kind), pk)
         except Exception:
             logger.warning("could not enqueue job %s; the next sweep will", pk, exc_info=True)
     return len(waiting)

@@ -36,6 +36,7 @@ from destinations.models.people import (
     Suppression,
     SuppressionKind,
 )
+from destinations.models.replay import Replay, ReplayLane
 from destinations.models.webhooks import CallOutcome, RefinerCall, RefinerReceiver, RefinerTrigger
 
 __all__ = [
@@ -74,6 +75,8 @@ __all__ = [
     "RefinerCall",
     "RefinerReceiver",
     "RefinerTrigger",
+    "Replay",
+    "ReplayLane",
     "Source",
     "Suppression",
     "SuppressionKind",

@@ -21,6 +21,7 @@ class AuditAction(models.TextChoices):
     RULE_CHANGED = "rule_changed", "Changed a mapping rule or filter"
     MEMBER_CHANGED = "member_changed", "Changed a member or role"
     AUDIENCE_CHANGED = "audience_changed", "Changed an audience"
+    REPLAY = "replay", "Replayed history"
 
 
 class AuditEntry(models.Model):

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from destinations.crypto import decrypt_secrets, encrypt_secrets
@@ -108,14 +109,34 @@ class Delivery(models.Model):
         blank=True,
         related_name="deliveries",
     )
+    # Made by a replay (None: live traffic). Its own partial index: live rows have none.
+    replay = models.ForeignKey(
+        "destinations.Replay",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="deliveries",
+    )
 
     class Meta:
         constraints = [
+            # One live delivery per event and destination, and one per replay: a replay may
+            # send an event again, but never twice. Led by event_id, it also serves the event
+            # page's lookups.
             models.UniqueConstraint(
-                fields=["event", "destination"], name="delivery_event_destination_uniq"
+                models.F("event"),
+                models.F("destination"),
+                Coalesce(models.F("replay"), models.Value(0)),
+                name="delivery_event_destination_replay_uniq",
             )
         ]
         indexes = [
+            models.Index(
+                fields=["replay", "id"],
+                condition=models.Q(replay__isnull=False),
+                name="delivery_replay_idx",
+            ),
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
             models.Index(fields=["destination", "status", "id"], name="delivery_destination_idx"),
             # Status included (PostgreSQL): the Overview's counts per destination, slot and
@@ -173,6 +194,7 @@ class JobKind(models.TextChoices):
     BULK_MERGE = "bulk_merge", "Merge duplicate-email groups"
     AUDIENCE = "audience", "Compute an audience"
     COMPUTED_TRAIT = "computed_trait", "Compute a computed trait"
+    REPLAY = "replay", "Replay history"
 
 
 class JobStatus(models.TextChoices):
@@ -180,6 +202,9 @@ class JobStatus(models.TextChoices):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    # A replay's: stopped by an operator (or a paused destination) and resumable; or ended early.
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
 
 
 class Job(models.Model):

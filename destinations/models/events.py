@@ -105,6 +105,8 @@ class Event(models.Model):
             models.Index(fields=["event", "id"], name="event_name_idx"),
             models.Index(fields=["profile", "id"], name="event_profile_idx"),
             models.Index(fields=["received_at"], name="event_received_at_idx"),
+            # Replays walk history in event-time order, from a checkpoint.
+            models.Index(fields=["timestamp", "id"], name="event_timestamp_idx"),
             # The live debugger: a source's newest events, even a small source among big ones.
             models.Index(fields=["source", "id"], name="event_source_id_idx"),
             models.Index(

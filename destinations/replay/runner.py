@@ -1,0 +1,262 @@
+"""Run a replay: lanes side by side in one worker task, each planning a page of events, then
+sending it through the delivery engine before the next.
+
+Never twice: a page's delivery rows and the lane's new checkpoint commit in one transaction;
+the rows are unique per (event, destination, replay), so a page planned again after a crash
+adds nothing; and the engine sends a row only if it can claim it (pending -> sending). A worker
+killed mid-replay leaves the job's heartbeat to go stale; the sweeper queues the job again and
+each lane first sends what its last page still has waiting, then carries on from its
+checkpoint.
+
+Live traffic first: the task runs on the replay queue (its own worker process); each page is
+taken from a budget of ``REPLAY_RATE_SHARE`` of the destination's rate limit, and its requests
+also count against the limit itself, as live ones do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from destinations.delivery import engine, ratelimit
+from destinations.delivery.routing import Route, route_of
+from destinations.kinds import connector_for
+from destinations.models import (
+    WAITING,
+    Delivery,
+    DeliveryStatus,
+    Destination,
+    Job,
+    JobStatus,
+    Replay,
+    ReplayLane,
+)
+from destinations.replay import counters
+from destinations.replay.planning import plan_page
+from destinations.replay.selection import lane_page
+
+logger = logging.getLogger(__name__)
+
+BEAT_SECONDS = 1.0
+# A lane reads the destination's filters and mapping rules again this often.
+ROUTE_SECONDS = 10.0
+CANCELLED = "the replay was cancelled"
+
+
+def run_replay(job: Job) -> None:
+    """The job's runner (``destinations.jobs.RUNNERS``)."""
+    replay = Replay.objects.select_related("destination", "job").get(job=job)
+    Conductor(replay).run()
+
+
+class Conductor:
+    """Starts a thread per unfinished lane, then keeps the job's heartbeat and counters and
+    watches for pause, cancel, or a destination that stopped taking deliveries."""
+
+    def __init__(self, replay: Replay) -> None:
+        self.replay = replay
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        lanes = list(self.replay.lane_rows.filter(finished=False).order_by("number"))
+        threads = [
+            threading.Thread(target=self.lane_main, args=(lane,), name=f"replay-lane-{lane.number}")
+            for lane in lanes
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while any(thread.is_alive() for thread in threads):
+                for thread in threads:
+                    thread.join(BEAT_SECONDS / len(threads))
+                self.beat()
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+        if self.errors:
+            raise self.errors[0]
+        self.finish()
+
+    def lane_main(self, lane: ReplayLane) -> None:
+        try:
+            Lane(self.replay, lane, self.stop).run()
+        except BaseException as exc:
+            logger.exception("replay %s lane %s failed", self.replay.pk, lane.number)
+            self.errors.append(exc)
+            self.stop.set()
+        finally:
+            connection.close()
+
+    def beat(self) -> None:
+        """Heartbeat and counters; stop the lanes if the job is no longer running."""
+        job = self.replay.job
+        status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+        destination = Destination.objects.filter(pk=self.replay.destination_id).first()
+        if destination is None or status != JobStatus.RUNNING:
+            self.stop.set()
+        elif not destination.is_active:
+            why = destination.paused_reason or "the destination is turned off"
+            pause(job, f"Paused because the destination is not taking deliveries: {why}")
+            self.stop.set()
+        self.write_counters()
+
+    def write_counters(self, **extra: Any) -> None:
+        lanes = list(self.replay.lane_rows.values_list("counters", flat=True))
+        summed = {**counters.total(lanes), **extra}
+        Job.objects.filter(pk=self.replay.job_id).update(
+            counters=summed, done=summed["scanned"], heartbeat_at=timezone.now()
+        )
+
+    def finish(self) -> None:
+        status = Job.objects.filter(pk=self.replay.job_id).values_list("status", flat=True)[0]
+        extra: dict[str, Any] = {}
+        if status == JobStatus.CANCELLED:
+            extra["cancelled"] = cancel_waiting(self.replay)
+        if status in (JobStatus.RUNNING, JobStatus.CANCELLED):
+            extra["outcome"] = outcome(self.replay)
+        self.write_counters(**extra)
+
+
+def outcome(replay: Replay) -> dict[str, int]:
+    """Every row of the replay as it stands now (retries still waiting counted so)."""
+    by_status = dict(
+        Delivery.objects.filter(replay=replay)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    return {
+        "delivered": by_status.get(DeliveryStatus.DELIVERED, 0),
+        "failed": by_status.get(DeliveryStatus.FAILED, 0),
+        "waiting": sum(by_status.get(s, 0) for s in (*WAITING, DeliveryStatus.SENDING)),
+    }
+
+
+class Lane:
+    """One lane's loop: send what the last page left waiting, then plan the next page."""
+
+    def __init__(self, replay: Replay, lane: ReplayLane, stop: threading.Event) -> None:
+        self.replay = replay
+        self.lane = lane
+        self.stop = stop
+        self.destination = replay.destination
+        self.connector = connector_for(self.destination.kind)
+        self.route: Route | None = None
+        self.route_read = 0.0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.lane.pending_ids:
+                wait_until = self.send()
+                if wait_until is not None:
+                    self.pause_until(wait_until)
+                    continue
+            granted = self.budget(settings.REPLAY_PAGE)
+            if granted == 0:
+                self.pause_until(ratelimit.window_end())
+                continue
+            if not self.plan(granted):
+                self.lane.finished = True
+                self.lane.save(update_fields=["finished"])
+                return
+
+    def current_route(self) -> Route:
+        if self.route is None or time.monotonic() - self.route_read > ROUTE_SECONDS:
+            self.destination.refresh_from_db()
+            self.route = route_of(self.destination)
+            self.route_read = time.monotonic()
+        return self.route
+
+    def budget(self, wanted: int) -> int:
+        """How many events this page may take of the replay's share of the rate limit."""
+        limit = self.destination.rate_limit_per_minute or self.connector.requests_per_minute
+        if limit <= 0:
+            return wanted
+        share = max(1, int(limit * settings.REPLAY_RATE_SHARE))
+        key = f"{self.destination.pk}:replay"
+        return ratelimit.take_all({key: (wanted, share)})[key]
+
+    def plan(self, limit: int) -> bool:
+        """Plan the next page; False when the lane has no events left."""
+        events = lane_page(self.replay, self.lane, limit)
+        if not events:
+            return False
+        route = self.current_route()
+        page = plan_page(
+            [(pk, payload) for pk, _, payload in events], route, self.replay.pk, timezone.now()
+        )
+        event_ids = [pk for pk, _, _ in events]
+        lane = self.lane
+        with transaction.atomic():
+            Delivery.objects.bulk_create(page.rows, batch_size=500, ignore_conflicts=True)
+            # Rows of these events that are this replay's and still waiting: the new ones, and
+            # any a crashed run had made for the same events.
+            lane.pending_ids = list(
+                Delivery.objects.filter(
+                    replay=self.replay, event_id__in=event_ids, status__in=WAITING
+                )
+                .order_by("id")
+                .values_list("id", flat=True)
+            )
+            lane.after_id, lane.after_timestamp = events[-1][0], events[-1][1]
+            counters.add(lane.counters, scanned=len(events), planned=len(page.rows))
+            counters.add_skipped(lane.counters, page.skipped)
+            lane.save(update_fields=["pending_ids", "after_id", "after_timestamp", "counters"])
+        return True
+
+    def send(self) -> float | None:
+        """Send the lane's waiting rows, in id (event-time) order; returns when to look again
+        if some were held back (rate limit, paused destination), else None."""
+        lane = self.lane
+        engine.deliver(lane.pending_ids)
+        states = list(
+            Delivery.objects.filter(pk__in=lane.pending_ids).values_list(
+                "pk", "status", "next_attempt_at"
+            )
+        )
+        held = [(pk, due) for pk, status, due in states if status == DeliveryStatus.PENDING]
+        done = {status: 0 for status in ("delivered", "failed", "retrying")}
+        for _, status, _ in states:
+            if status in done:
+                done[status] += 1
+        counters.add(lane.counters, **done)
+        # Retrying rows wait out their backoff like any delivery: the sweeper sends them.
+        lane.pending_ids = [pk for pk, _ in held]
+        lane.save(update_fields=["pending_ids", "counters"])
+        if not held:
+            return None
+        return min(due for _, due in held).timestamp()
+
+    def pause_until(self, epoch_seconds: float) -> None:
+        """Wait (waking at once if the replay stops), at most a few seconds at a time so the
+        loop looks at the clock and the stop flag again."""
+        delay = min(max(0.05, epoch_seconds - time.time()), 5.0)
+        self.stop.wait(delay)
+
+
+def pause(job: Job, reason: str = "") -> bool:
+    return bool(
+        Job.objects.filter(pk=job.pk, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)).update(
+            status=JobStatus.PAUSED, error=reason[:2000]
+        )
+    )
+
+
+def cancel_waiting(replay: Replay) -> int:
+    """Rows of a cancelled replay not yet sent are skipped, never sent."""
+    now = datetime.now(UTC)
+    cancelled = Delivery.objects.filter(replay=replay, status__in=WAITING).update(
+        status=DeliveryStatus.SKIPPED, reason=CANCELLED, finished_at=now, last_error=""
+    )
+    ReplayLane.objects.filter(replay=replay).update(pending_ids=[])
+    return cancelled
