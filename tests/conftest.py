@@ -22,6 +22,8 @@ from segment.analytics.client import Client as SegmentClient
 
 from dashboard.members import set_role_groups
 from dashboard.project.celery import app
+from dashboard.project.queues import replay_queue
+from destinations import dispatch
 from destinations.counters import clear_counters
 from destinations.delivery.routing import forget_cached_destinations
 from destinations.delivery.services import destination_create
@@ -64,6 +66,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 @pytest.fixture(scope="session", autouse=True)
 def _own_task_queue() -> None:
     app.conf.task_default_queue = TEST_QUEUE
+    app.conf.task_routes = {dispatch.RUN_REPLAY: {"queue": replay_queue(TEST_QUEUE)}}
 
 
 @pytest.fixture(scope="session")

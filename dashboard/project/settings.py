@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from dashboard.project.queues import replay_queue
 from dashboard.project.env import env_bool, env_float, env_int, env_list, env_str, kept_secret
 from destinations.kinds import KINDS
 
@@ -283,7 +284,7 @@ LOGGING = {
 # Replays (destinations/replay): their own queue, served by their own worker process, so live
 # delivery never waits behind one; each takes at most REPLAY_RATE_SHARE of the destination's rate
 # limit. A replay walks history in REPLAY_LANES lanes (by user) of REPLAY_PAGE events at a time.
-REPLAY_QUEUE = env_str("SWITCHBOARD_REPLAY_QUEUE", f"{CELERY_TASK_DEFAULT_QUEUE}.replay")
+REPLAY_QUEUE = replay_queue(CELERY_TASK_DEFAULT_QUEUE)
 CELERY_TASK_ROUTES = {"destinations.run_replay": {"queue": REPLAY_QUEUE}}
 REPLAY_LANES = env_int("REPLAY_LANES", 4)
 REPLAY_PAGE = env_int("REPLAY_PAGE", 500)

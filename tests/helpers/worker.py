@@ -20,6 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from dashboard.project.queues import replay_queue
+
 ROOT = Path(__file__).resolve().parents[2]
 # This test session's own queue: a worker left over from another run on the same broker (a
 # shared Redis) cannot take its tasks, nor can its workers take another run's.
@@ -90,6 +92,9 @@ class Worker:
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
+            # Live work and replays: production runs them in separate worker processes.
+            "--queues",
+            f"{TEST_QUEUE},{replay_queue(TEST_QUEUE)}",
         ]
         # Its own process group: the beat scheduler runs in a child process, which kill() must
         # take down too (a parent-death signal does not pass on to grandchildren).

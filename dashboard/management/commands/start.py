@@ -30,6 +30,34 @@ def wait_for_port(port: int, timeout: float = 60.0) -> None:
     raise CommandError(f"the demo stand-in on port {port} did not start")
 
 
+# Replays (of different destinations) the replay worker runs at once; each sends in parallel.
+REPLAYS_AT_ONCE = 2
+REPLAY_NICENESS = 10
+
+
+def celery_worker(queue: str, threads: int, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "--quiet",  # no banner: the start command prints what matters
+        "-A",
+        "dashboard.project",
+        "worker",
+        "--queues",
+        queue,
+        *extra,
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(threads),
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
 class Child:
     """A process the start command runs and stops with it."""
 
@@ -38,7 +66,9 @@ class Child:
         self.process = process
 
     @classmethod
-    def run(cls, name: str, argv: list[str]) -> Child:
+    def run(cls, name: str, argv: list[str], *, niceness: int = 0) -> Child:
+        if niceness:
+            return cls(name, subprocess.Popen(argv, preexec_fn=lambda: os.nice(niceness)))
         return cls(name, subprocess.Popen(argv))
 
 
@@ -89,6 +119,7 @@ class Command(BaseCommand):
         try:
             if not options["no_worker"]:
                 children.append(self.delivery_worker(options["delivery_threads"]))
+                children.append(self.replay_worker())
             if options["demo"]:
                 children.append(self.demo(port))
         except BaseException:
@@ -142,26 +173,22 @@ class Command(BaseCommand):
         ``celery -A dashboard.project beat``; the sweeper may run more than once at a time."""
         return Child.run(
             "delivery worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "--quiet",  # no banner: the start command prints what matters
-                "-A",
-                "dashboard.project",
-                "worker",
+            celery_worker(
+                settings.CELERY_TASK_DEFAULT_QUEUE,
+                threads,
                 "--beat",
                 "--schedule",
                 str(settings.DATA_DIR / "celerybeat-schedule"),
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(threads),
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            ),
+        )
+
+    def replay_worker(self) -> Child:
+        """Replays run in a process of their own, on their own queue, at a lower CPU priority:
+        live delivery never waits behind a replay's task, and gets the CPU first."""
+        return Child.run(
+            "replay worker",
+            celery_worker(settings.REPLAY_QUEUE, REPLAYS_AT_ONCE, "--hostname", "replay@%h"),
+            niceness=REPLAY_NICENESS,
         )
 
     def demo(self, port: int) -> Child:
