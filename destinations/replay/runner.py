@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, F
 from django.utils import timezone
 
 from destinations.delivery import engine, ratelimit
@@ -155,12 +155,17 @@ class Lane:
         self.route_read = 0.0
 
     def run(self) -> None:
-        while not self.stop.is_set():
+        while True:
+            # A page planned is sent before the stop flag is looked at: a paused replay leaves
+            # no planned rows for the sweeper to send behind its back.
             if self.lane.pending_ids:
                 wait_until = self.send()
-                if wait_until is not None:
+                if wait_until is not None and not self.stop.is_set():
                     self.pause_until(wait_until)
                     continue
+            if self.stop.is_set():
+                self.hold()
+                return
             granted = self.budget(settings.REPLAY_PAGE)
             if granted == 0:
                 self.pause_until(ratelimit.window_end())
@@ -169,6 +174,14 @@ class Lane:
                 self.lane.finished = True
                 self.lane.save(update_fields=["finished"])
                 return
+
+    def hold(self) -> None:
+        """Rows held back (rate limit) when the replay stops wait for it to resume, not for
+        the sweeper: the resumed lane sends them first."""
+        if self.lane.pending_ids:
+            Delivery.objects.filter(
+                pk__in=self.lane.pending_ids, status=DeliveryStatus.PENDING
+            ).update(next_attempt_at=F("retry_until"))
 
     def current_route(self) -> Route:
         if self.route is None or time.monotonic() - self.route_read > ROUTE_SECONDS:
