@@ -12,6 +12,8 @@ from destinations.models import EventType, Replay
 # Call types a replay may send; alias is never sent to a destination.
 REPLAYABLE_TYPES = tuple(t.value for t in EventType if t != EventType.ALIAS)
 MAX_NAMES = 50
+MAX_NAME_CHARS = 255  # as the event table's name columns
+MAX_ID = 2**63
 
 
 class InvalidDefinition(ValueError):
@@ -36,6 +38,11 @@ class ReplayDefinition:
             raise InvalidDefinition(f"Unknown call type: {', '.join(unknown)}.")
         if len(self.names) > MAX_NAMES:
             raise InvalidDefinition(f"At most {MAX_NAMES} event names.")
+        for name in self.names:
+            check_name(name)
+        for source_id in self.source_ids:
+            if not 0 < source_id < MAX_ID:
+                raise InvalidDefinition(f"No source has the id {source_id}.")
 
     def as_params(self) -> dict[str, Any]:
         """For the job's params: what the replay was asked to send, as the audit log shows it."""
@@ -58,3 +65,19 @@ class ReplayDefinition:
             names=tuple(str(n) for n in replay.names),
             include_received=replay.include_received,
         )
+
+
+def check_name(name: str) -> None:
+    """An event name is matched against stored names: one no stored event can have (too long,
+    a NUL, text that is not Unicode) is refused with the reason rather than by the database."""
+    shown = name[:40].encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidDefinition(
+            f"Event name {shown!r}… is longer than {MAX_NAME_CHARS} characters."
+        )
+    if "\x00" in name:
+        raise InvalidDefinition(f"Event name {shown!r} contains a NUL character.")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidDefinition(f"Event name {shown!r} is not valid Unicode text.") from None
