@@ -13,8 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from dashboard.project.queues import replay_queue
 from dashboard.project.env import env_bool, env_float, env_int, env_list, env_str, kept_secret
+from dashboard.project.queues import replay_queue
 from destinations.kinds import KINDS
 
 BASE_DIR = Path(__file__).resolve().parents[2]
