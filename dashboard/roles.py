@@ -2,7 +2,7 @@
 
 - viewer: reads every page;
 - operator: also merges, deletes and imports users, edits mapping rules and filters, retries
-  deliveries, resumes destinations, builds and deletes audiences;
+  deliveries, resumes destinations, replays history to them, builds and deletes audiences;
 - admin: also manages API keys, sources, destinations, webhooks and members.
 
 A user's role is the Django group of that name (superusers are admins; an active user in no
@@ -71,6 +71,13 @@ CORE_URL_ROLES: UrlRoles = {
     "destination-resume": (OPERATOR, OPERATOR),
     "destination-retry-failed": (OPERATOR, OPERATOR),
     "delivery-retry": (OPERATOR, OPERATOR),
+    # Replays: everyone sees them on the destination's page; previewing, starting, pausing,
+    # resuming and cancelling one is the operator's, as retrying is.
+    "destination-replay": (OPERATOR, OPERATOR),
+    "destination-replay-preview": (OPERATOR, OPERATOR),
+    "replay-pause": (OPERATOR, OPERATOR),
+    "replay-resume": (OPERATOR, OPERATOR),
+    "replay-cancel": (OPERATOR, OPERATOR),
     "job-detail": (VIEWER, OPERATOR),
     # Destination filters and the condition editor (also used by Kana rules): the operator's.
     "condition-row": (OPERATOR, OPERATOR),

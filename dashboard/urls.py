@@ -19,6 +19,7 @@ from dashboard.views import (
     merge,
     overview,
     people,
+    replays,
     sources,
 )
 from dashboard.views import filters as event_filters
@@ -101,6 +102,19 @@ urlpatterns = [
         deliveries.destination_retry_failed,
         name="destination-retry-failed",
     ),
+    path(
+        "destinations/<int:destination_id>/replay/",
+        replays.destination_replay,
+        name="destination-replay",
+    ),
+    path(
+        "destinations/<int:destination_id>/replay/preview/",
+        replays.destination_replay_preview,
+        name="destination-replay-preview",
+    ),
+    path("replays/<int:replay_id>/pause/", replays.replay_pause, name="replay-pause"),
+    path("replays/<int:replay_id>/resume/", replays.replay_resume, name="replay-resume"),
+    path("replays/<int:replay_id>/cancel/", replays.replay_cancel, name="replay-cancel"),
     path("deliveries/<int:delivery_id>/retry/", deliveries.delivery_retry, name="delivery-retry"),
     path("jobs/<int:job_id>/", deliveries.job_progress, name="job-detail"),
     path("conditions/row/", event_filters.condition_row, name="condition-row"),

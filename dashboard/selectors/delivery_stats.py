@@ -3,6 +3,7 @@
 Every number, the chart's included, is for deliveries *created* in the chosen window, from
 ``now - span`` to ``now`` (created_at is indexed together with the destination), so each read
 is a range scan of one destination's recent rows, and the chart's bars add up to the tiles.
+The traffic filter narrows them all to live deliveries or to those replays made.
 """
 
 from __future__ import annotations
@@ -53,6 +54,27 @@ WINDOWS = {
     )
 }
 DEFAULT_WINDOW = "24h"
+
+
+@dataclass(frozen=True)
+class Traffic:
+    key: str
+    label: str
+
+
+TRAFFIC = {
+    t.key: t
+    for t in (
+        Traffic("all", "All"),
+        Traffic("live", "Live"),
+        Traffic("replay", "Replays"),
+    )
+}
+DEFAULT_TRAFFIC = "all"
+
+
+def delivery_traffic(key: str | None) -> Traffic:
+    return TRAFFIC.get(key or "", TRAFFIC[DEFAULT_TRAFFIC])
 
 
 def delivery_window(key: str | None) -> DeliveryWindow:
@@ -108,6 +130,7 @@ class ErrorGroup:
 @dataclass(frozen=True)
 class DeliveryReport:
     window: DeliveryWindow
+    traffic: Traffic
     since: datetime
     counts: DeliveryCounts
     latency: Latency
@@ -116,27 +139,38 @@ class DeliveryReport:
 
 
 def delivery_report(
-    destination: Destination, *, window: DeliveryWindow, now: datetime | None = None
+    destination: Destination,
+    *,
+    window: DeliveryWindow,
+    traffic: Traffic | None = None,
+    now: datetime | None = None,
 ) -> DeliveryReport:
     now = now or timezone.now()
+    traffic = traffic or TRAFFIC[DEFAULT_TRAFFIC]
     since = now - window.span
-    in_window = created_between(destination, since, now)
+    in_window = created_between(destination, since, now, traffic)
     return DeliveryReport(
         window=window,
+        traffic=traffic,
         since=since,
         counts=delivery_counts(in_window),
         latency=delivery_latency(in_window),
-        buckets=volume_buckets(destination, window=window, now=now),
+        buckets=volume_buckets(destination, window=window, now=now, traffic=traffic),
         error_groups=error_groups(in_window),
     )
 
 
-def created_between(destination: Destination, since: datetime, now: datetime) -> QuerySet[Delivery]:
-    """The window's deliveries. Bounded at ``now`` too, so a delivery created while the page is
-    read is in every number or in none."""
-    return Delivery.objects.filter(
+def created_between(
+    destination: Destination, since: datetime, now: datetime, traffic: Traffic | None = None
+) -> QuerySet[Delivery]:
+    """The window's deliveries (live ones, or a replay's, if asked). Bounded at ``now`` too,
+    so a delivery created while the page is read is in every number or in none."""
+    rows = Delivery.objects.filter(
         destination=destination, created_at__gte=since, created_at__lte=now
     )
+    if traffic is not None and traffic.key != DEFAULT_TRAFFIC:
+        rows = rows.filter(replay__isnull=traffic.key == "live")
+    return rows
 
 
 def delivery_counts(in_window: QuerySet[Delivery]) -> DeliveryCounts:
@@ -150,7 +184,8 @@ def delivery_counts(in_window: QuerySet[Delivery]) -> DeliveryCounts:
 
 
 def delivery_latency(in_window: QuerySet[Delivery]) -> Latency:
-    """End to end: from the event's receipt by ingest to the destination's 2xx."""
+    """End to end: from the event's receipt by ingest to the destination's 2xx (a replay's
+    delivery is "received" when the replay planned it: its ``received_at`` says so)."""
     rows = list(
         in_window.filter(status=DeliveryStatus.DELIVERED, finished_at__isnull=False)
         .order_by("-created_at")
@@ -177,7 +212,11 @@ def percentile(ordered: list[float], percent: float) -> float | None:
 
 
 def volume_buckets(
-    destination: Destination, *, window: DeliveryWindow, now: datetime
+    destination: Destination,
+    *,
+    window: DeliveryWindow,
+    now: datetime,
+    traffic: Traffic | None = None,
 ) -> list[VolumeBucket]:
     """Deliveries per bucket across the window, for the chart. Buckets sit on whole multiples
     of their size (5 min, 1 h, 6 h in UTC) so a bar means the same thing on every reload. The
@@ -190,7 +229,7 @@ def volume_buckets(
     end = floor_to(now, size) + window.bucket
     count = round((end - start) / window.bucket)
     slots = (
-        created_between(destination, since, now)
+        created_between(destination, since, now, traffic)
         .annotate(slot=Trunc("created_at", window.trunc_unit))
         .values("slot")
         .annotate(
@@ -245,7 +284,7 @@ def error_groups(in_window: QuerySet[Delivery]) -> list[ErrorGroup]:
             sample_rank=Window(RowNumber(), partition_by=[F("reason")], order_by=F("id").desc())
         )
         .filter(sample_rank__lte=SAMPLES_PER_ERROR)
-        .select_related("event")
+        .select_related("event", "replay")
         .order_by("-id")
     )
     latest = latest_attempts([d.pk for d in samples])

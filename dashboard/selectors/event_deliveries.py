@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch
 
 from destinations.conditions import describe
 from destinations.connectors.kana import KIND as KANA_KIND
@@ -30,14 +30,15 @@ class NotRouted:
 
 def event_deliveries(event: Event) -> list[Delivery]:
     """Each delivery of ``event`` with its destination, the Kana mapping rule that named its
-    feature if one did, and its attempts (two queries)."""
+    feature if one did, the replay that made it if one did, and its attempts (two queries).
+    A destination may have several: the live one first, then one per replay, oldest first."""
     return list(
         Delivery.objects.filter(event=event)
-        .select_related("destination", "mapping_rule")
+        .select_related("destination", "mapping_rule", "replay")
         .prefetch_related(
             Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number"))
         )
-        .order_by("destination__name")
+        .order_by("destination__name", "destination_id", F("replay_id").asc(nulls_first=True))
     )
 
 

@@ -4,7 +4,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from dashboard.selectors.audiences import with_sync_class
 from destinations.models import Delivery, DeliveryStatus, Event
@@ -54,6 +54,7 @@ class DeliveryState:
     destination: str
     status: str  # the delivery's own status
     state: str  # delivered, failed, skipped or pending (sending and retrying included)
+    replayed: bool = False  # made by a replay: the event may have a live delivery there too
 
 
 STATES: dict[str, str] = {
@@ -69,12 +70,14 @@ def delivery_states(events: list[Event]) -> dict[int, list[DeliveryState]]:
     found: dict[int, list[DeliveryState]] = defaultdict(list)
     rows = (
         Delivery.objects.filter(event_id__in=[event.pk for event in events])
-        .order_by("event_id", "destination__name", "destination_id")
-        .values_list("event_id", "destination__name", "status")
+        .order_by(
+            "event_id", "destination__name", "destination_id", F("replay_id").asc(nulls_first=True)
+        )
+        .values_list("event_id", "destination__name", "status", "replay_id")
     )
-    for event_id, destination, status in rows:
+    for event_id, destination, status, replay_id in rows:
         state = STATES.get(status, "pending")
-        found[event_id].append(DeliveryState(destination, status, state))
+        found[event_id].append(DeliveryState(destination, status, state, replay_id is not None))
     return found
 
 

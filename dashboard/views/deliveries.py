@@ -1,4 +1,5 @@
-"""A destination's Event delivery page, retrying deliveries, and the retry job's progress."""
+"""A destination's Event delivery page (with its replays), retrying deliveries, and a job's
+progress."""
 
 from __future__ import annotations
 
@@ -11,18 +12,25 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
-from dashboard.selectors.delivery_stats import WINDOWS, delivery_report, delivery_window
+from dashboard.selectors.delivery_stats import (
+    TRAFFIC,
+    WINDOWS,
+    delivery_report,
+    delivery_traffic,
+    delivery_window,
+)
 from dashboard.selectors.destinations import failed_count, job_with_destination
+from dashboard.selectors.replays import destination_replays, offers_history
 from dashboard.views.navigation import job_page
 from dashboard.views.request_info import acting_user
 from destinations.delivery import services
 from destinations.kinds import CONNECTORS
-from destinations.models import Delivery, Destination, JobStatus
+from destinations.models import Delivery, Destination, JobKind, JobStatus
 from destinations.web.htmx import HtmxHttpRequest
 from destinations.web.navigation import redirect_back
 from destinations.web.pagination import parse_cursor
 
-JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED)
+JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 @require_GET
@@ -30,11 +38,13 @@ JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED)
 def destination_delivery(request: HtmxHttpRequest, destination_id: int) -> HttpResponse:
     destination = get_object_or_404(Destination, pk=destination_id)
     window = delivery_window(request.GET.get("window"))
+    traffic = delivery_traffic(request.GET.get("traffic"))
     connector = CONNECTORS.get(destination.kind)
     context = {
         "destination": destination,
-        "report": delivery_report(destination, window=window),
+        "report": delivery_report(destination, window=window, traffic=traffic),
         "windows": WINDOWS.values(),
+        "traffics": TRAFFIC.values(),
         "failed_total": failed_count(destination),
         "job": None,
         "test_label": connector.test_label if connector else "",
@@ -44,8 +54,17 @@ def destination_delivery(request: HtmxHttpRequest, destination_id: int) -> HttpR
         return render(request, template + "#delivery-stats", context)
     job_id = parse_cursor(request.GET.get("job"))
     found = job_with_destination(job_id) if job_id else None
+    replay_job_id = None
     if found and found[1] == destination:
-        context["job"] = found[0]
+        # A replay's job shows with the others in Replays; any other beside Retry all failed.
+        if found[0].kind == JobKind.REPLAY:
+            replay_job_id = found[0].pk
+        else:
+            context["job"] = found[0]
+    replays = destination_replays(destination, job_id=replay_job_id)
+    context["replay_job_id"] = replay_job_id
+    context["replays"] = replays
+    context["offer_history"] = offers_history(destination, replays)
     return render(request, template, context)
 
 

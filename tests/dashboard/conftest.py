@@ -1,5 +1,5 @@
-"""Fixtures of the dashboard tests: two users to merge, a day of deliveries to Refiner, and an
-operator signed in."""
+"""Fixtures of the dashboard tests: two users to merge, a day of deliveries to Refiner, history
+stored before a Kana destination existed, and an operator signed in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from destinations.connectors.kana.rules import rule_save
+from destinations.delivery.services import destination_create
 from destinations.models import Delivery, Destination, Profile, Source
+from tests.dashboard.replay_support import history
 from tests.helpers.delivery_rows import make_event, seed_attempt, seed_delivery
 from tests.helpers.ingest import IngestPost, send
 
@@ -90,3 +93,19 @@ def operator(client: Client, make_member: Any) -> Client:
     """A client signed in as an operator (edits audiences, rules, merges; not settings)."""
     client.force_login(make_member(username="olga", role="operator"))
     return client
+
+
+@pytest.fixture
+def kana_history(post_ingest: IngestPost, fake_kana: Any) -> Destination:
+    """History stored first (tests/dashboard/replay_support.py); then a Kana destination, made
+    afterwards, with a mapping rule for "Report Exported": it has received none of it."""
+    send(post_ingest, history())
+    fake_kana.add_feature("exports", "Exports")
+    kana = destination_create(
+        kind="kana",
+        name="Kana",
+        settings_values={"api_url": fake_kana.base_url},
+        secret_values={"api_key": "prv_test"},
+    )
+    rule_save(destination=kana, event_name="Report Exported", conditions=[], feature_id="exports")
+    return kana
