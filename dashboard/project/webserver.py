@@ -27,6 +27,8 @@ from typing import Any
 
 from waitress import wasyncore
 
+from dashboard.project.processes import stop_with_parent
+
 ROOT = Path(__file__).resolve().parents[2]
 THREADS = 8  # per process: Django runs on these
 BACKLOG = 2048
@@ -64,7 +66,12 @@ def launch(host: str, port: int, processes: int) -> list[subprocess.Popen[bytes]
     sock = listen(host, port)
     try:
         return [
-            subprocess.Popen(server_argv(sock.fileno()), cwd=ROOT, pass_fds=[sock.fileno()])
+            subprocess.Popen(
+                server_argv(sock.fileno()),
+                cwd=ROOT,
+                pass_fds=[sock.fileno()],
+                preexec_fn=stop_with_parent,
+            )
             for _ in range(processes)
         ]
     finally:

@@ -95,3 +95,67 @@ def test_start_demo_delivers_to_its_stand_ins_and_prints_no_broker_noise() -> No
     assert "SWITCHBOARD_ALLOW_PRIVATE_URLS=true" in printed  # the demo line says why
     # The folder broker has no host: kombu must not warn that none was given.
     assert "No hostname was supplied" not in printed
+
+
+def children_of(pid: int) -> set[int]:
+    """Every process descended from ``pid``, read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_no_web_server_or_worker_outlives_a_killed_start_command() -> None:
+    """Even SIGKILL, which the command cannot catch: its children are told to stop."""
+    data_dir = Path(tempfile.mkdtemp(prefix="start-kill-"))
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("DATABASE_URL", "CACHE_URL", "CELERY_BROKER_URL")
+        and not name.startswith("SWITCHBOARD_")
+    }
+    env.update(SWITCHBOARD_DATA_DIR=str(data_dir), DJANGO_SUPERUSER_PASSWORD="start-kill-test")
+    log = data_dir / "start.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "start", "--port", str(free_port_run(1)),
+             "--web-workers", "1", "--delivery-threads", "1"],
+            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while "Switchboard is running" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        started = children_of(process.pid)
+        # The web server, the delivery worker (and its scheduler) and the replay worker.
+        assert len(started) >= 3, started
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [pid for pid in started if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running after the start command was killed: {left}"

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dashboard.project import webserver
+from dashboard.project.processes import stop_with_parent
 
 
 def wait_for_port(port: int, timeout: float = 60.0) -> None:
@@ -67,9 +68,20 @@ class Child:
 
     @classmethod
     def run(cls, name: str, argv: list[str], *, niceness: int = 0) -> Child:
-        if niceness:
-            return cls(name, subprocess.Popen(argv, preexec_fn=lambda: os.nice(niceness)))
-        return cls(name, subprocess.Popen(argv))
+        def prepare() -> None:
+            stop_with_parent()
+            if niceness:
+                os.nice(niceness)
+
+        return cls(name, subprocess.Popen(argv, preexec_fn=prepare))
+
+
+class Stopping(BaseException):
+    """SIGTERM or SIGINT while the command is still starting its children."""
+
+
+def raise_stopping(signum: int, _frame: object) -> None:
+    raise Stopping(signum)
 
 
 class Command(BaseCommand):
@@ -115,13 +127,20 @@ class Command(BaseCommand):
             # web server (Test connection, Refiner pages) and the worker inherit this.
             os.environ["SWITCHBOARD_ALLOW_PRIVATE_URLS"] = "true"
         host, port = options["host"], options["port"]
-        children = self.web_server(host, port, options["web_workers"])
+        # Until supervise() takes over, a stop request stops whatever has been started.
+        signal.signal(signal.SIGINT, raise_stopping)
+        signal.signal(signal.SIGTERM, raise_stopping)
+        children: list[Child] = []
         try:
+            children = self.web_server(host, port, options["web_workers"])
             if not options["no_worker"]:
                 children.append(self.delivery_worker(options["delivery_threads"]))
                 children.append(self.replay_worker())
             if options["demo"]:
                 children.append(self.demo(port))
+        except Stopping:
+            self.stop(children)
+            return
         except BaseException:
             # Nothing may keep running after the command has given up.
             self.stop(children)
