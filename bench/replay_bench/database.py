@@ -5,12 +5,13 @@ the app's status names)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from deliver_bench.backends import Backend, moment
+from deliver_bench.backends import Backend, PostgresBackend, moment
 
 
 def delivered_status() -> str:
@@ -37,6 +38,7 @@ class JobState:
     status: str
     total: int
     delivered: int  # the lanes' counters, summed
+    started_at: datetime | None
 
     @property
     def running(self) -> bool:
@@ -51,12 +53,14 @@ class JobState:
 
 def job_state(backend: Backend, job_id: int) -> JobState:
     p = backend.placeholder
-    status, total, counters = backend.query(
-        f"SELECT status, total, counters FROM destinations_job WHERE id = {p}", [job_id]
+    status, total, counters, started_at = backend.query(
+        f"SELECT status, total, counters, started_at FROM destinations_job WHERE id = {p}",
+        [job_id],
     )[0]
     if isinstance(counters, str):  # SQLite hands JSON back as text
         counters = json.loads(counters)
-    return JobState(str(status), int(total), int((counters or {}).get("delivered", 0)))
+    delivered = int((counters or {}).get("delivered", 0))
+    return JobState(str(status), int(total), delivered, moment(started_at) if started_at else None)
 
 
 @dataclass
@@ -166,3 +170,43 @@ def live_open(backend: Backend, after_id: int) -> int:
         [after_id, *statuses],
     )
     return int(rows[0][0])
+
+
+class Analyzer:
+    """Autovacuum's ANALYZE where the server has autovacuum off (as this machine's has): the
+    tables the bench fills, every minute (autovacuum's default naptime), so the planner sees
+    their sizes as it would in production. Nothing where autovacuum is on, or on SQLite."""
+
+    TABLES = ("destinations_event", "destinations_delivery", "destinations_profile")
+
+    def __init__(self, backend: Backend, every: float = 60.0) -> None:
+        self.backend = backend
+        self.every = every
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.runs = 0
+
+    @property
+    def needed(self) -> bool:
+        if not isinstance(self.backend, PostgresBackend):
+            return False
+        return str(self.backend.query("SHOW autovacuum")[0][0]) == "off"
+
+    def analyze(self) -> None:
+        if self.needed:
+            self.backend.query(f"ANALYZE {', '.join(self.TABLES)}")
+            self.runs += 1
+
+    def start(self) -> None:
+        if self.needed and self.thread is None:
+            self.thread = threading.Thread(target=self.loop, name="analyzer", daemon=True)
+            self.thread.start()
+
+    def loop(self) -> None:
+        while not self.stop.wait(self.every):
+            self.analyze()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()

@@ -5,6 +5,7 @@ From phase 2 on, ``manage.py start`` runs as production runs it (``started``).""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,11 +138,18 @@ class ReplayBench(StartedApp):
             cpu=cpu,
             cpu_ms=1000 * worker_seconds / max(rows.delivered, 1),
             complete=not state.running and rows.open == 0,
+            first_after_seconds=(
+                (span.first - state.started_at).total_seconds()
+                if span.first and state.started_at
+                else math.nan
+            ),
         )
         print(
             f"3. {self.backend.kind} replay of {result.total:,} events: job {state.status}, "
             f"rows {rows.by_status} for {rows.events:,} events; {span.rate:,.0f} deliveries/s "
-            f"over {span.seconds:.1f} s (first to last); fake Refiner got {result.sent:,}; "
+            f"over {span.seconds:.1f} s (first to last; the first "
+            f"{result.first_after_seconds:.1f} s after the job started); fake Refiner got "
+            f"{result.sent:,}; "
             f"replay worker {result.cpu_ms:.2f} ms CPU per delivery; cores busy: "
             f"{cpu_text(cpu)}; {'verified' if result.verified else 'NOT VERIFIED'}",
             flush=True,
@@ -215,13 +223,22 @@ def run_backend(
 ) -> BackendRun:
     print(f"\n=== {backend.title}", flush=True)
     bench = ReplayBench(backend, fake, work_dir, plan, profiler)
+    analyzer = db.Analyzer(backend)
     try:
         history = bench.history()
         version = backend.version()
+        # Between phases, and every minute: what autovacuum would have done by then.
+        analyzer.analyze()
+        analyzer.start()
         live = bench.live()
+        analyzer.analyze()
         replay = bench.replay(history)
+        analyzer.analyze()
         latency = bench.latency() if plan.latency_seconds else None
-        return BackendRun(backend, version, history, live, replay, latency)
+        if analyzer.runs:
+            print(f"   ANALYZE run {analyzer.runs} times (autovacuum is off on this server)")
+        return BackendRun(backend, version, history, live, replay, latency, analyzer.runs)
     finally:
+        analyzer.close()
         bench.stop()
         backend.drop()

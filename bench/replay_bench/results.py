@@ -74,6 +74,7 @@ class Replay:
     cpu: dict[str, float]
     cpu_ms: float  # the replay worker's CPU per delivery
     complete: bool
+    first_after_seconds: float  # from the job's start to its first delivery
 
     def rss_at(self, fraction: float) -> float:
         """The worker's RSS at the first sample that far into the replay (1.0: the last)."""
@@ -185,6 +186,7 @@ class BackendRun:
     live: Live
     replay: Replay
     latency: Latency | None
+    analyzed: int = 0  # ANALYZE runs the bench made (autovacuum off on the server)
 
     @property
     def share(self) -> float:
