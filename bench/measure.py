@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,12 +51,16 @@ def descendants(pid: int) -> list[int]:
     return found + [d for child in found for d in descendants(child)]
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
+def process_cpu_seconds(pid: int, reaped: bool = False) -> float:
+    """User + system CPU time of one process so far; with ``reaped``, with that of its
+    children that have exited and been waited for (a server's short-lived workers)."""
     with contextlib.suppress(OSError):
         stat = Path(f"/proc/{pid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12])
+        if reaped:
+            ticks += int(fields[13]) + int(fields[14])
+        return ticks / os.sysconf("SC_CLK_TCK")
     return 0.0
 
 
@@ -76,12 +80,17 @@ def machine_busy_seconds() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-# Memory of this process, from /proc -----------------------------------------------------------
+# Memory of a process, from /proc -----------------------------------------------------------------
 
 
-def memory_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def memory_mb(field: str = "VmRSS", pid: int | None = None) -> float:
+    """A process's (this one's if ``pid`` is None) resident memory now (``VmRSS``) or at its
+    peak (``VmHWM``), in MiB; NaN if it has gone."""
+    try:
+        status = Path(f"/proc/{pid or 'self'}/status").read_text()
+    except OSError:
+        return math.nan
+    for line in status.splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return math.nan
@@ -106,18 +115,25 @@ class CpuMeter:
 
     A process counts from its first sample (0 if it started during the phase) to the last;
     one that exits during the phase takes its CPU time with it, so groups are sampled before
-    anything in them is stopped."""
+    anything in them is stopped. For the groups named in ``reaped`` (a server whose children
+    come and go, such as PostgreSQL's backends), a process's exited children count too."""
 
-    def __init__(self, groups: dict[str, Callable[[], list[int]]], own: str = "bench") -> None:
+    def __init__(
+        self,
+        groups: dict[str, Callable[[], list[int]]],
+        own: str = "bench",
+        reaped: Collection[str] = (),
+    ) -> None:
         self.groups = groups | {own: lambda: [os.getpid()]}
+        self.reaped = set(reaped)
         self.started = time.monotonic()
         self.wall = 0.0
         self.machine = machine_busy_seconds()
-        self.first = {name: self.sample(pids) for name, pids in self.groups.items()}
+        self.first = {name: self.sample(pids, name) for name, pids in self.groups.items()}
 
-    @staticmethod
-    def sample(pids: Callable[[], list[int]]) -> dict[int, float]:
-        return {pid: process_cpu_seconds(pid) for pid in set(pids())}
+    def sample(self, pids: Callable[[], list[int]], name: str) -> dict[int, float]:
+        reaped = name in self.reaped
+        return {pid: process_cpu_seconds(pid, reaped) for pid in set(pids())}
 
     def seconds(self) -> dict[str, float]:
         """CPU seconds used since the meter started: the machine's, each group's, "other"."""
@@ -125,7 +141,8 @@ class CpuMeter:
         used = {"machine": machine_busy_seconds() - self.machine}
         for name, pids in self.groups.items():
             first = self.first[name]
-            used[name] = sum(v - first.get(pid, 0.0) for pid, v in self.sample(pids).items())
+            now = self.sample(pids, name)
+            used[name] = sum(v - first.get(pid, 0.0) for pid, v in now.items())
         accounted = sum(v for k, v in used.items() if k != "machine")
         used["other"] = max(0.0, used["machine"] - accounted)
         return used
@@ -342,6 +359,9 @@ APP_SETTINGS = (
     "DJANGO_DEBUG",
     "SWITCHBOARD",
     "DELIVERY_",
+    "REPLAY_",
+    "AUDIENCE_",
+    "JOB_",
 )
 
 

@@ -21,8 +21,10 @@ class Backend:
     title = ""
     placeholder = "%s"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, queue: str = "") -> None:
         self.data_dir = data_dir
+        # Its own queue name too, as installations sharing a broker do.
+        self.queue = queue or queue_name(self.kind)
 
     def env(self) -> dict[str, str]:
         # The stand-in services listen on loopback, which the address guard refuses otherwise.
@@ -50,30 +52,45 @@ class Backend:
 class PostgresBackend(Backend):
     kind = "postgres"
     title = "PostgreSQL + Redis broker"
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{PG_BENCH_DB}"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        queue: str = "",
+        database: str = PG_BENCH_DB,
+        broker_url: str = BROKER_URL,
+        cache_url: str = CACHE_URL,
+    ) -> None:
+        """``database`` and the Redis databases are the bench's own: each script has its own."""
+        super().__init__(data_dir, queue)
+        self.database = database
+        self.broker_url = broker_url
+        self.cache_url = cache_url
+        self.dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
 
     def env(self) -> dict[str, str]:
         return super().env() | {
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{PG_BENCH_DB}",
-            "CELERY_BROKER_URL": BROKER_URL,
-            "CACHE_URL": CACHE_URL,
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{self.database}",
+            "CELERY_BROKER_URL": self.broker_url,
+            "CACHE_URL": self.cache_url,
         }
 
     def create(self) -> None:
         self.drop()
-        pg_recreate(PG_BENCH_DB)
+        pg_recreate(self.database)
 
     def drop(self) -> None:
-        pg_drop(PG_BENCH_DB)
+        pg_drop(self.database)
         self.purge_broker()
 
     def purge_broker(self) -> None:
-        """Delete this bench's queue (and its priority lists) only: the Redis database may be
-        shared. The rate-limit counters in the cache expire by themselves."""
+        """Delete this bench's queues (and their priority lists; the replay queue's name starts
+        with the default queue's) only: the Redis database may be shared. The rate-limit
+        counters in the cache expire by themselves."""
         import redis
 
-        client = redis.Redis.from_url(BROKER_URL)
-        for key in client.scan_iter(match=f"{queue_name(self.kind)}*"):
+        client = redis.Redis.from_url(self.broker_url)
+        for key in client.scan_iter(match=f"{self.queue}*"):
             client.delete(key)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -88,7 +105,7 @@ class PostgresBackend(Backend):
         return [int(pid) for (pid,) in rows] + pids_named("redis-server")
 
     def broker_title(self) -> str:
-        return f"Redis broker `{BROKER_URL}`, `CACHE_URL={CACHE_URL}`"
+        return f"Redis broker `{self.broker_url}`, `CACHE_URL={self.cache_url}`"
 
 
 class SqliteBackend(Backend):

@@ -62,14 +62,18 @@ async def post(idle: list[Connection], port: int, data: bytes) -> int:
     return int(head[9:12])
 
 
-async def open_loop(port: int, write_key: str, rate: float, seconds: float) -> Tally:
-    """Send request i at start + i / rate whatever happened to the earlier ones."""
+async def open_loop(
+    port: int, write_key: str, rate: float, seconds: float, prefix: str = "lat"
+) -> Tally:
+    """Send request i at start + i / rate whatever happened to the earlier ones; their
+    messageIds are ``prefix-i`` (a run offering the load again needs another prefix: ingest
+    drops a messageId it has stored)."""
     authorization = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
     tally = Tally()
     idle: list[Connection] = []
 
     async def send(number: int, scheduled: float) -> None:
-        document = event_document(f"lat-{number}", number)
+        document = event_document(f"{prefix}-{number}", number)
         data = http_post(f"/v1/{document['type']}", document, authorization)
         tally.requests += 1
         try:

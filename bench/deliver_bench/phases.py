@@ -28,7 +28,7 @@ from measure import (
     wait_for_quiet,
 )
 
-from deliver_bench.backends import Backend, PostgresBackend, moment, queue_name
+from deliver_bench.backends import Backend, PostgresBackend, moment
 from deliver_bench.config import DRAIN_SECONDS, SELF, Plan, WorkerConfig, shape_text
 from deliver_bench.load import open_loop
 from deliver_bench.refiner import fake_refiner_counts
@@ -60,9 +60,7 @@ class Bench:
         self.fake_pid = fake_pid
         self.work_dir = work_dir
         self.plan = plan
-        # Its own queue name too, as installations sharing a broker do.
-        queue = {"SWITCHBOARD_QUEUE": queue_name(backend.kind)}
-        self.env = clean_env() | backend.env() | queue
+        self.env = clean_env() | backend.env() | {"SWITCHBOARD_QUEUE": backend.queue}
         self.env |= {"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
         self.destination_id = 0
         self.write_key = ""

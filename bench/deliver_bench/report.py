@@ -23,8 +23,9 @@ from deliver_bench.results import BackendRun, Ceiling
 HEADING = "## Delivery (`bench/deliver.py`)"
 
 
-def machine_lines(runs: Sequence[BackendRun]) -> list[str]:
-    """The machine and the versions of what ran, for the section's Machine part."""
+def machine_lines(versions: Sequence[str]) -> list[str]:
+    """The machine and the versions of what ran (``versions``: the databases'), for the
+    section's Machine part."""
     import celery
     import django
     import kombu
@@ -33,13 +34,12 @@ def machine_lines(runs: Sequence[BackendRun]) -> list[str]:
     cpu = cpu_model()
     memory = command_output("free", "-h").splitlines()
     total = memory[1].split()[1] if len(memory) > 1 else "unknown"
-    versions = ", ".join(run.version for run in runs)
     redis_version = command_output("redis-server", "--version").split(" v=")[-1].split()[0]
     return [
         f"- `nproc`: {command_output('nproc')}; CPU: {cpu}; memory: {total} (`free -h`)",
         f"- Python {platform.python_version()}, Django {django.__version__}, Celery "
         f"{celery.__version__}, kombu {kombu.__version__}, requests {requests.__version__}, "
-        f"urllib3 {urllib3.__version__}; {versions}; Redis {redis_version}",
+        f"urllib3 {urllib3.__version__}; {', '.join(versions)}; Redis {redis_version}",
     ]
 
 
@@ -103,7 +103,7 @@ def markdown(
         "",
         "### Machine",
         "",
-        *machine_lines(runs),
+        *machine_lines([run.version for run in runs]),
     ]
     for run in runs:
         lines += [

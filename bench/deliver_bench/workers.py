@@ -17,17 +17,21 @@ from measure import ROOT, ProcessGroup, percentile
 from deliver_bench.config import SELF, WorkerConfig
 
 
-def bench_role(role: str, env: dict[str, str], *args: str) -> dict[str, Any]:
-    """Run one of the benchmark's roles in a child process; its last line of output is JSON."""
+def bench_role(
+    role: str, env: dict[str, str], *args: str, script: Sequence[str] = SELF
+) -> dict[str, Any]:
+    """Run one of the benchmark's roles (of ``script``: python and a bench script) in a child
+    process; its last line of output is JSON."""
     done = subprocess.run(
-        [*SELF, role, *args],
+        [*script, role, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"deliver.py {role} failed:\n{done.stdout}{done.stderr}")
+        name = Path(script[-1]).name
+        raise RuntimeError(f"{name} {role} failed:\n{done.stdout}{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
