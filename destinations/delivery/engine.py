@@ -623,6 +623,8 @@ def apply_result(delivery: Delivery, result: Result, now: datetime) -> None:
             DeliveryStatus.PENDING if delivery.attempts == 0 else DeliveryStatus.RETRYING
         )
         delivery.next_attempt_at = result.deferred_until
+        # Says why it waits (and tells it from a fresh row: replays measure live lag by those).
+        delivery.reason = result.verdict.reason[:300]
         return
     if verdict.delivered:
         delivery.status = DeliveryStatus.DELIVERED

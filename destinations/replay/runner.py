@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Min
 from django.utils import timezone
 
 from destinations.delivery import engine, ratelimit
@@ -46,6 +46,10 @@ from destinations.replay.selection import lane_page
 logger = logging.getLogger(__name__)
 
 BEAT_SECONDS = 1.0
+# Live-first backoff: live deliveries looked at, and the wait between pages while they lag.
+LIVE_WINDOW = 10.0
+MIN_BACKOFF = 0.05
+MAX_BACKOFF = 5.0
 # A lane reads the destination's filters and mapping rules again this often.
 ROUTE_SECONDS = 10.0
 CANCELLED = "the replay was cancelled"
@@ -153,6 +157,7 @@ class Lane:
         self.connector = connector_for(self.destination.kind)
         self.route: Route | None = None
         self.route_read = 0.0
+        self.backoff = 0.0  # seconds waited before each page while live traffic lags
 
     def run(self) -> None:
         while True:
@@ -163,10 +168,13 @@ class Lane:
                 if wait_until is not None and not self.stop.is_set():
                     self.pause_until(wait_until)
                     continue
-            if self.stop.is_set():
+            if self.stop.is_set() or not self.still_running():
+                self.stop.set()
                 self.hold()
                 return
-            granted = self.budget(settings.REPLAY_PAGE)
+            if self.make_way_for_live_traffic():
+                continue
+            granted = self.budget(self.page_size())
             if granted == 0:
                 self.pause_until(ratelimit.window_end())
                 continue
@@ -174,6 +182,27 @@ class Lane:
                 self.lane.finished = True
                 self.lane.save(update_fields=["finished"])
                 return
+
+    def still_running(self) -> bool:
+        """Looked at before every page, so a pause or cancel stops the lane at once rather
+        than at the conductor's next beat."""
+        return Job.objects.filter(pk=self.replay.job_id, status=JobStatus.RUNNING).exists()
+
+    def make_way_for_live_traffic(self) -> bool:
+        """While live deliveries are falling behind, wait before the next page, twice as long
+        each time they still are, and send smaller pages; back to full speed as they catch up.
+        True when it waited."""
+        lag = live_lag()
+        if lag > settings.REPLAY_LIVE_LAG_SECONDS:
+            self.backoff = min(max(self.backoff * 2, MIN_BACKOFF), MAX_BACKOFF)
+        else:
+            self.backoff = self.backoff / 2 if self.backoff > MIN_BACKOFF else 0.0
+        if self.backoff:
+            self.stop.wait(self.backoff)
+        return self.backoff > 0 and lag > settings.REPLAY_LIVE_LAG_SECONDS
+
+    def page_size(self) -> int:
+        return settings.REPLAY_PAGE if not self.backoff else max(1, settings.REPLAY_PAGE // 5)
 
     def hold(self) -> None:
         """Rows held back (rate limit) when the replay stops wait for it to resume, not for
@@ -201,29 +230,28 @@ class Lane:
 
     def plan(self, limit: int) -> bool:
         """Plan the next page; False when the lane has no events left."""
-        events = lane_page(self.replay, self.lane, limit)
-        if not events:
+        page = lane_page(self.replay, self.lane, limit)
+        if page.last is None:
             return False
         route = self.current_route()
-        page = plan_page(
-            [(pk, payload) for pk, _, payload in events], route, self.replay.pk, timezone.now()
-        )
-        event_ids = [pk for pk, _, _ in events]
+        planned = plan_page(page.events, route, self.replay.pk, timezone.now())
         lane = self.lane
         with transaction.atomic():
-            Delivery.objects.bulk_create(page.rows, batch_size=500, ignore_conflicts=True)
+            Delivery.objects.bulk_create(planned.rows, batch_size=500, ignore_conflicts=True)
             # Rows of these events that are this replay's and still waiting: the new ones, and
             # any a crashed run had made for the same events.
             lane.pending_ids = list(
                 Delivery.objects.filter(
-                    replay=self.replay, event_id__in=event_ids, status__in=WAITING
+                    replay=self.replay,
+                    event_id__in=[pk for pk, _ in page.events],
+                    status__in=WAITING,
                 )
                 .order_by("id")
                 .values_list("id", flat=True)
             )
-            lane.after_id, lane.after_timestamp = events[-1][0], events[-1][1]
-            counters.add(lane.counters, scanned=len(events), planned=len(page.rows))
-            counters.add_skipped(lane.counters, page.skipped)
+            lane.after_timestamp, lane.after_id = page.last
+            counters.add(lane.counters, scanned=len(page.events), planned=len(planned.rows))
+            counters.add_skipped(lane.counters, planned.skipped)
             lane.save(update_fields=["pending_ids", "after_id", "after_timestamp", "counters"])
         return True
 
@@ -255,6 +283,33 @@ class Lane:
         loop looks at the clock and the stop flag again."""
         delay = min(max(0.05, epoch_seconds - time.time()), 5.0)
         self.stop.wait(delay)
+
+
+def live_lag() -> float:
+    """How long the oldest fresh live delivery made in the last ``LIVE_WINDOW`` seconds has
+    been waiting for a worker (0 when none is), at any active destination. It counts ingest's
+    wait too, since a delivery's clock starts when its event was received. Not counted: rows
+    being sent (a slow destination is not a busy machine) and rows waiting for a reason (the
+    rate limit, a retry). Read from the (destination, created_at) index: only the window's
+    rows are looked at."""
+    now = timezone.now()
+    active = list(
+        Destination.objects.filter(enabled=True, paused_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    oldest = (
+        Delivery.objects.filter(
+            destination_id__in=active,
+            created_at__gte=now - timedelta(seconds=LIVE_WINDOW),
+            replay__isnull=True,
+            status=DeliveryStatus.PENDING,
+            reason="",
+        )
+        .order_by()
+        .aggregate(oldest=Min("received_at"))["oldest"]
+    )
+    return (now - oldest).total_seconds() if oldest else 0.0
 
 
 def pause(job: Job, reason: str = "") -> bool:

@@ -10,6 +10,7 @@ out unless asked: events this destination already has a delivered row for.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,9 +38,11 @@ def replayable_sources(destination: Destination) -> QuerySet[Source]:
     return sources if destination.demo else sources.filter(demo=False)
 
 
-def candidates(
+def in_scope(
     destination: Destination, definition: ReplayDefinition, received_before: datetime
 ) -> QuerySet[Event]:
+    """The events the definition asks for, before what the destination already has is taken
+    out."""
     events = Event.objects.filter(
         timestamp__lt=definition.until,
         received_at__lte=received_before,
@@ -53,17 +56,35 @@ def candidates(
         events = events.filter(type__in=definition.types)
     if definition.names:
         events = events.filter(Q(event__in=definition.names) | Q(name__in=definition.names))
-    excluded = ON_ITS_WAY if definition.include_received else (*ON_ITS_WAY, "delivered")
+    return events
+
+
+def excluded_statuses(definition: ReplayDefinition) -> tuple[str, ...]:
+    return ON_ITS_WAY if definition.include_received else (*ON_ITS_WAY, "delivered")
+
+
+def candidates(
+    destination: Destination, definition: ReplayDefinition, received_before: datetime
+) -> QuerySet[Event]:
     already = Delivery.objects.filter(
-        event=OuterRef("pk"), destination=destination, status__in=excluded
+        event=OuterRef("pk"), destination=destination, status__in=excluded_statuses(definition)
     )
-    return events.filter(~Exists(already))
+    return in_scope(destination, definition, received_before).filter(~Exists(already))
 
 
-def lane_page(replay: Replay, lane: ReplayLane, limit: int) -> list[tuple[int, datetime, Any]]:
-    """The lane's next ``limit`` events after its checkpoint: (id, timestamp, payload)."""
+@dataclass
+class LanePage:
+    events: list[tuple[int, Any]]  # (id, payload) of the events to decide, in event-time order
+    last: tuple[datetime, int] | None  # the lane's new checkpoint; None: nothing was left
+
+
+def lane_page(replay: Replay, lane: ReplayLane, limit: int) -> LanePage:
+    """The lane's next ``limit`` events in scope after its checkpoint, less those the
+    destination already has. Two simple queries, each served by an index whatever the table
+    statistics say: a keyset walk of ``event(timestamp, id)``, then the deliveries of just
+    those events (``delivery``'s unique index leads with ``event_id``)."""
     definition = ReplayDefinition.of(replay)
-    events = candidates(replay.destination, definition, replay.received_before)
+    events = in_scope(replay.destination, definition, replay.received_before)
     if replay.lanes > 1:
         events = events.annotate(lane=Mod(Coalesce("profile_id", "id"), replay.lanes)).filter(
             lane=lane.number
@@ -73,8 +94,20 @@ def lane_page(replay: Replay, lane: ReplayLane, limit: int) -> list[tuple[int, d
             Q(timestamp__gt=lane.after_timestamp)
             | Q(timestamp=lane.after_timestamp, id__gt=lane.after_id)
         )
-    rows = events.order_by("timestamp", "id").values_list("id", "timestamp", "payload")
-    return list(rows[:limit])
+    rows = list(
+        events.order_by("timestamp", "id").values_list("id", "timestamp", "payload")[:limit]
+    )
+    if not rows:
+        return LanePage([], None)
+    has = set(
+        Delivery.objects.filter(
+            event_id__in=[pk for pk, _, _ in rows],
+            destination_id=replay.destination_id,
+            status__in=excluded_statuses(definition),
+        ).values_list("event_id", flat=True)
+    )
+    wanted = [(pk, payload) for pk, _, payload in rows if pk not in has]
+    return LanePage(wanted, (rows[-1][1], rows[-1][0]))
 
 
 def stream(
