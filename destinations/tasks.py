@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_shutting_down
 
 from destinations import jobs
 from destinations.delivery import engine, sweeper
+from destinations.replay import runner as replay_runner
 
 
 @shared_task(name="destinations.deliver", ignore_result=True)
@@ -48,3 +52,10 @@ def audience_windows_task() -> int:
     from destinations.audiences.windows import run_window_pass
 
     return run_window_pass()
+
+
+@worker_shutting_down.connect
+def stop_replays(**_: Any) -> None:
+    """A replay runs for as long as it has events; a worker asked to stop must not wait for
+    that. Its lanes stop after their page and the job is queued again."""
+    replay_runner.shutting_down.set()

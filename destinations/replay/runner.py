@@ -55,6 +55,11 @@ ROUTE_SECONDS = 10.0
 CANCELLED = "the replay was cancelled"
 
 
+# Set when the worker process is asked to stop: replays stop after their page and are queued
+# again, instead of holding the worker's warm shutdown for as long as they have left to send.
+shutting_down = threading.Event()
+
+
 def run_replay(job: Job) -> None:
     """The job's runner (``destinations.jobs.RUNNERS``)."""
     replay = Replay.objects.select_related("destination", "job").get(job=job)
@@ -107,6 +112,11 @@ class Conductor:
         status = Job.objects.filter(pk=job.pk).values_list("status", flat=True).first()
         destination = Destination.objects.filter(pk=self.replay.destination_id).first()
         if destination is None or status != JobStatus.RUNNING:
+            self.stop.set()
+        elif shutting_down.is_set():
+            # Queued again (the sweeper sends it to a worker once its heartbeat is stale): the
+            # lanes carry on from their checkpoints.
+            Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
             self.stop.set()
         elif not destination.is_active:
             why = destination.paused_reason or "the destination is turned off"

@@ -14,12 +14,11 @@ import pytest
 from playwright.sync_api import Page, expect
 from segment.analytics.client import Client as SegmentClient
 
-from destinations.connectors.kana.rules import rule_save
-from destinations.delivery.services import destination_create
 from destinations.models import Delivery, Event, Job, JobStatus, Replay
 from destinations.standins.kana import FakeKana
 from tests.browser.conftest import artifact_path
 from tests.browser.test_guide_screenshots import IMAGES, SCREENSHOTS, squeeze
+from tests.helpers.kana_rules import kana_with_rule
 from tests.helpers.worker import Worker
 
 pytestmark = pytest.mark.browser
@@ -53,14 +52,7 @@ def test_operator_replays_history_to_a_destination_added_later(
     sdk.page("u-ada", name="Pricing")
     assert not Delivery.objects.exists()  # nowhere to send them yet
 
-    fake_kana.add_feature("exports", "Exports")
-    kana = destination_create(
-        kind="kana",
-        name="Kana",
-        settings_values={"api_url": fake_kana.base_url},
-        secret_values={"api_key": "prv_test"},
-    )
-    rule_save(destination=kana, event_name="Report Exported", conditions=[], feature_id="exports")
+    kana = kana_with_rule(fake_kana)
 
     # The new destination's page offers its history.
     page.goto(f"/destinations/{kana.pk}/")

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from destinations.connectors.kana.rules import rule_save
-from destinations.delivery.services import destination_create
 from destinations.models import Delivery, Destination, Profile, Source
 from tests.dashboard.replay_support import history
 from tests.helpers.delivery_rows import make_event, seed_attempt, seed_delivery
 from tests.helpers.ingest import IngestPost, send
+from tests.helpers.kana_rules import kana_with_rule
 
 
 @pytest.fixture
@@ -100,12 +99,5 @@ def kana_history(post_ingest: IngestPost, fake_kana: Any) -> Destination:
     """History stored first (tests/dashboard/replay_support.py); then a Kana destination, made
     afterwards, with a mapping rule for "Report Exported": it has received none of it."""
     send(post_ingest, history())
-    fake_kana.add_feature("exports", "Exports")
-    kana = destination_create(
-        kind="kana",
-        name="Kana",
-        settings_values={"api_url": fake_kana.base_url},
-        secret_values={"api_key": "prv_test"},
-    )
-    rule_save(destination=kana, event_name="Report Exported", conditions=[], feature_id="exports")
+    kana = kana_with_rule(fake_kana)
     return kana

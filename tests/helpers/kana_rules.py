@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from destinations.connectors.kana.rules import rule_save
+from destinations.delivery.services import destination_create
 from destinations.models import Destination, MappingRule
 
 KEY = "prv_test"
@@ -72,3 +73,18 @@ def urls(destination: Destination) -> dict[str, str]:
         "filters": reverse("destination-filters", args=[pk]),
         "remove_filter": reverse("destination-filter-remove", args=[pk]),
     }
+
+
+def kana_with_rule(fake: Any) -> Destination:
+    """A Kana destination on the stand-in ``fake`` (a ``FakeKana``), with an "exports" feature
+    and a rule mapping "Report Exported" to it: made after history was stored, it has received
+    none of it."""
+    fake.add_feature("exports", "Exports")
+    kana = destination_create(
+        kind="kana",
+        name="Kana",
+        settings_values={"api_url": fake.base_url},
+        secret_values={"api_key": KEY},
+    )
+    rule(kana, "Report Exported", "exports")
+    return kana

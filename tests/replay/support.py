@@ -9,9 +9,7 @@ from typing import Any
 
 from segment.analytics.client import Client as SegmentClient
 
-from destinations.connectors.kana.rules import rule_save
-from destinations.delivery.services import destination_create
-from destinations.models import Delivery, DeliveryStatus, Destination, Event, Job
+from destinations.models import Delivery, DeliveryStatus, Event, Job
 from destinations.standins.kana import FakeKana
 
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -37,24 +35,6 @@ def send_history(sdk: SegmentClient, users: int) -> None:
                 timestamp=at + timedelta(seconds=k),
                 message_id=f"tr-{n}-{k}",
             )
-
-
-def kana_with_rule(fake: FakeKana) -> Destination:
-    """A Kana destination made after the history, whose rule gives the usage its feature."""
-    fake.add_feature("exports", "Exports")
-    kana = destination_create(
-        kind="kana",
-        name="Kana",
-        settings_values={"api_url": fake.base_url},
-        secret_values={"api_key": "prv_test"},
-    )
-    rule_save(
-        destination=kana,
-        event_name="Report Exported",
-        conditions=[],
-        feature_id="exports",
-    )
-    return kana
 
 
 def answered(fake: FakeKana, operation: str) -> list[dict[str, Any]]:

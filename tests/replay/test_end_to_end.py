@@ -16,13 +16,13 @@ from destinations.replay.definition import ReplayDefinition
 from destinations.replay.services import start
 from destinations.standins.kana import FakeKana
 from tests.helpers.kana_deliveries import explain
+from tests.helpers.kana_rules import kana_with_rule
 from tests.helpers.worker import Worker, wait_until
 from tests.replay.support import (
     answered,
     delivered_once_each,
     expected_usage,
     history_ids,
-    kana_with_rule,
     send_history,
     usage_by_user,
 )

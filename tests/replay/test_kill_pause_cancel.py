@@ -17,13 +17,13 @@ from destinations.replay.services import cancel_replay, pause_replay, resume_rep
 from destinations.standins.kana import FakeKana
 from tests.conftest import StartWorker
 from tests.helpers.kana_deliveries import explain
+from tests.helpers.kana_rules import kana_with_rule
 from tests.helpers.worker import wait_until
 from tests.replay.support import (
     answered,
     delivered_once_each,
     expected_usage,
     history_ids,
-    kana_with_rule,
     send_history,
     usage_by_user,
 )
@@ -157,3 +157,28 @@ def test_cancel_stops_the_replay_and_what_it_had_not_sent_is_never_sent(
         CANCELLED
     }
     assert Delivery.objects.filter(destination=kana).count() == rows.count()
+
+
+def test_a_worker_asked_to_stop_does_not_wait_for_the_replay_and_it_resumes_elsewhere(
+    sdk: SegmentClient, fake_kana: FakeKana, start_worker: StartWorker
+) -> None:
+    send_history(sdk, USERS)
+    kana = kana_with_rule(fake_kana)
+    fake_kana.hang(0.25)
+    first = start_worker(**SMALL_PAGES)
+    replay = start(kana, ReplayDefinition(until=timezone.now()), actor=None)
+    wait_until(lambda: len(fake_kana.usage_events) >= 4, 30, explain(first, fake_kana))
+
+    assert first.process is not None
+    first.process.terminate()  # SIGTERM: Celery's warm shutdown
+    first.process.wait(timeout=20)  # not held until the replay has sent everything
+    assert Job.objects.get(pk=replay.job_id).status == JobStatus.QUEUED
+    assert len(fake_kana.usage_events) < USERS * 2
+
+    fake_kana.clear_faults()
+    second = start_worker(JOB_STALE_SECONDS="2", **SMALL_PAGES)
+    wait_until(settled(replay.job_id), 60, explain(second, fake_kana))
+    job = Job.objects.get(pk=replay.job_id)
+    assert job.status == JobStatus.DONE, job.error
+    assert delivered_once_each(job, history_ids(USERS))
+    assert usage_by_user(fake_kana) == expected_usage(USERS)

@@ -10,14 +10,13 @@ import pytest
 from django.utils import timezone
 
 from destinations import jobs
-from destinations.connectors.kana.rules import rule_save
 from destinations.delivery.filters import save as save_filters
-from destinations.delivery.services import destination_create
 from destinations.models import Delivery, DeliveryStatus, Destination, Job, JobStatus, Source
 from destinations.replay.definition import ReplayDefinition
 from destinations.replay.services import ReplayRefused, cancel_replay, preview, start
 from destinations.standins.kana import FakeKana
 from tests.helpers.ingest import IngestPost, send
+from tests.helpers.kana_rules import kana_with_rule
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,14 +55,7 @@ def history(users: int = 6) -> list[dict[str, Any]]:
 def kana_later(post_ingest: IngestPost, fake_kana: FakeKana) -> Destination:
     """History stored first; the Kana destination made afterwards, with a mapping rule."""
     send(post_ingest, history())
-    fake_kana.add_feature("exports", "Exports")
-    kana = destination_create(
-        kind="kana",
-        name="Kana",
-        settings_values={"api_url": fake_kana.base_url},
-        secret_values={"api_key": "prv_test"},
-    )
-    rule_save(destination=kana, event_name="Report Exported", conditions=[], feature_id="exports")
+    kana = kana_with_rule(fake_kana)
     return kana
 
 
