@@ -50,26 +50,24 @@ def delivered_to(database: Path, destination: str) -> int:
     return int(row[0])
 
 
-def test_start_demo_delivers_to_its_stand_ins_and_prints_no_broker_noise() -> None:
-    data_dir = Path(tempfile.mkdtemp(prefix="start-demo-"))
-    port = free_port_run(3)
+def start_command(data_dir: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """``manage.py start`` on the embedded default (whatever the suite itself runs on) in
+    ``data_dir``, its output in ``start.log`` there; returns once it says it is running."""
     env = {
         name: value
         for name, value in os.environ.items()
-        # The embedded default, whatever the suite itself runs on; and the guard's default.
         if name not in ("DATABASE_URL", "CACHE_URL", "CELERY_BROKER_URL")
         and not name.startswith("SWITCHBOARD_")
     }
     env.update(
         SWITCHBOARD_DATA_DIR=str(data_dir),
-        DJANGO_SUPERUSER_PASSWORD="start-demo-test",
+        DJANGO_SUPERUSER_PASSWORD="start-test",
         PYTHONUNBUFFERED="1",
     )
     log = data_dir / "start.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "start", "--demo", "--port", str(port),
-             "--web-workers", "1", "--delivery-threads", "2"],
+            [sys.executable, "manage.py", "start", "--web-workers", "1", *args],
             cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -78,6 +76,18 @@ def test_start_demo_delivers_to_its_stand_ins_and_prints_no_broker_noise() -> No
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
+    except BaseException:
+        process.kill()
+        raise
+    return process, log
+
+
+def test_start_demo_delivers_to_its_stand_ins_and_prints_no_broker_noise() -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="start-demo-"))
+    process, log = start_command(
+        data_dir, "--demo", "--port", str(free_port_run(3)), "--delivery-threads", "2"
+    )
+    try:
         database = data_dir / "switchboard.sqlite3"
         deadline = time.monotonic() + DELIVERY_SECONDS
         while (
@@ -126,26 +136,8 @@ def alive(pid: int) -> bool:
 def test_no_web_server_or_worker_outlives_a_killed_start_command() -> None:
     """Even SIGKILL, which the command cannot catch: its children are told to stop."""
     data_dir = Path(tempfile.mkdtemp(prefix="start-kill-"))
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("DATABASE_URL", "CACHE_URL", "CELERY_BROKER_URL")
-        and not name.startswith("SWITCHBOARD_")
-    }
-    env.update(SWITCHBOARD_DATA_DIR=str(data_dir), DJANGO_SUPERUSER_PASSWORD="start-kill-test")
-    log = data_dir / "start.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "start", "--port", str(free_port_run(1)),
-             "--web-workers", "1", "--delivery-threads", "1"],
-            cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    process, _ = start_command(data_dir, "--port", str(free_port_run(1)), "--delivery-threads", "1")
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while "Switchboard is running" not in log.read_text():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         started = children_of(process.pid)
         # The web server, the delivery worker (and its scheduler) and the replay worker.
         assert len(started) >= 3, started
