@@ -3,9 +3,10 @@
 Every process of an installation (web processes, Celery workers) shares them, and adding to one
 is atomic, so a limit holds however many processes count against it (ADR 0018):
 
-- On Redis (``CACHE_URL``) a whole set of counters is added to in one pipelined round trip: a
+- On Redis (``CACHE_URL``) a whole set of counters is added to in one pipelined round trip (a
   delivery task counts each of its users, and two round trips per user cost more than sending
-  did.
+  did); the process that creates a counter, whose ``INCRBY`` returns just its amount, then sets
+  its expiry, so the usual add is a single command.
 - In the embedded default they are rows of a small SQLite file of their own in the data
   directory (``COUNTERS_PATH``), each added to by one ``INSERT ... ON CONFLICT DO UPDATE ...
   RETURNING`` statement, a set of them in one transaction. Django's cache backends cannot do
@@ -36,16 +37,24 @@ def add_to_counters(amounts: Mapping[str, int], ttl_seconds: int) -> dict[str, i
     client = redis_client()
     if client is None:
         return embedded_counters().add(amounts, ttl_seconds)
-    names = list(amounts)
-    with client.pipeline(transaction=False) as pipe:
-        for name in names:
-            key = cache.make_key(name)  # KEY_PREFIX and version, as cache.get() would see it
-            # SET NX EX then INCRBY: the expiry is set once, by whoever creates the counter,
-            # and works on every Redis version (EXPIRE ... NX needs 7.0).
-            pipe.set(key, 0, ex=ttl_seconds, nx=True)
-            pipe.incrby(key, amounts[name])
-        replies = pipe.execute()
-    return {name: int(replies[2 * index + 1]) for index, name in enumerate(names)}
+    keys = {name: cache.make_key(name) for name in amounts}  # KEY_PREFIX and version
+    if len(keys) == 1:
+        # One counter (an ingest request's rate limit): a plain command, no pipeline.
+        ((name, key),) = keys.items()
+        values = {name: int(client.incrby(key, amounts[name]))}
+    else:
+        with client.pipeline(transaction=False) as pipe:
+            for name, key in keys.items():
+                pipe.incrby(key, amounts[name])
+            values = dict(zip(keys, map(int, pipe.execute()), strict=True))
+    # Whoever created a counter gives it its expiry: its INCRBY returned just its amount.
+    created = [keys[name] for name, value in values.items() if value == amounts[name]]
+    if created:
+        with client.pipeline(transaction=False) as pipe:
+            for key in created:
+                pipe.expire(key, ttl_seconds)
+            pipe.execute()
+    return values
 
 
 def forget_counter(name: str) -> None:

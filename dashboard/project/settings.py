@@ -294,3 +294,11 @@ REPLAY_RATE_SHARE = env_float("REPLAY_RATE_SHARE", 0.5)
 # A replay waits between pages while the oldest live delivery of the last seconds has been
 # waiting longer than this (live traffic first).
 REPLAY_LIVE_LAG_SECONDS = env_float("REPLAY_LIVE_LAG_SECONDS", 0.5)
+
+# Ingest (docs/decisions/0029-ingest-path.md): a web process's requests hand their messages to
+# one writer thread, which stores whatever has arrived (at most INGEST_GROUP_MAX_MESSAGES) in
+# one transaction. A request waits at most INGEST_WRITER_TIMEOUT_SECONDS for it, then is told
+# to retry (503); its messageIds make the retry safe.
+INGEST_GROUP_COMMIT = env_bool("INGEST_GROUP_COMMIT", True)
+INGEST_GROUP_MAX_MESSAGES = env_int("INGEST_GROUP_MAX_MESSAGES", 1000)
+INGEST_WRITER_TIMEOUT_SECONDS = env_float("INGEST_WRITER_TIMEOUT_SECONDS", 60.0)

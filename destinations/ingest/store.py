@@ -6,7 +6,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from django.db import connection, transaction
 
@@ -19,7 +18,7 @@ from destinations.messages.message import Message
 from destinations.models import Event, IngestFailure
 from destinations.raw_reads import values_present
 
-# Rows per INSERT statement: 15 parameters a row stays well under SQLite's variable limit.
+# Rows per INSERT statement on SQLite: 15 parameters a row stays under its variable limit.
 INSERT_CHUNK = 500
 EVENT_COLUMNS = (
     "source_id",
@@ -83,85 +82,133 @@ def store_messages(
     with transaction.atomic():
         if refused:
             record_refusals(source_id, refused, endpoint=endpoint, received_at=received_at)
-        existing = values_present(Event, "message_id", unique, also=[("source", source_id)])
-        fresh = [m for message_id, m in unique.items() if message_id not in existing]
-        stored = 0
-        if fresh:
-            if not statement:
-                subjects = IdentityResolver().resolve(fresh)
-            elif owners is not None:
-                subjects = [owners.get(m.message_id) for m in fresh]
-            else:
-                subjects = [owner] * len(fresh)
-            ids = insert_events(source_id, fresh, subjects, received_at)
-            stored = len(ids)
-            new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]
-            planned = plan_deliveries(new_events, received_at, demo=demo, only=only_destinations)
-            if planned:
-                transaction.on_commit(lambda: enqueue_deliveries(planned), robust=True)
-            if not statement and stored and events_stored.has_listeners():
-                touched = {subjects[i] for i, m in enumerate(fresh) if m.message_id in ids}
-                touched.discard(None)
-                if touched:
-                    transaction.on_commit(
-                        partial(events_stored.send, sender=Event, profile_ids=touched),
-                        robust=True,
-                    )
+        ids = store_unique(
+            source_id,
+            list(unique.values()),
+            [received_at] * len(unique),
+            statement=statement,
+            owner=owner,
+            owners=owners,
+            demo=demo,
+            only_destinations=only_destinations,
+        )
+    stored = len(ids)
     return StoreResult(stored=stored, duplicates=len(kept) - stored, suppressed=suppressed)
+
+
+def store_unique(
+    source_id: int,
+    messages: Sequence[Message],
+    received_ats: Sequence[datetime],
+    *,
+    statement: bool = False,
+    owner: int | None = None,
+    owners: Mapping[str, int | None] | None = None,
+    demo: bool = False,
+    only_destinations: Collection[int] | None = None,
+) -> dict[str, int]:
+    """Store messages of distinct messageIds, each received at its ``received_ats`` entry, in the
+    caller's transaction: the ids of the events stored by messageId (one already stored is left
+    out). Resolves identities, plans deliveries and announces the users touched on commit."""
+    existing = values_present(
+        Event, "message_id", [m.message_id for m in messages], also=[("source", source_id)]
+    )
+    fresh_at = [(m, at) for m, at in zip(messages, received_ats, strict=True)]
+    fresh_at = [(m, at) for m, at in fresh_at if m.message_id not in existing]
+    if not fresh_at:
+        return {}
+    fresh = [m for m, _ in fresh_at]
+    if not statement:
+        subjects = IdentityResolver().resolve(fresh)
+    elif owners is not None:
+        subjects = [owners.get(m.message_id) for m in fresh]
+    else:
+        subjects = [owner] * len(fresh)
+    ids = insert_events(source_id, fresh, subjects, [at for _, at in fresh_at])
+    new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]
+    latest = max(at for _, at in fresh_at)
+    planned = plan_deliveries(new_events, latest, demo=demo, only=only_destinations)
+    if planned:
+        transaction.on_commit(lambda: enqueue_deliveries(planned), robust=True)
+    if not statement and ids and events_stored.has_listeners():
+        touched = {subjects[i] for i, m in enumerate(fresh) if m.message_id in ids}
+        touched.discard(None)
+        if touched:
+            transaction.on_commit(
+                partial(events_stored.send, sender=Event, profile_ids=touched), robust=True
+            )
+    return ids
 
 
 def insert_events(
     source_id: int,
     messages: Sequence[Message],
     owners: Sequence[int | None],
-    received_at: datetime,
+    received_ats: Sequence[datetime],
 ) -> dict[str, int]:
-    """Multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: ids of the rows actually stored.
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING: ids of the rows actually stored.
 
     A concurrent request carrying the same messageId loses the race on the unique index and
     its row is simply not returned, so nothing downstream treats it as new.
     """
-    ops = connection.ops
-    vendor = connection.vendor
-    json_placeholder = "%s::jsonb" if vendor == "postgresql" else "%s"
-    row_placeholder = "(" + ", ".join(["%s"] * 14 + [json_placeholder]) + ")"
-    received = ops.adapt_datetimefield_value(received_at)
-    table = ops.quote_name(Event._meta.db_table)
-    columns = ", ".join(ops.quote_name(c) for c in EVENT_COLUMNS)
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [
+        (
+            source_id,
+            message.message_id,
+            message.type,
+            message.user_id,
+            message.anonymous_id,
+            message.event,
+            message.name,
+            message.group_id,
+            message.previous_id,
+            adapt(message.timestamp),
+            adapt(message.original_timestamp),
+            adapt(message.sent_at),
+            adapt(received_at),
+            owner,
+            message.payload_json.decode(),
+        )
+        for message, owner, received_at in zip(messages, owners, received_ats, strict=True)
+    ]
     stored: dict[str, int] = {}
     with connection.cursor() as cursor:
-        for start in range(0, len(messages), INSERT_CHUNK):
-            chunk = messages[start : start + INSERT_CHUNK]
-            params: list[Any] = []
-            for message, owner in zip(chunk, owners[start : start + INSERT_CHUNK], strict=True):
-                params.extend(
-                    (
-                        source_id,
-                        message.message_id,
-                        message.type,
-                        message.user_id,
-                        message.anonymous_id,
-                        message.event,
-                        message.name,
-                        message.group_id,
-                        message.previous_id,
-                        ops.adapt_datetimefield_value(message.timestamp),
-                        ops.adapt_datetimefield_value(message.original_timestamp),
-                        ops.adapt_datetimefield_value(message.sent_at),
-                        received,
-                        owner,
-                        message.payload_json.decode(),
-                    )
-                )
+        if connection.vendor == "postgresql":
+            # One array per column: the statement's text does not grow with the rows, so
+            # psycopg parses it once (it parses long queries in Python on every execute).
             cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES "
-                + ", ".join([row_placeholder] * len(chunk))
-                + ' ON CONFLICT ("source_id", "message_id") DO NOTHING'
-                + ' RETURNING "id", "message_id"',
-                params,
+                insert_sql(unnest_source()), [list(column) for column in zip(*rows, strict=True)]
+            )
+            stored.update((message_id, pk) for pk, message_id in cursor.fetchall())
+            return stored
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            values = ", ".join(["(" + ", ".join(["%s"] * len(EVENT_COLUMNS)) + ")"] * len(chunk))
+            cursor.execute(
+                insert_sql(f"VALUES {values}"), [value for row in chunk for value in row]
             )
             stored.update((message_id, pk) for pk, message_id in cursor.fetchall())
     return stored
+
+
+def insert_sql(rows: str) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(c) for c in EVENT_COLUMNS)
+    return (
+        f"INSERT INTO {quote(Event._meta.db_table)} ({columns}) {rows}"
+        ' ON CONFLICT ("source_id", "message_id") DO NOTHING RETURNING "id", "message_id"'
+    )
+
+
+def unnest_source() -> str:
+    """``SELECT * FROM unnest(CAST(%s AS bigint[]), ...)``: each column's array cast to the
+    column's own type (jsonb for the payload, sent as text)."""
+    by_column = {field.column: field for field in Event._meta.concrete_fields}
+    arrays = ", ".join(
+        f"CAST(%s AS {by_column[name].db_type(connection)}[])" for name in EVENT_COLUMNS
+    )
+    return f"SELECT * FROM unnest({arrays})"
 
 
 def record_refusals(

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.decorators import login_not_required
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -22,13 +23,9 @@ from destinations.ingest.auth import (
     write_key_from_body,
     write_key_from_header,
 )
+from destinations.ingest.group_commit import PendingWrite, WriterTimeout, store_accepted
 from destinations.ingest.ratelimit import check_rate_limit
-from destinations.ingest.store import (
-    RefusedMessage,
-    StoreResult,
-    record_refusals,
-    store_messages,
-)
+from destinations.ingest.store import RefusedMessage, StoreResult, record_refusals
 from destinations.messages import body
 from destinations.messages.errors import IngestError
 from destinations.messages.message import (
@@ -69,6 +66,7 @@ ERROR_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
+    503: "unavailable",
 }
 
 
@@ -148,6 +146,13 @@ def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
             )
         logger.info("ingest refused (%s %s): %s", endpoint, error.status, error.message)
         return error_response(error.status, error.message, error.headers)
+    except (WriterTimeout, OperationalError, InterfaceError) as error:
+        # The database is unreachable or too slow: nothing was acknowledged, and the SDK's
+        # retry (same messageIds) cannot store anything twice.
+        logger.warning("ingest could not store (%s): %s", endpoint, error)
+        return error_response(
+            503, "Events could not be stored just now; retry", {"Retry-After": "5"}
+        )
 
 
 def _preflight(requested_headers: str) -> HttpResponse:
@@ -182,8 +187,10 @@ def accept_single(
             received_at=received_at,
         )
         return error_response(400, reason)
-    result = store_messages(
-        source_id=source.id, messages=[message], received_at=received_at, demo=source.demo
+    result = store_accepted(
+        PendingWrite(
+            source_id=source.id, messages=[message], received_at=received_at, demo=source.demo
+        )
     )
     return json_response(200, {"success": True, **result_counts(result)})
 
@@ -231,13 +238,15 @@ def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> 
     if not accepted:
         record_refusals(source.id, refused, endpoint="batch", received_at=received_at)
         return error_response(400, "no valid messages in batch", failed=failed)
-    result = store_messages(
-        source_id=source.id,
-        messages=accepted,
-        received_at=received_at,
-        refused=refused,
-        endpoint="batch",
-        demo=source.demo,
+    result = store_accepted(
+        PendingWrite(
+            source_id=source.id,
+            messages=accepted,
+            received_at=received_at,
+            demo=source.demo,
+            refused=refused,
+            endpoint="batch",
+        )
     )
     return json_response(
         200,

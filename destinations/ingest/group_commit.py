@@ -1,0 +1,203 @@
+"""Group commit: the ingest requests of a web process share their database transactions.
+
+A request validates its messages on its own thread, hands them to the process's writer and
+waits. The writer takes every write waiting when it comes round (none is held back for others
+to arrive, so a lone request is not slowed), stores them in one transaction and wakes each
+request with its own counts once that transaction has committed: a 200 still means durable.
+A request's refused items never reach the writer, so one request's bad input cannot fail
+another's; if the shared transaction fails all the same (a database error), each request of it
+is stored again on its own, and only the ones that fail again get the error.
+
+Merging requests turns a dozen single-event transactions into one: one messageId check, one
+identity resolution and one INSERT for them all, and on SQLite one writer per process where a
+dozen threads used to wait on the database's lock (docs/decisions/0029-ingest-path.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+from destinations.identity.suppression import without_suppressed
+from destinations.ingest.store import (
+    RefusedMessage,
+    StoreResult,
+    record_refusals,
+    store_unique,
+)
+from destinations.messages.message import Message
+
+logger = logging.getLogger(__name__)
+
+# A writer with nothing to do for this long closes its database connection.
+IDLE_SECONDS = 1.0
+
+
+@dataclass(eq=False)
+class PendingWrite:
+    """One request's accepted messages (and refused items, recorded in the same transaction),
+    and, once the writer is done with it, its result or its error."""
+
+    source_id: int
+    messages: Sequence[Message]
+    received_at: datetime
+    demo: bool = False
+    refused: Sequence[RefusedMessage] = ()
+    endpoint: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+    result: StoreResult | None = None
+    error: BaseException | None = None
+
+
+class WriterTimeout(Exception):
+    """The writer did not answer in time; the request's messages may still be stored."""
+
+
+def store_writes(writes: Sequence[PendingWrite]) -> list[StoreResult]:
+    """Store several requests' messages in the caller's transaction, each with its own counts:
+    a messageId sent twice is stored once and counted as stored for the first request carrying
+    it, as a duplicate for the others."""
+    results: dict[int, StoreResult] = {}
+    by_source: dict[tuple[int, bool], list[PendingWrite]] = {}
+    for write in writes:
+        if write.refused:
+            record_refusals(
+                write.source_id,
+                write.refused,
+                endpoint=write.endpoint,
+                received_at=write.received_at,
+            )
+        by_source.setdefault((write.source_id, write.demo), []).append(write)
+    for (source_id, demo), group in by_source.items():
+        kept, _ = without_suppressed([m for write in group for m in write.messages])
+        kept_ids = {id(m) for m in kept}
+        first: dict[str, tuple[Message, PendingWrite]] = {}
+        for write in group:
+            for message in write.messages:
+                if id(message) in kept_ids:
+                    first.setdefault(message.message_id, (message, write))
+        stored_ids = store_unique(
+            source_id,
+            [message for message, _ in first.values()],
+            [write.received_at for _, write in first.values()],
+            demo=demo,
+        )
+        stored_by = Counter(id(write) for mid, (_, write) in first.items() if mid in stored_ids)
+        for write in group:
+            kept_here = sum(1 for m in write.messages if id(m) in kept_ids)
+            stored = stored_by[id(write)]
+            results[id(write)] = StoreResult(
+                stored=stored,
+                duplicates=kept_here - stored,
+                suppressed=len(write.messages) - kept_here,
+            )
+    return [results[id(write)] for write in writes]
+
+
+class GroupWriter:
+    """The process's writer thread and the queue of writes waiting for it."""
+
+    def __init__(self, max_messages: int) -> None:
+        self.max_messages = max_messages
+        self.pending: deque[PendingWrite] = deque()
+        self.ready = threading.Condition()
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def store(self, write: PendingWrite, timeout: float) -> StoreResult:
+        """Queue ``write``, wait until its transaction has committed (or failed) and return its
+        counts (or raise its error)."""
+        with self.ready:
+            self.start_if_needed()
+            self.pending.append(write)
+            self.ready.notify()
+        if not write.done.wait(timeout):
+            raise WriterTimeout(f"the writer did not answer within {timeout:g} s")
+        if write.error is not None:
+            raise write.error
+        assert write.result is not None
+        return write.result
+
+    def start_if_needed(self) -> None:
+        # A forked child inherits the queue but not the thread: it starts its own.
+        if self.thread is not None and self.thread.is_alive() and self.pid == os.getpid():
+            return
+        self.pid = os.getpid()
+        self.pending.clear()
+        self.thread = threading.Thread(target=self.run, name="ingest-writer", daemon=True)
+        self.thread.start()
+
+    def take(self) -> list[PendingWrite]:
+        """Every write waiting, up to ``max_messages`` messages (at least one write)."""
+        with self.ready:
+            while not self.pending:
+                if not self.ready.wait(IDLE_SECONDS) and not self.pending:
+                    # Idle: give the connection back (a quiet process holds none, and a
+                    # test database can be dropped); the next write opens one again.
+                    connection.close()
+            group = [self.pending.popleft()]
+            count = len(group[0].messages)
+            while self.pending and count + len(self.pending[0].messages) <= self.max_messages:
+                write = self.pending.popleft()
+                count += len(write.messages)
+                group.append(write)
+            return group
+
+    def run(self) -> None:
+        while True:
+            group = self.take()
+            try:
+                self.commit(group)
+            except BaseException as error:
+                logger.exception("ingest writer: unexpected failure")
+                for write in group:
+                    write.error = write.error or error
+            finally:
+                for write in group:
+                    write.done.set()
+
+    def commit(self, group: list[PendingWrite]) -> None:
+        try:
+            with transaction.atomic():
+                results = store_writes(group)
+        except Exception as error:
+            discard_broken_connection(error)
+            if len(group) == 1:
+                group[0].error = error
+                return
+            logger.warning("ingest writer: a group of %d failed, storing each alone", len(group))
+            for write in group:
+                self.commit([write])
+            return
+        for write, result in zip(group, results, strict=True):
+            write.result = result
+
+
+def discard_broken_connection(error: Exception) -> None:
+    """After a database error the connection may be dead (a restarted server): close it, so
+    the next transaction opens a new one instead of failing the same way."""
+    if isinstance(error, DatabaseError):
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+
+
+_writer = GroupWriter(max_messages=1)
+
+
+def store_accepted(write: PendingWrite) -> StoreResult:
+    """Store a request's messages through the process's writer; inline when group commit is
+    off, or when the caller is already in a transaction (its own work must see the rows)."""
+    if not settings.INGEST_GROUP_COMMIT or connection.in_atomic_block:
+        with transaction.atomic():
+            return store_writes([write])[0]
+    _writer.max_messages = settings.INGEST_GROUP_MAX_MESSAGES
+    return _writer.store(write, timeout=settings.INGEST_WRITER_TIMEOUT_SECONDS)
