@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None, description: str = "") -> int:
     parser.add_argument("--connections", type=int, default=16, help="phase a's connections")
     parser.add_argument("--batch-connections", type=int, default=4, help="phase b's connections")
     parser.add_argument("--rate", type=float, default=200.0, help="phase c's requests/s")
+    parser.add_argument("--high-rate", type=float, default=500.0, help="phase e's requests/s")
     parser.add_argument(
         "--cache-url", default=REDIS_URL, help="PostgreSQL run's CACHE_URL; '' for none"
     )
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None, description: str = "") -> int:
         single_connections=args.connections,
         batch_connections=args.batch_connections,
         rate=args.rate,
+        high_rate=args.high_rate,
         workers=args.workers,
         cache_url=args.cache_url,
     )

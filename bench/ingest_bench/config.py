@@ -13,6 +13,13 @@ USERS = 10_000  # userIds are drawn from this pool
 TARGET_BATCH_EVENTS = 10_000  # events/s in 100-event batches
 TARGET_SINGLE_REQUESTS = 1_000  # single-event requests/s
 TARGET_P99_MS = 50  # p99 at the fixed offered rate
+TARGET_HIGH_RATE_P99_MS = 100  # p99 at the higher offered rate
+TARGET_FLOOR_SHARE = 0.5  # single-event requests/s as a share of the HTTP floor's
+TARGET_BATCH_CEILING_SHARE = 0.7  # batched events/s as a share of the database ceiling's
+TARGET_CPU_SHARE = 0.25  # CPU per event as a share of the baseline's
+# CPU per event (server + database, ms) measured at 407a8df, before group commit: the baseline
+# the CPU target is set against (single event; batched event).
+BASELINE_CPU_MS = {"postgres": (3.9, 0.56), "sqlite": (4.2, 0.24)}
 DISTURBED_CORES = 0.3  # a phase during which other processes used more is flagged
 
 # A request factory returns the bytes of request number n and how many events it carries.
@@ -29,5 +36,6 @@ class Plan:
     single_connections: int
     batch_connections: int
     rate: float
+    high_rate: float
     workers: int
     cache_url: str

@@ -37,6 +37,11 @@ from ingest_bench.payloads import batch_requests, single_requests
 
 # Before a phase, how long to wait at most for the machine to go quiet (it may be shared).
 QUIET_SECONDS = 30
+# The floor phase's server runs bench/ingest_bench/floor_app.py instead of Switchboard's app.
+FLOOR_ENV = {
+    "SWITCHBOARD_WSGI_APPLICATION": "ingest_bench.floor_app.application",
+    "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+}
 
 
 @dataclass
@@ -49,6 +54,7 @@ class PhaseResult:
     rows: int
     cpu: dict[str, float]
     note: str
+    stores: bool = True  # False: the HTTP floor, which answers without storing
 
     @property
     def events_per_second(self) -> float:
@@ -75,7 +81,14 @@ class PhaseResult:
     def verified(self) -> bool:
         tally = self.tally
         all_ok = tally.statuses.get("200", 0) == tally.requests
+        if not self.stores:
+            return all_ok and self.rows == 0 == tally.stored_reported
         return all_ok and self.rows == tally.events == tally.stored_reported
+
+    def cpu_ms_per_event(self) -> float:
+        """Server and database CPU milliseconds per event stored."""
+        per_request = self.cpu_ms("server") + self.cpu_ms("database")
+        return per_request * self.tally.requests / max(1, self.tally.events)
 
 
 @dataclass
@@ -123,7 +136,13 @@ def run_backend(backend: Backend, plan: Plan, profile_dir: Path | None) -> Backe
         profiler = Profiler(profile_dir)
         phases: dict[str, PhaseResult] = {}
 
-        def phase(prefix: str, name: str, note: str, load: Coroutine[Any, Any, Tally]) -> None:
+        def phase(
+            prefix: str,
+            name: str,
+            note: str,
+            load: Coroutine[Any, Any, Tally],
+            stores: bool = True,
+        ) -> None:
             assert server is not None
             wait_for_quiet(server.pids, timeout=QUIET_SECONDS)
             if prefix != "s":
@@ -135,7 +154,7 @@ def run_backend(backend: Backend, plan: Plan, profile_dir: Path | None) -> Backe
             seconds = time.perf_counter() - started
             cpu = cpu_meter.cores()
             rows = count_rows(backend, prefix)
-            phases[prefix] = PhaseResult(name, tally, seconds, rows, cpu, note)
+            phases[prefix] = PhaseResult(name, tally, seconds, rows, cpu, note, stores)
             report(phases[prefix])
             profiler.finish()
 
@@ -165,11 +184,27 @@ def run_backend(backend: Backend, plan: Plan, profile_dir: Path | None) -> Backe
             f"{plan.rate_seconds:g} s",
             open_loop(port, plan.rate, plan.rate_seconds, single_requests("c", auth)),
         )
+        phase(
+            "e",
+            f"e. /v1/track offered at {plan.high_rate:g} requests/s, open loop",
+            f"{plan.rate_seconds:g} s",
+            open_loop(port, plan.high_rate, plan.rate_seconds, single_requests("e", auth)),
+        )
+        server.stop(timeout=25)
+        # The HTTP floor: the same server and client, /v1/track answered without storing.
+        server = start_server(env | FLOOR_ENV, port, plan.workers, backend.data_dir / "floor.log")
+        phase(
+            "f",
+            "f. HTTP floor: /v1/track authenticated and answered, nothing stored, closed loop",
+            f"{single} connections",
+            closed_loop(port, single, plan.single_seconds, single_requests("f", auth)),
+            stores=False,
+        )
         server.stop(timeout=25)
         server = None
 
         ceilings = []
-        for prefix, method in zip("de", backend.ceiling_methods, strict=False):
+        for prefix, method in zip("xy", backend.ceiling_methods, strict=False):
             rows = copied_rows(backend, "b", prefix)
             wait_for_quiet(timeout=QUIET_SECONDS)
             started = time.perf_counter()

@@ -77,7 +77,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "dashboard.project.urls"
-WSGI_APPLICATION = "dashboard.project.wsgi.application"
+# What the web server runs; a benchmark points it elsewhere to measure the HTTP stack alone.
+WSGI_APPLICATION = env_str("SWITCHBOARD_WSGI_APPLICATION") or "dashboard.project.wsgi.application"
 
 TEMPLATES = [
     {
