@@ -1,0 +1,398 @@
+"""Group commit: several requests' messages stored in one transaction by the process's writer
+thread, each request answered with its own counts; a request whose write fails at the database
+fails alone, and one the writer cannot answer in time is told to retry.
+
+``store_writes`` is tested inside the test's transaction. The writer is a real thread with a
+connection of its own, so its tests use ``transaction=True``: it sees only committed rows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.test import Client
+from django.utils import timezone
+
+from destinations.identity.suppression import forget_cached_suppressions
+from destinations.ingest import group_commit
+from destinations.ingest.group_commit import (
+    IDLE_SECONDS,
+    PendingWrite,
+    WriterTimeout,
+    store_accepted,
+    store_writes,
+)
+from destinations.ingest.store import RefusedMessage, StoreResult
+from destinations.models import (
+    Delivery,
+    Destination,
+    Event,
+    IngestFailure,
+    Source,
+    Suppression,
+    SuppressionKind,
+)
+from destinations.sources import source_create
+from tests.helpers.group_commit import (
+    RecordingWriter,
+    pending_write,
+    store_from_threads,
+    track_message,
+)
+from tests.helpers.ingest import basic
+from tests.helpers.worker import wait_until
+
+
+def stored_ids(source: Source) -> set[str]:
+    return set(Event.objects.filter(source=source).values_list("message_id", flat=True))
+
+
+def stored(count: int) -> StoreResult:
+    return StoreResult(stored=count, duplicates=0)
+
+
+# --- store_writes: one transaction, each request's own counts ---------------------------------
+
+
+@pytest.mark.django_db
+def test_a_message_id_in_two_requests_is_stored_once_and_counted_for_the_first(
+    source: Source,
+) -> None:
+    first_at = timezone.now() - timedelta(seconds=5)
+    first = pending_write(source.pk, ["a", "shared"], event="First", received_at=first_at)
+    second = pending_write(source.pk, ["shared", "b"], event="Second")
+    only_the_shared_one = pending_write(source.pk, ["shared"], event="Third")
+    twice_in_itself = pending_write(source.pk, ["c", "c"])
+    with transaction.atomic():
+        results = store_writes([first, second, only_the_shared_one, twice_in_itself])
+    assert results == [
+        StoreResult(stored=2, duplicates=0),
+        StoreResult(stored=1, duplicates=1),
+        StoreResult(stored=0, duplicates=1),
+        StoreResult(stored=1, duplicates=1),
+    ]
+    assert stored_ids(source) == {"a", "shared", "b", "c"}
+    # The row is the first request's message, received when that request was.
+    shared = Event.objects.get(source=source, message_id="shared")
+    assert (shared.event, shared.received_at) == ("First", first_at)
+
+
+@pytest.mark.django_db
+def test_a_request_whose_messages_are_all_stored_already_gets_duplicates(source: Source) -> None:
+    with transaction.atomic():
+        assert store_writes([pending_write(source.pk, ["m1", "m2"])]) == [stored(2)]
+    retried = pending_write(source.pk, ["m1", "m2"])  # an SDK's retry of the same batch
+    fresh = pending_write(source.pk, ["m3"])
+    with transaction.atomic():
+        results = store_writes([retried, fresh])
+    assert results == [StoreResult(stored=0, duplicates=2), stored(1)]
+    assert stored_ids(source) == {"m1", "m2", "m3"}
+
+
+class Abandoned(Exception):
+    """Raised to roll a transaction back."""
+
+
+@pytest.mark.django_db
+def test_refused_items_are_recorded_in_the_same_transaction(source: Source) -> None:
+    at = timezone.now() - timedelta(seconds=1)
+    refused = [RefusedMessage(index=1, reason="event is missing", excerpt='{"type":"track"}')]
+    with_refusals = pending_write(source.pk, ["ok-1"], refused=refused, received_at=at)
+    without = pending_write(source.pk, ["ok-2"])
+
+    with pytest.raises(Abandoned), transaction.atomic():
+        store_writes([with_refusals, without])
+        assert IngestFailure.objects.count() == 1
+        raise Abandoned
+    # Rolled back with the events: a retried request does not record its refusals twice.
+    assert IngestFailure.objects.count() == 0
+    assert stored_ids(source) == set()
+
+    with transaction.atomic():
+        assert store_writes([with_refusals, without]) == [stored(1), stored(1)]
+    failure = IngestFailure.objects.get()
+    assert (failure.source_id, failure.endpoint, failure.batch_index) == (source.pk, "batch", 1)
+    assert (failure.reason, failure.excerpt) == ("event is missing", '{"type":"track"}')
+    assert failure.received_at == at
+    assert stored_ids(source) == {"ok-1", "ok-2"}
+
+
+@pytest.mark.django_db
+def test_two_sources_in_one_group_keep_their_message_ids_apart(source: Source) -> None:
+    other = source_create(name="Mobile app")
+    with transaction.atomic():
+        results = store_writes(
+            [
+                pending_write(source.pk, ["m1", "m2"]),
+                pending_write(other.pk, ["m1"]),
+                pending_write(source.pk, ["m2"]),
+                pending_write(other.pk, ["m1", "m3"]),
+            ]
+        )
+    assert results == [
+        stored(2),
+        stored(1),
+        StoreResult(stored=0, duplicates=1),
+        StoreResult(stored=1, duplicates=1),
+    ]
+    assert stored_ids(source) == {"m1", "m2"}
+    assert stored_ids(other) == {"m1", "m3"}
+
+
+@pytest.mark.django_db
+def test_demo_data_goes_to_demo_destinations_only_even_in_a_shared_group(source: Source) -> None:
+    demo_source = Source.objects.create(name="Demo source", demo=True)
+    url = {"url": "http://127.0.0.1:9/hook"}
+    Destination.objects.create(kind="webhook", name="Real hook", settings=url)
+    Destination.objects.create(kind="webhook", name="Demo hook", settings=url, demo=True)
+    with transaction.atomic():
+        results = store_writes(
+            [
+                pending_write(demo_source.pk, ["d1"], demo=True),
+                pending_write(source.pk, ["r1"]),
+                pending_write(demo_source.pk, ["d2"], demo=True),
+            ]
+        )
+    assert results == [stored(1), stored(1), stored(1)]
+    routed = set(Delivery.objects.values_list("event__message_id", "destination__name"))
+    assert routed == {
+        ("d1", "Demo hook"),
+        ("d2", "Demo hook"),
+        ("r1", "Real hook"),
+        ("r1", "Demo hook"),
+    }
+
+
+@pytest.mark.django_db
+def test_suppression_is_decided_per_message(source: Source) -> None:
+    Suppression.objects.create(kind=SuppressionKind.USER_ID, value="deleted-user")
+    forget_cached_suppressions()
+    at = timezone.now()
+    mixed = PendingWrite(
+        source_id=source.pk,
+        messages=[
+            track_message("kept-1", received_at=at),
+            track_message("gone-1", user_id="deleted-user", received_at=at),
+        ],
+        received_at=at,
+    )
+    all_gone = pending_write(source.pk, ["gone-2"], user_id="deleted-user")
+    with transaction.atomic():
+        results = store_writes([mixed, all_gone])
+    assert results == [
+        StoreResult(stored=1, duplicates=0, suppressed=1),
+        StoreResult(stored=0, duplicates=0, suppressed=1),
+    ]
+    assert stored_ids(source) == {"kept-1"}
+
+
+# --- the writer thread --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_share_transactions_and_each_gets_its_own_counts(
+    source: Source,
+) -> None:
+    writer = RecordingWriter()
+    threads, writes_each = 16, 4
+    start_together = threading.Barrier(threads)
+
+    def request_thread(thread: int) -> list[tuple[int, StoreResult]]:
+        start_together.wait()
+        answers = []
+        for number in range(writes_each):
+            ids = [f"t{thread}-w{number}-m{k}" for k in range((thread + number) % 3 + 1)]
+            answers.append((len(ids), writer.store(pending_write(source.pk, ids), timeout=30)))
+        return answers
+
+    with ThreadPoolExecutor(threads) as pool:
+        answers = [answer for each in pool.map(request_thread, range(threads)) for answer in each]
+
+    assert [result for _, result in answers] == [stored(sent) for sent, _ in answers]
+    assert Event.objects.filter(source=source).count() == sum(sent for sent, _ in answers)
+    assert sum(writer.taken) == threads * writes_each
+    assert max(writer.taken) > 1, f"every group held one write: {writer.taken}"
+    assert writer.committed == writer.taken  # no group failed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_carrying_the_same_message_ids_store_each_once(
+    source: Source,
+) -> None:
+    shared = ["s1", "s2", "s3", "s4", "s5"]
+    writes = [pending_write(source.pk, [*shared, f"own-{i}"]) for i in range(16)]
+    results = store_from_threads(RecordingWriter(), writes)
+    counts = [r for r in results if isinstance(r, StoreResult)]
+    assert len(counts) == 16, results
+    assert all(r.stored + r.duplicates == 6 and r.stored >= 1 for r in counts), counts
+    assert sum(r.stored for r in counts) == len(shared) + 16
+    assert stored_ids(source) == {*shared, *(f"own-{i}" for i in range(16))}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_holds_at_most_max_messages_and_at_least_one_write(source: Source) -> None:
+    writer = RecordingWriter(max_messages=5)
+    writer.gate.clear()
+    sizes = [2, 2, 2, 2, 2, 2, 7]
+    writes = [
+        pending_write(source.pk, [f"w{i}-m{k}" for k in range(n)]) for i, n in enumerate(sizes)
+    ]
+    with ThreadPoolExecutor(len(writes)) as pool:
+        futures = []
+        for queued, write in enumerate(writes, start=1):
+            # One at a time, so the queue's order is known.
+            futures.append(pool.submit(writer.store, write, 30))
+            writer.wait_for_waiting(queued)
+        writer.gate.set()
+        results = [future.result() for future in futures]
+    assert results == [stored(n) for n in sizes]
+    # Two 2-message writes fit in 5 messages, a third does not; the 7-message write is taken
+    # alone although it is over the limit.
+    assert writer.taken == [2, 2, 2, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_that_fails_at_the_database_fails_alone(source: Source) -> None:
+    # A source deleted while web processes still hold it in their write-key cache: its
+    # events break the foreign key, at COMMIT on both backends (Django declares foreign keys
+    # DEFERRABLE INITIALLY DEFERRED), so the whole group's transaction fails.
+    deleted = source_create(name="Deleted meanwhile")
+    deleted_id = deleted.pk
+    deleted.delete()
+    writer = RecordingWriter()
+    writer.gate.clear()
+    writes = [
+        pending_write(source.pk, ["ok-1"]),
+        pending_write(deleted_id, ["lost-1"]),
+        pending_write(source.pk, ["ok-2", "ok-3"]),
+    ]
+    results = store_from_threads(writer, writes, meanwhile=lambda: writer.open_once_waiting(3))
+
+    assert results[0] == stored(1)
+    assert isinstance(results[1], IntegrityError), results[1]
+    assert results[2] == stored(2)
+    assert writer.taken == [3]
+    assert writer.committed == [3, 1, 1, 1]  # the group, then each write alone
+    assert stored_ids(source) == {"ok-1", "ok-2", "ok-3"}
+    assert not Event.objects.filter(message_id="lost-1").exists()
+    # The writer carries on.
+    assert writer.store(pending_write(source.pk, ["after"]), timeout=10) == stored(1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_that_cannot_answer_times_the_request_out(source: Source) -> None:
+    writer = RecordingWriter()
+    writer.gate.clear()
+    write = pending_write(source.pk, ["slow-1"])
+    with ThreadPoolExecutor(1) as pool:
+        # From another thread, so that a store() that never gives up fails the test.
+        started = time.monotonic()
+        attempt = pool.submit(writer.store, write, 0.2)
+        try:
+            error = attempt.exception(timeout=5)
+        finally:
+            waited = time.monotonic() - started
+            stored_meanwhile = stored_ids(source)
+            writer.gate.set()
+    assert isinstance(error, WriterTimeout), error
+    assert str(error) == "the writer did not answer within 0.2 s"
+    assert 0.2 <= waited < 2
+    assert stored_meanwhile == set()
+
+    # The write was queued: it is stored once the writer gets to it, so the client's retry
+    # (same messageId) is a duplicate, not a second row.
+    assert write.done.wait(10)
+    assert write.result == stored(1)
+    retry = pending_write(source.pk, ["slow-1"])
+    assert writer.store(retry, timeout=10) == StoreResult(stored=0, duplicates=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_writer_gives_its_connection_back(source: Source) -> None:
+    writer = RecordingWriter()
+    assert writer.store(pending_write(source.pk, ["m1"]), timeout=10) == stored(1)
+    database = writer.database
+    assert database is not None and database.connection is not None
+    wait_until(lambda: database.connection is None, IDLE_SECONDS + 5)
+    assert writer.store(pending_write(source.pk, ["m2"]), timeout=10) == stored(1)
+    assert database.connection is not None
+
+
+# --- store_accepted and the view ----------------------------------------------------------------
+
+
+@pytest.fixture
+def held_writer(monkeypatch: pytest.MonkeyPatch, settings: Any) -> RecordingWriter:
+    """The process's writer, replaced by one that takes nothing until its gate is opened."""
+    # A request wrongly sent to it fails in seconds, not after the default minute.
+    settings.INGEST_WRITER_TIMEOUT_SECONDS = 2.0
+    writer = RecordingWriter()
+    writer.gate.clear()
+    monkeypatch.setattr(group_commit, "_writer", writer)
+    return writer
+
+
+@pytest.mark.django_db
+def test_inside_a_transaction_messages_are_stored_inline(
+    source: Source, held_writer: RecordingWriter
+) -> None:
+    assert store_accepted(pending_write(source.pk, ["m1"])) == stored(1)
+    assert stored_ids(source) == {"m1"}
+    assert held_writer.thread is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_group_commit_off_messages_are_stored_inline(
+    source: Source, held_writer: RecordingWriter, settings: Any
+) -> None:
+    settings.INGEST_GROUP_COMMIT = False
+    assert store_accepted(pending_write(source.pk, ["m1"])) == stored(1)
+    assert stored_ids(source) == {"m1"}
+    assert held_writer.thread is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_group_commit_on_requests_go_through_the_writer(
+    source: Source, held_writer: RecordingWriter, settings: Any
+) -> None:
+    settings.INGEST_GROUP_MAX_MESSAGES = 7
+    held_writer.gate.set()
+    assert store_accepted(pending_write(source.pk, ["m1"])) == stored(1)
+    assert held_writer.taken == [1]
+    assert held_writer.max_messages == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_the_writer_does_not_answer_in_time_is_told_to_retry(
+    client: Client, source: Source, held_writer: RecordingWriter, settings: Any
+) -> None:
+    settings.INGEST_WRITER_TIMEOUT_SECONDS = 0.2
+
+    def post() -> Any:
+        return client.post(
+            "/v1/track",
+            {"userId": "u1", "event": "Clicked", "messageId": "late-1"},
+            content_type="application/json",
+            headers={"Authorization": basic(source.write_key)},
+        )
+
+    response = post()
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "5"
+    answer = response.json()
+    assert (answer["code"], answer["error"]) == (
+        "unavailable",
+        "Events could not be stored just now; retry",
+    )
+
+    held_writer.gate.set()
+    wait_until(lambda: stored_ids(source) == {"late-1"}, 10)
+    retried = post()
+    assert retried.status_code == 200, retried.content
+    assert retried.json() == {"success": True, "stored": 0, "duplicates": 1}
