@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
 
@@ -69,7 +70,14 @@ class IngestFirst:
         # CONN_MAX_AGE is dropped before and after.
         close_old_connections()
         try:
-            response = ingest(WSGIRequest(environ), ROUTES[path])
+            request = WSGIRequest(environ)
+            # As Django's route does (CommonMiddleware): a Host not in ALLOWED_HOSTS is a 400.
+            request.get_host()
+            response = ingest(request, ROUTES[path])
+        except DisallowedHost:
+            response = error_response(
+                400, "The Host header names a host this server does not serve"
+            )
         except Exception:
             logger.exception("Internal Server Error: %s", path)
             response = error_response(500, "Internal error; the events were not stored")

@@ -12,13 +12,14 @@ from typing import Any
 
 import orjson
 from django.contrib.auth.decorators import login_not_required
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from destinations.ingest.auth import (
     SourceRef,
+    forget_cached_sources,
     source_for_write_key,
     write_key_from_body,
     write_key_from_header,
@@ -34,6 +35,7 @@ from destinations.messages.message import (
     validate_message,
     without_reserved,
 )
+from destinations.models import Source
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +148,13 @@ def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
             )
         logger.info("ingest refused (%s %s): %s", endpoint, error.status, error.message)
         return error_response(error.status, error.message, error.headers)
+    except IntegrityError:
+        # The source was deleted while this process still had its write key cached: its
+        # events break the foreign key. Forget it and answer as for any unknown key.
+        if source is not None and not Source.objects.filter(id=source.id).exists():
+            forget_cached_sources()
+            return error_response(401, "Unknown write key")
+        raise
     except (WriterTimeout, OperationalError, InterfaceError) as error:
         # The database is unreachable or too slow: nothing was acknowledged, and the SDK's
         # retry (same messageIds) cannot store anything twice.

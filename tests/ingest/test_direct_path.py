@@ -19,7 +19,7 @@ from django.conf import settings
 from django.test import Client
 
 from dashboard.project.wsgi import application
-from destinations.ingest import urls
+from destinations.ingest import direct, urls
 from destinations.ingest.auth import source_for_write_key
 from destinations.ingest.direct import ROUTES, IngestFirst
 from destinations.models import Event, IngestFailure, Source
@@ -183,14 +183,15 @@ def test_a_preflight_is_answered_like_django_s_route(client: Client) -> None:
 
 
 def test_an_error_in_the_view_is_a_500_with_the_usual_headers(
-    source: Source, caplog: pytest.LogCaptureFixture
+    source: Source, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A source deleted while this process still holds its write key in the cache: its events
-    # break the foreign key, an error no part of the view expects.
-    deleted = source_create(name="Deleted meanwhile")
-    source_for_write_key(deleted.write_key)
-    deleted.delete()
-    headers = {"Authorization": basic(deleted.write_key), "Content-Type": JSON}
+    def broken_view(request: object, call_type: str | None) -> None:
+        raise RuntimeError("a bug in the view")
+
+    # Nothing a client sends reaches this (the hostile-input tests hold the view to that), so
+    # the view itself is replaced to see what a bug in it would give.
+    monkeypatch.setattr(direct, "ingest", broken_view)
+    headers = {"Authorization": basic(source.write_key), "Content-Type": JSON}
     with caplog.at_level(logging.ERROR, logger="django.request"):
         answer = call_wsgi(
             application, "POST", "/v1/track", b'{"userId": "u1", "event": "E"}', headers
@@ -207,6 +208,21 @@ def test_an_error_in_the_view_is_a_500_with_the_usual_headers(
     assert [r.getMessage() for r in logged] == ["Internal Server Error: /v1/track"]
     assert logged[0].exc_info is not None
     assert Event.objects.count() == 0
+
+
+def test_a_source_deleted_while_its_key_is_cached_is_an_unknown_key() -> None:
+    # This process still holds the write key in its cache: the events break the foreign key.
+    deleted = source_create(name="Deleted meanwhile")
+    source_for_write_key(deleted.write_key)
+    deleted.delete()
+    headers = {"Authorization": basic(deleted.write_key), "Content-Type": JSON}
+    answer = call_wsgi(application, "POST", "/v1/track", b'{"userId": "u1", "event": "E"}', headers)
+    assert answer.status == 401, answer.body
+    assert answer.json()["error"] == "Unknown write key"
+    assert Event.objects.count() == 0
+    # The cache forgot it: the next request is refused before anything is stored.
+    again = call_wsgi(application, "POST", "/v1/track", b'{"userId": "u1", "event": "E"}', headers)
+    assert again.status == 401
 
 
 # --- routing ----------------------------------------------------------------------------------
@@ -262,3 +278,19 @@ def test_other_paths_are_answered_by_django(source: Source) -> None:
     assert slash.status == 404
     assert slash.header("Content-Type") != JSON
     assert Event.objects.count() == 0
+
+
+def test_a_host_not_allowed_is_refused_as_on_djangos_route(source: Source, settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["switchboard.example.com"]
+    body = b'{"userId": "u1", "event": "E"}'
+    headers = {"Authorization": basic(source.write_key), "Content-Type": JSON}
+    refused = call_wsgi(
+        application, "POST", "/v1/track", body, {**headers, "Host": "attacker.example"}
+    )
+    assert refused.status == 400, refused.body
+    assert refused.json()["error"] == "The Host header names a host this server does not serve"
+    accepted = call_wsgi(
+        application, "POST", "/v1/track", body, {**headers, "Host": "switchboard.example.com"}
+    )
+    assert accepted.status == 200, accepted.body
+    assert Event.objects.count() == 1
