@@ -34,9 +34,12 @@ def free_port() -> int:
 
 
 class WebServer:
-    def __init__(self, workers: int = 2, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, workers: int = 2, env: Mapping[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.workers = workers
-        self.port = free_port()
+        # A given port: a server started again where its clients (an SDK's fixed URL) still send.
+        self.port = port or free_port()
         self.ready_dir = Path(tempfile.mkdtemp(prefix="web-ready-"))
         self.log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
         self.env = {
