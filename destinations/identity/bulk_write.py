@@ -109,23 +109,9 @@ def update_sql(
 ) -> str:
     """``UPDATE table SET a = incoming.column2, b = incoming.column3 FROM (VALUES (%s, %s, %s),
     ...) AS incoming WHERE table.key = incoming.column1``."""
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    values = quote(VALUES_NAME)
-    columns = (key, *fields)
-    names = [quote(f"column{n}") for n in range(1, len(columns) + 1)]
-    row = "(" + ", ".join(placeholder(connection, f) for f in columns) + ")"
-    assignments = ", ".join(
-        f"{quote(f.column)} = {values}.{name}" for f, name in zip(fields, names[1:], strict=True)
-    )
-    conditions = [f"{table}.{quote(key.column)} = {values}.{names[0]}"]
-    if only_where_null:
-        conditions += [f"{table}.{quote(f.column)} IS NULL" for f in fields]
-    return (
-        f"UPDATE {table} SET {assignments} "
-        f"FROM (VALUES {', '.join([row] * row_count)}) AS {values} "
-        f"WHERE {' AND '.join(conditions)}"
-    )
+    row = "(" + ", ".join(placeholder(connection, f) for f in (key, *fields)) + ")"
+    rows = f"(VALUES {', '.join([row] * row_count)}) AS {connection.ops.quote_name(VALUES_NAME)}"
+    return update_from_sql(connection, model, key, fields, rows, only_where_null)
 
 
 def unnest_update_sql(
@@ -141,22 +127,38 @@ def unnest_update_sql(
     placeholders in Python and caches only short queries, and a ``VALUES`` list of a few hundred
     rows spent more CPU there than the database spent running it."""
     quote = connection.ops.quote_name
+    columns = (key, *fields)
+    arrays = ", ".join(placeholder(connection, f, array=True) for f in columns)
+    names = ", ".join(column_names(connection, len(columns)))
+    rows = f"unnest({arrays}) AS {quote(VALUES_NAME)}({names})"
+    return update_from_sql(connection, model, key, fields, rows, only_where_null)
+
+
+def update_from_sql(
+    connection: BaseDatabaseWrapper,
+    model: type[Model],
+    key: AnyField,
+    fields: Sequence[AnyField],
+    rows: str,
+    only_where_null: bool,
+) -> str:
+    """``UPDATE table SET ... FROM <rows> WHERE table.key = incoming.column1``; ``rows`` names
+    its columns column1, column2, ...: the key, then ``fields``."""
+    quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
     values = quote(VALUES_NAME)
-    columns = (key, *fields)
-    names = [quote(f"column{n}") for n in range(1, len(columns) + 1)]
-    arrays = ", ".join(placeholder(connection, f, array=True) for f in columns)
+    names = column_names(connection, len(fields) + 1)
     assignments = ", ".join(
         f"{quote(f.column)} = {values}.{name}" for f, name in zip(fields, names[1:], strict=True)
     )
     conditions = [f"{table}.{quote(key.column)} = {values}.{names[0]}"]
     if only_where_null:
         conditions += [f"{table}.{quote(f.column)} IS NULL" for f in fields]
-    return (
-        f"UPDATE {table} SET {assignments} "
-        f"FROM unnest({arrays}) AS {values}({', '.join(names)}) "
-        f"WHERE {' AND '.join(conditions)}"
-    )
+    return f"UPDATE {table} SET {assignments} FROM {rows} WHERE {' AND '.join(conditions)}"
+
+
+def column_names(connection: BaseDatabaseWrapper, count: int) -> list[str]:
+    return [connection.ops.quote_name(f"column{n}") for n in range(1, count + 1)]
 
 
 def placeholder(connection: BaseDatabaseWrapper, field: AnyField, array: bool = False) -> str:
