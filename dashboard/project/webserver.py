@@ -89,7 +89,10 @@ def serve(sock: socket.socket) -> None:
     from django.core.servers.basehttp import get_internal_wsgi_application
     from waitress.server import BaseWSGIServer, create_server
 
+    from dashboard.project.warmup import warm_up
+
     application = get_internal_wsgi_application()  # settings.WSGI_APPLICATION
+    warm_up()
     # Threads that mostly wait (on clients, the database, ingest's writer) hand the GIL over
     # sooner than the 5 ms default: a thread woken by its answer does not queue behind one
     # that is parsing JSON.
