@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Mod
 
@@ -31,6 +32,8 @@ from destinations.replay.definition import ReplayDefinition
 from destinations.sources import INTERNAL_DEMO_SOURCE, INTERNAL_SOURCE
 
 ON_ITS_WAY = (*WAITING, DeliveryStatus.SENDING)
+# The index of event-time order (destinations.models.Event).
+TIME_ORDER_INDEX = "event_timestamp_idx"
 
 
 def replayable_sources(destination: Destination) -> QuerySet[Source]:
@@ -98,9 +101,7 @@ def lane_page(replay: Replay, lane: ReplayLane, limit: int) -> LanePage:
         )
     if lane.after_timestamp is not None:
         events = events.filter(after(lane.after_timestamp, lane.after_id))
-    rows = list(
-        events.order_by("timestamp", "id").values_list("id", "timestamp", "payload")[:limit]
-    )
+    rows = in_time_order(events, limit)
     if not rows:
         return LanePage([], None)
     has = set(
@@ -112,6 +113,26 @@ def lane_page(replay: Replay, lane: ReplayLane, limit: int) -> LanePage:
     )
     wanted = [(pk, payload) for pk, _, payload in rows if pk not in has]
     return LanePage(wanted, (rows[-1][1], rows[-1][0]))
+
+
+def in_time_order(events: QuerySet[Event], limit: int) -> list[tuple[int, datetime, Any]]:
+    """The first ``limit`` of ``events`` by (timestamp, id): (id, timestamp, payload), read
+    along ``event(timestamp, id)``.
+
+    SQLite plans without table statistics (nothing runs ANALYZE on it), and for
+    ``source_id IN (...)`` it took the source index: every page then read all of the source's
+    events and sorted them, 0.4 s a page at 1,000,000 events, and the replay fell to 320
+    deliveries/s. There the statement names its index (``INDEXED BY``), so a page reads only
+    the rows after the checkpoint, in order, until it has ``limit``. PostgreSQL plans from the
+    statistics it keeps."""
+    page = events.order_by("timestamp", "id").values_list("id", "timestamp", "payload")[:limit]
+    if connection.vendor != "sqlite":
+        return list(page)
+    sql, params = page.query.sql_with_params()
+    table = connection.ops.quote_name(Event._meta.db_table)
+    index = connection.ops.quote_name(TIME_ORDER_INDEX)
+    sql = sql.replace(f"FROM {table}", f"FROM {table} INDEXED BY {index}", 1)
+    return [(event.pk, event.timestamp, event.payload) for event in Event.objects.raw(sql, params)]
 
 
 def stream(
