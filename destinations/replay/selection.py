@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Mod
 
 from destinations.models import (
@@ -32,8 +32,10 @@ from destinations.replay.definition import ReplayDefinition
 from destinations.sources import INTERNAL_DEMO_SOURCE, INTERNAL_SOURCE
 
 ON_ITS_WAY = (*WAITING, DeliveryStatus.SENDING)
-# The index of event-time order (destinations.models.Event).
+# The index of event-time order, and the unique index of one delivery per event, destination
+# and replay, which leads with event_id (destinations.models).
 TIME_ORDER_INDEX = "event_timestamp_idx"
+EVENT_DELIVERY_INDEX = "delivery_event_destination_replay_uniq"
 
 
 def replayable_sources(destination: Destination) -> QuerySet[Source]:
@@ -104,15 +106,35 @@ def lane_page(replay: Replay, lane: ReplayLane, limit: int) -> LanePage:
     rows = in_time_order(events, limit)
     if not rows:
         return LanePage([], None)
-    has = set(
-        Delivery.objects.filter(
-            event_id__in=[pk for pk, _, _ in rows],
-            destination_id=replay.destination_id,
-            status__in=excluded_statuses(definition),
-        ).values_list("event_id", flat=True)
+    has = already_has(
+        [pk for pk, _, _ in rows], replay.destination_id, excluded_statuses(definition)
     )
     wanted = [(pk, payload) for pk, _, payload in rows if pk not in has]
     return LanePage(wanted, (rows[-1][1], rows[-1][0]))
+
+
+def already_has(event_ids: list[int], destination_id: int, statuses: tuple[str, ...]) -> set[int]:
+    """Which of ``event_ids`` have a delivery to the destination in one of ``statuses``, read
+    through ``delivery``'s unique index, which leads with ``event_id``. SQLite, planning without
+    statistics, took ``delivery(destination_id, status, id)`` instead and read every delivered
+    row of the destination for every page: a replay slowed as its own rows grew (from 675 to
+    380 deliveries/s by its 300,000th event)."""
+    rows = Delivery.objects.filter(
+        event_id__in=event_ids, destination_id=destination_id, status__in=statuses
+    ).values_list("event_id", flat=True)
+    if connection.vendor != "sqlite":
+        return set(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(*sqlite_indexed_by(rows, Delivery, EVENT_DELIVERY_INDEX))
+        return {row[0] for row in cursor.fetchall()}
+
+
+def sqlite_indexed_by(query: QuerySet[Any], model: type[Model], index: str) -> tuple[str, Any]:
+    """``query``'s SQL and parameters, its table read through ``index`` (SQLite's INDEXED BY)."""
+    sql, params = query.query.sql_with_params()
+    table = connection.ops.quote_name(model._meta.db_table)
+    hint = f"FROM {table} INDEXED BY {connection.ops.quote_name(index)}"
+    return sql.replace(f"FROM {table}", hint, 1), params
 
 
 def in_time_order(events: QuerySet[Event], limit: int) -> list[tuple[int, datetime, Any]]:
@@ -128,10 +150,7 @@ def in_time_order(events: QuerySet[Event], limit: int) -> list[tuple[int, dateti
     page = events.order_by("timestamp", "id").values_list("id", "timestamp", "payload")[:limit]
     if connection.vendor != "sqlite":
         return list(page)
-    sql, params = page.query.sql_with_params()
-    table = connection.ops.quote_name(Event._meta.db_table)
-    index = connection.ops.quote_name(TIME_ORDER_INDEX)
-    sql = sql.replace(f"FROM {table}", f"FROM {table} INDEXED BY {index}", 1)
+    sql, params = sqlite_indexed_by(page, Event, TIME_ORDER_INDEX)
     return [(event.pk, event.timestamp, event.payload) for event in Event.objects.raw(sql, params)]
 
 

@@ -13,9 +13,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from destinations.delivery.services import destination_create
-from destinations.models import Destination, Event, Source
+from destinations.models import Delivery, DeliveryStatus, Destination, Event, Source
 from destinations.replay.definition import ReplayDefinition
-from destinations.replay.selection import after, in_scope, in_time_order
+from destinations.replay.selection import after, already_has, in_scope, in_time_order
 from destinations.standins.refiner import FakeRefiner
 
 pytestmark = pytest.mark.django_db
@@ -84,6 +84,50 @@ def test_on_sqlite_a_page_reads_the_timestamp_index_without_sorting(
         assert list(orm) == rows
     (unhinted,) = [q["sql"] for q in queries.captured_queries]
     assert "TEMP B-TREE FOR ORDER BY" in sqlite_plan(unhinted)
+
+
+def deliveries(destination: Destination, statuses: dict[int, str]) -> list[int]:
+    """A delivery of event ``m<n>`` in each given status; all the events' ids, by n."""
+    ids = {int(m[1:]): pk for pk, m in Event.objects.values_list("id", "message_id")}
+    for n, status in statuses.items():
+        Delivery.objects.create(
+            event_id=ids[n],
+            destination=destination,
+            status=status,
+            received_at=START,
+            retry_until=START + timedelta(days=1),
+        )
+    return [ids[n] for n in range(EVENTS)]
+
+
+def test_already_has_names_the_events_with_a_delivery_in_those_statuses(
+    refiner: Destination,
+) -> None:
+    delivered, failed = DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value
+    ids = deliveries(refiner, {3: delivered, 5: failed, 8: delivered})
+    assert already_has(ids, refiner.pk, (delivered,)) == {ids[3], ids[8]}
+    assert already_has(ids[:4], refiner.pk, (delivered, failed)) == {ids[3]}
+    assert already_has(ids, refiner.pk + 1, (delivered,)) == set()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's planner")
+def test_on_sqlite_already_has_reads_the_events_deliveries_not_the_destinations(
+    refiner: Destination,
+) -> None:
+    delivered = DeliveryStatus.DELIVERED.value
+    ids = deliveries(refiner, {n: delivered for n in range(0, EVENTS, 2)})
+    with CaptureQueriesContext(connection) as queries:
+        assert already_has(ids[:10], refiner.pk, (delivered,)) == set(ids[:10:2])
+    (statement,) = [q["sql"] for q in queries.captured_queries]
+    assert "delivery_event_destination_replay_uniq" in sqlite_plan(statement)
+    # The control: as the ORM writes it, SQLite reads all the destination's delivered rows.
+    orm = Delivery.objects.filter(
+        event_id__in=ids[:10], destination_id=refiner.pk, status__in=(delivered,)
+    ).values_list("event_id", flat=True)
+    with CaptureQueriesContext(connection) as queries:
+        assert set(orm) == set(ids[:10:2])
+    (unhinted,) = [q["sql"] for q in queries.captured_queries]
+    assert "delivery_destination_idx" in sqlite_plan(unhinted)
 
 
 def sqlite_plan(statement: str) -> str:
