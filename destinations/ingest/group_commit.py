@@ -154,20 +154,17 @@ class GroupWriter:
     def take(self) -> list[PendingWrite]:
         """Every write waiting, up to ``max_messages`` messages (at least one write)."""
         with self.ready:
-            while not self.pending:
-                if not self.ready.wait(IDLE_SECONDS) and not self.pending:
-                    # Idle: give the connection back (a quiet process holds none, and a
-                    # test database can be dropped); the next write opens one again.
-                    connection.close()
-            if self.busy:
-                # Under load, a moment's wait lets the requests being parsed join this
-                # transaction instead of each paying for one of their own.
-                deadline = time.monotonic() + GATHER_SECONDS
-                while len(self.pending) < GATHER_WRITES:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self.ready.wait(left)
+            while True:
+                while not self.pending:
+                    if not self.ready.wait(IDLE_SECONDS) and not self.pending:
+                        # Idle: give the connection back (a quiet process holds none, and a
+                        # test database can be dropped); the next write opens one again.
+                        connection.close()
+                if self.busy:
+                    self.gather()
+                # Another writer thread may have taken everything while this one gathered.
+                if self.pending:
+                    break
             group = [self.pending.popleft()]
             count = len(group[0].messages)
             while self.pending and count + len(self.pending[0].messages) <= self.max_messages:
@@ -176,6 +173,16 @@ class GroupWriter:
                 group.append(write)
             self.busy = len(group) > 1 or bool(self.pending)
             return group
+
+    def gather(self) -> None:
+        """Under load, a moment's wait (holding ``ready``) lets the requests being parsed join
+        this transaction instead of each paying for one of their own."""
+        deadline = time.monotonic() + GATHER_SECONDS
+        while len(self.pending) < GATHER_WRITES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.ready.wait(left)
 
     def run(self) -> None:
         while True:
