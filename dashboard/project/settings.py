@@ -297,9 +297,11 @@ REPLAY_RATE_SHARE = env_float("REPLAY_RATE_SHARE", 0.5)
 REPLAY_LIVE_LAG_SECONDS = env_float("REPLAY_LIVE_LAG_SECONDS", 0.5)
 
 # Ingest (docs/decisions/0029-ingest-path.md): a web process's requests hand their messages to
-# one writer thread, which stores whatever has arrived (at most INGEST_GROUP_MAX_MESSAGES) in
-# one transaction. A request waits at most INGEST_WRITER_TIMEOUT_SECONDS for it, then is told
+# its writer threads; a writer stores whatever has arrived (at most INGEST_GROUP_MAX_MESSAGES)
+# in one transaction. A request waits at most INGEST_WRITER_TIMEOUT_SECONDS for it, then is told
 # to retry (503); its messageIds make the retry safe.
 INGEST_GROUP_COMMIT = env_bool("INGEST_GROUP_COMMIT", True)
 INGEST_GROUP_MAX_MESSAGES = env_int("INGEST_GROUP_MAX_MESSAGES", 1000)
 INGEST_WRITER_TIMEOUT_SECONDS = env_float("INGEST_WRITER_TIMEOUT_SECONDS", 60.0)
+# Writer threads per web process; 0: by database (1 on SQLite, 2 on PostgreSQL).
+INGEST_WRITERS = env_int("INGEST_WRITERS", 0)

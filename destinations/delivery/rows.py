@@ -19,12 +19,11 @@ from django.db import connection
 
 from destinations.models import Delivery, DeliveryAttempt, DeliveryStatus, Destination, Event
 from destinations.raw_reads import column as raw_column
-from destinations.raw_reads import placeholders
+from destinations.raw_reads import instances, placeholders
 
 _quote = connection.ops.quote_name
 DELIVERY = _quote(Delivery._meta.db_table)
 DELIVERY_FIELDS = list(Delivery._meta.concrete_fields)
-DELIVERY_ATTNAMES = [f.attname for f in DELIVERY_FIELDS]
 DELIVERY_COLUMNS = ", ".join(_quote(f.column) for f in DELIVERY_FIELDS)
 ATTEMPT = _quote(DeliveryAttempt._meta.db_table)
 ATTEMPT_FIELDS = [f for f in DeliveryAttempt._meta.concrete_fields if not f.primary_key]
@@ -119,21 +118,7 @@ def take(delivery_ids: Sequence[int], *, now: datetime, lease: datetime) -> list
 
 def deliveries_from(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
     """Model instances from rows of ``DELIVERY_COLUMNS``, converted as the ORM would."""
-    table = Delivery._meta.db_table
-    converters = []
-    for delivery_field in DELIVERY_FIELDS:
-        col = delivery_field.get_col(table)
-        converters.append(
-            (col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-        )
-    deliveries = []
-    for row in rows:
-        values = list(row)
-        for index, (col, functions) in enumerate(converters):
-            for convert in functions:
-                values[index] = convert(values[index], col, connection)
-        deliveries.append(Delivery.from_db(connection.alias, DELIVERY_ATTNAMES, values))
-    return sorted(deliveries, key=lambda delivery: delivery.pk)
+    return sorted(instances(Delivery, rows), key=lambda delivery: delivery.pk)
 
 
 def payloads(delivery_ids: Sequence[int]) -> dict[int, Any]:

@@ -14,6 +14,7 @@ Everything is read and written in bulk, a handful of queries per request whateve
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -48,8 +49,12 @@ class IdentityResolver:
         self.links: dict[str, int] = {}
         self.new_links: dict[str, int] = {}
         self.dirty_profiles: set[int] = set()
+        # The columns any dirty profile changed: a group of tracks rewrites only last_seen_at,
+        # not the traits (JSON encoded again for every row written).
+        self.profile_changes: set[str] = set()
         self.accounts: dict[str, Account] = {}
         self.dirty_accounts: set[int] = set()
+        self.account_changes: set[str] = set()
         self.memberships: set[tuple[int, int]] = set()
 
     def resolve(self, messages: Sequence[Message]) -> list[int | None]:
@@ -184,28 +189,22 @@ class IdentityResolver:
         return profile
 
     def apply(self, profile: Profile, message: Message) -> None:
-        changed = False
-        seen = message.timestamp
-        if profile.first_seen_at is None or seen < profile.first_seen_at:
-            profile.first_seen_at = seen
-            changed = True
-        if profile.last_seen_at is None or seen > profile.last_seen_at:
-            profile.last_seen_at = seen
-            changed = True
+        changed = set(seen_changes(profile, message.timestamp))
         if message.type == "identify":
-            changed = self.apply_traits(profile, message.traits) or changed
+            changed.update(self.apply_traits(profile, message.traits))
         # A profile this request leaves as it was is not rewritten (its row is locked and
         # unchanged, so writing it would store the same values).
         if changed:
             self.dirty_profiles.add(profile.pk)
+            self.profile_changes |= changed
 
     @staticmethod
-    def apply_traits(profile: Profile, traits: dict[str, Any]) -> bool:
-        """Merge identify traits into the profile; True if anything it stores changed."""
-        changed = False
+    def apply_traits(profile: Profile, traits: dict[str, Any]) -> list[str]:
+        """Merge identify traits into the profile; the fields whose stored value changed."""
+        changed = []
         if traits and not contains_same(profile.traits or {}, traits):
             profile.traits = {**(profile.traits or {}), **traits}
-            changed = True
+            changed.append("traits")
         for attribute, value in (
             ("email", trait_email(traits)),
             ("name", trait_name(traits)),
@@ -213,30 +212,25 @@ class IdentityResolver:
         ):
             if value and getattr(profile, attribute) != value:
                 setattr(profile, attribute, value)
-                changed = True
+                changed.append(attribute)
         return changed
 
     def apply_group(self, profile: Profile | None, message: Message) -> None:
         account = self.accounts[message.group_id or ""]
-        changed = False
+        changed = set(seen_changes(account, message.timestamp))
         traits = message.traits
         if traits:
             if not contains_same(account.traits or {}, traits):
                 account.traits = {**(account.traits or {}), **traits}
-                changed = True
+                changed.add("traits")
             name = traits.get("name")
             name = name.strip()[:NAME_CHARS] if isinstance(name, str) else ""
             if name and account.name != name:
                 account.name = name
-                changed = True
-        if account.first_seen_at is None or message.timestamp < account.first_seen_at:
-            account.first_seen_at = message.timestamp
-            changed = True
-        if account.last_seen_at is None or message.timestamp > account.last_seen_at:
-            account.last_seen_at = message.timestamp
-            changed = True
+                changed.add("name")
         if changed:
             self.dirty_accounts.add(account.pk)
+            self.account_changes |= changed
         if profile is not None:
             self.memberships.add((profile.pk, account.pk))
 
@@ -246,11 +240,17 @@ class IdentityResolver:
         # In id order, the order the rows were locked in (deadlock avoidance).
         if self.dirty_profiles:
             bulk_write(
-                Profile, [self.by_id[pk] for pk in sorted(self.dirty_profiles)], PROFILE_FIELDS
+                Profile,
+                [self.by_id[pk] for pk in sorted(self.dirty_profiles)],
+                [name for name in PROFILE_FIELDS if name in self.profile_changes],
             )
         if self.dirty_accounts:
             dirty = [a for a in self.accounts.values() if a.pk in self.dirty_accounts]
-            bulk_write(Account, sorted(dirty, key=lambda a: a.pk), ACCOUNT_FIELDS)
+            bulk_write(
+                Account,
+                sorted(dirty, key=lambda a: a.pk),
+                [name for name in ACCOUNT_FIELDS if name in self.account_changes],
+            )
         if self.memberships:
             Membership.objects.bulk_create(
                 [Membership(profile_id=p, account_id=a) for p, a in sorted(self.memberships)],
@@ -273,6 +273,18 @@ class IdentityResolver:
             rows=list(self.new_links.items()),
             only_where_null=True,
         )
+
+
+def seen_changes(row: Profile | Account, seen: datetime) -> list[str]:
+    """Widen ``row``'s first and last seen to include ``seen``; the fields that changed."""
+    changed = []
+    if row.first_seen_at is None or seen < row.first_seen_at:
+        row.first_seen_at = seen
+        changed.append("first_seen_at")
+    if row.last_seen_at is None or seen > row.last_seen_at:
+        row.last_seen_at = seen
+        changed.append("last_seen_at")
+    return changed
 
 
 def contains_same(current: dict[str, Any], update: dict[str, Any]) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 
 from django.db import connection, transaction
 
@@ -178,7 +178,7 @@ def insert_events(
             # One array per column: the statement's text does not grow with the rows, so
             # psycopg parses it once (it parses long queries in Python on every execute).
             cursor.execute(
-                insert_sql(unnest_source()), [list(column) for column in zip(*rows, strict=True)]
+                unnest_insert_sql(), [list(column) for column in zip(*rows, strict=True)]
             )
             stored.update((message_id, pk) for pk, message_id in cursor.fetchall())
             return stored
@@ -199,6 +199,12 @@ def insert_sql(rows: str) -> str:
         f"INSERT INTO {quote(Event._meta.db_table)} ({columns}) {rows}"
         ' ON CONFLICT ("source_id", "message_id") DO NOTHING RETURNING "id", "message_id"'
     )
+
+
+@cache
+def unnest_insert_sql() -> str:
+    """PostgreSQL's INSERT of the events, built once: its text does not depend on the rows."""
+    return insert_sql(unnest_source())
 
 
 def unnest_source() -> str:

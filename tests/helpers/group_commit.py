@@ -61,8 +61,8 @@ class RecordingWriter(GroupWriter):
     database connection it uses. While ``gate`` is clear it takes nothing: writes queue up as
     they do behind a slow transaction, or the writer cannot answer at all."""
 
-    def __init__(self, max_messages: int = 1000) -> None:
-        super().__init__(max_messages)
+    def __init__(self, max_messages: int = 1000, threads: int = 1) -> None:
+        super().__init__(max_messages, threads)
         self.gate = threading.Event()
         self.gate.set()
         self.taken: list[int] = []

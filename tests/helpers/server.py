@@ -8,6 +8,7 @@ rows. Its processes share the test process's data directory, so the cache and co
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -24,6 +25,10 @@ from django.conf import settings
 from tests.helpers.worker import TEST_QUEUE, spawn, test_database_url, wait_until
 
 HOST = "127.0.0.1"
+# The servers' logs, readable after a server stopped (tests look for tracebacks in them), gone
+# when the test process ends.
+LOG_DIR = Path(tempfile.mkdtemp(prefix="web-server-logs-"))
+atexit.register(shutil.rmtree, LOG_DIR, True)
 
 
 def free_port() -> int:
@@ -41,7 +46,7 @@ class WebServer:
         # A given port: a server started again where its clients (an SDK's fixed URL) still send.
         self.port = port or free_port()
         self.ready_dir = Path(tempfile.mkdtemp(prefix="web-ready-"))
-        self.log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
+        self.log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log", dir=LOG_DIR)[1])
         self.env = {
             **os.environ,
             "DATABASE_URL": test_database_url(),

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from destinations.identity import resolve
 from destinations.identity.bulk_write import concrete_field
-from destinations.identity.resolve import ACCOUNT_FIELDS, IdentityResolver
+from destinations.identity.resolve import ACCOUNT_FIELDS, PROFILE_FIELDS, IdentityResolver
 from destinations.ingest.store import store_messages
 from destinations.messages.message import validate_message
 from destinations.models import Account, AnonymousId, Event, Membership, Profile, Source
@@ -27,12 +27,17 @@ pytestmark = pytest.mark.django_db
 # The whole ingest path against the former one ----------------------------------------------
 
 
+WRITTEN_BEFORE = {Profile: PROFILE_FIELDS, Account: ACCOUNT_FIELDS}
+
+
 def old_flush_behaviour(monkeypatch: pytest.MonkeyPatch) -> None:
     """Put back what ``IdentityResolver`` did before: every profile and account a message
-    touched rewritten with ``bulk_update``, and one UPDATE per newly linked anonymous id."""
+    touched rewritten whole with ``bulk_update``, and one UPDATE per newly linked anonymous
+    id."""
 
     def write(model: Any, objs: list[Any], fields: list[str]) -> int:
-        return int(model.objects.bulk_update(objs, fields))
+        # Every column, whichever changed.
+        return int(model.objects.bulk_update(objs, WRITTEN_BEFORE[model]))
 
     def attach(self: IdentityResolver) -> None:
         for value, profile_id in self.new_links.items():
@@ -207,6 +212,35 @@ def test_a_profile_left_unchanged_is_not_rewritten(source: Source) -> None:
     assert Profile.objects.get(user_id="u1").last_seen_at == datetime(
         2025, 6, 1, 10, 25, tzinfo=UTC
     )
+
+
+def test_a_known_users_track_rewrites_only_when_they_were_last_seen(source: Source) -> None:
+    traits = {"email": "a@x.co", "plan": "pro", "notes": "x" * 2000}
+    send(source, [{"type": "identify", "userId": "u1", "traits": traits, "timestamp": at(10)},
+                  {"type": "group", "userId": "u1", "groupId": "g1", "timestamp": at(10),
+                   "traits": {"name": "Acme", "plan": "pro"}}],
+         prefix="first")  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        send(source, [{"type": "track", "userId": "u1", "event": "E", "timestamp": at(20)},
+                      {"type": "group", "userId": "u1", "groupId": "g1", "timestamp": at(21)}],
+             prefix="later")  # fmt: skip
+    (profile_update,) = updates_of(queries, Profile._meta.db_table)
+    assert column_names_set(profile_update) == {"last_seen_at"}
+    (account_update,) = updates_of(queries, Account._meta.db_table)
+    assert column_names_set(account_update) == {"last_seen_at"}
+    profile = Profile.objects.get(user_id="u1")
+    assert (profile.traits, profile.email) == (traits, "a@x.co")
+    assert profile.last_seen_at == datetime(2025, 6, 1, 10, 21, tzinfo=UTC)  # the group call
+    account = Account.objects.get(group_id="g1")
+    assert (account.name, account.traits) == ("Acme", {"name": "Acme", "plan": "pro"})
+    assert account.last_seen_at == datetime(2025, 6, 1, 10, 21, tzinfo=UTC)
+
+
+def column_names_set(update_sql: str) -> set[str]:
+    """The columns an ``UPDATE ... SET a = ..., b = ...`` statement of bulk_write assigns."""
+    names = {"email", "name", "billing_id", "traits", "first_seen_at", "last_seen_at"}
+    assignments = update_sql.split(" SET ", 1)[1].split(" FROM ", 1)[0].split(" WHERE ", 1)[0]
+    return {name for name in names if f'"{name}" =' in assignments}
 
 
 def test_an_unchanged_account_is_not_rewritten(source: Source) -> None:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from destinations.ingest.group_commit import (
     WriterTimeout,
     store_accepted,
     store_writes,
+    writer_threads,
 )
 from destinations.ingest.store import RefusedMessage, StoreResult
 from destinations.models import (
@@ -313,6 +314,60 @@ def test_a_writer_that_cannot_answer_times_the_request_out(source: Source) -> No
     assert writer.store(retry, timeout=10) == StoreResult(stored=0, duplicates=1)
 
 
+class FirstGroupHeld(RecordingWriter):
+    """Holds its first group back until ``release`` is set, as a slow commit would."""
+
+    def __init__(self, threads: int) -> None:
+        super().__init__(threads=threads)
+        self.release = threading.Event()
+        self.first = threading.Lock()
+
+    def commit(self, group: list[PendingWrite]) -> None:
+        if self.first.acquire(blocking=False):
+            assert self.release.wait(10), "the first group was never released"
+        super().commit(group)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_two_writer_threads_a_group_is_stored_while_another_waits(source: Source) -> None:
+    writer = FirstGroupHeld(threads=2)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(writer.store, pending_write(source.pk, ["held-1"]), 10)
+        wait_until(lambda: writer.taken == [1], 5)
+        # The second thread takes the next write and commits it while the first is held.
+        assert writer.store(pending_write(source.pk, ["next-1"]), timeout=5) == stored(1)
+        assert stored_ids(source) == {"next-1"}
+        assert not held.done()
+        writer.release.set()
+        assert held.result(timeout=10) == stored(1)
+    assert stored_ids(source) == {"held-1", "next-1"}
+    assert sorted(thread.name for thread in writer.threads) == [
+        "ingest-writer-1",
+        "ingest-writer-2",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_one_writer_thread_the_next_group_waits_for_the_one_before(source: Source) -> None:
+    # The same as above with one thread: the control that shows the test above can fail.
+    writer = FirstGroupHeld(threads=1)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(writer.store, pending_write(source.pk, ["held-1"]), 10)
+        wait_until(lambda: writer.taken == [1], 5)
+        with pytest.raises(WriterTimeout):
+            writer.store(pending_write(source.pk, ["next-1"]), timeout=0.5)
+        writer.release.set()
+        assert held.result(timeout=10) == stored(1)
+    wait_until(lambda: stored_ids(source) == {"held-1", "next-1"}, 10)
+
+
+def test_writer_threads_follow_the_database_unless_set(settings: Any) -> None:
+    settings.INGEST_WRITERS = 0
+    assert writer_threads() == (1 if connection.vendor == "sqlite" else 2)
+    settings.INGEST_WRITERS = 3
+    assert writer_threads() == 3
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_idle_writer_gives_its_connection_back(source: Source) -> None:
     writer = RecordingWriter()
@@ -344,7 +399,7 @@ def test_inside_a_transaction_messages_are_stored_inline(
 ) -> None:
     assert store_accepted(pending_write(source.pk, ["m1"])) == stored(1)
     assert stored_ids(source) == {"m1"}
-    assert held_writer.thread is None
+    assert held_writer.threads == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -354,7 +409,7 @@ def test_with_group_commit_off_messages_are_stored_inline(
     settings.INGEST_GROUP_COMMIT = False
     assert store_accepted(pending_write(source.pk, ["m1"])) == stored(1)
     assert stored_ids(source) == {"m1"}
-    assert held_writer.thread is None
+    assert held_writer.threads == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -366,6 +421,7 @@ def test_with_group_commit_on_requests_go_through_the_writer(
     assert store_accepted(pending_write(source.pk, ["m1"])) == stored(1)
     assert held_writer.taken == [1]
     assert held_writer.max_messages == 7
+    assert len(held_writer.threads) == held_writer.threads_wanted == writer_threads()
 
 
 @pytest.mark.django_db(transaction=True)
