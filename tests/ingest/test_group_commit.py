@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -363,7 +363,7 @@ def test_with_one_writer_thread_the_next_group_waits_for_the_one_before(source: 
 
 def test_writer_threads_follow_the_database_unless_set(settings: Any) -> None:
     settings.INGEST_WRITERS = 0
-    assert writer_threads() == (1 if connection.vendor == "sqlite" else 2)
+    assert writer_threads() == 1
     settings.INGEST_WRITERS = 3
     assert writer_threads() == 3
 
