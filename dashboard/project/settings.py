@@ -303,5 +303,5 @@ REPLAY_LIVE_LAG_SECONDS = env_float("REPLAY_LIVE_LAG_SECONDS", 0.5)
 INGEST_GROUP_COMMIT = env_bool("INGEST_GROUP_COMMIT", True)
 INGEST_GROUP_MAX_MESSAGES = env_int("INGEST_GROUP_MAX_MESSAGES", 1000)
 INGEST_WRITER_TIMEOUT_SECONDS = env_float("INGEST_WRITER_TIMEOUT_SECONDS", 60.0)
-# Writer threads per web process; 0: by database (1 on SQLite, 2 on PostgreSQL).
+# Writer threads per web process; 0: the default, one.
 INGEST_WRITERS = env_int("INGEST_WRITERS", 0)
