@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -43,10 +43,10 @@ logger = logging.getLogger(__name__)
 
 # A writer with nothing to do for this long closes its database connection.
 IDLE_SECONDS = 1.0
-# Under load the writer waits up to GATHER_SECONDS for GATHER_WRITES writes to share a
-# transaction (RudderStack's gateway waits up to 15 ms); a lone request never waits.
+# While other ingest requests of the process are still being read and validated, the writer
+# waits up to GATHER_SECONDS for them to share its transaction (RudderStack's gateway waits up
+# to 15 ms). When none is on its way it starts at once: a lone request is never held back.
 GATHER_SECONDS = 0.002
-GATHER_WRITES = 8
 
 
 @dataclass(eq=False)
@@ -119,8 +119,11 @@ class GroupWriter:
         self.pending: deque[PendingWrite] = deque()
         self.ready = threading.Condition()
         self.threads: list[threading.Thread] = []
-        self.pid = 0
-        self.busy = False  # the last group had company: more writes are likely on their way
+        self.pid = os.getpid()
+        # Requests inside the ingest view that have not handed their write over yet (or ended
+        # without one): the writes on their way.
+        self.arriving = 0
+        self.local = threading.local()
 
     def store(self, write: PendingWrite, timeout: float) -> StoreResult:
         """Queue ``write``, wait until its transaction has committed (or failed) and return its
@@ -128,6 +131,7 @@ class GroupWriter:
         with self.ready:
             self.start_if_needed()
             self.pending.append(write)
+            self.no_longer_arriving()
             self.ready.notify()
         if not write.done.wait(timeout):
             raise WriterTimeout(f"the writer did not answer within {timeout:g} s")
@@ -139,17 +143,23 @@ class GroupWriter:
     def start_if_needed(self) -> None:
         """Start the writer threads this process lacks. Each has its own database connection,
         so with two a group's transaction is prepared while another's commit is being made
-        durable. A forked child inherits the queue but not the threads: it starts its own."""
-        if self.pid != os.getpid():
-            self.pid = os.getpid()
-            self.pending.clear()
-            self.threads = []
+        durable. A forked child starts its own."""
+        self.forget_if_forked()
         self.threads = [thread for thread in self.threads if thread.is_alive()]
         while len(self.threads) < self.threads_wanted:
             name = f"ingest-writer-{len(self.threads) + 1}"
             thread = threading.Thread(target=self.run, name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
+
+    def forget_if_forked(self) -> None:
+        """A forked child inherits the parent's queue and counts, not its threads or requests."""
+        if self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.pending.clear()
+            self.arriving = 0
+            self.local = threading.local()
+            self.threads = []
 
     def take(self) -> list[PendingWrite]:
         """Every write waiting, up to ``max_messages`` messages (at least one write)."""
@@ -160,8 +170,7 @@ class GroupWriter:
                         # Idle: give the connection back (a quiet process holds none, and a
                         # test database can be dropped); the next write opens one again.
                         connection.close()
-                if self.busy:
-                    self.gather()
+                self.gather()
                 # Another writer thread may have taken everything while this one gathered.
                 if self.pending:
                     break
@@ -171,18 +180,40 @@ class GroupWriter:
                 write = self.pending.popleft()
                 count += len(write.messages)
                 group.append(write)
-            self.busy = len(group) > 1 or bool(self.pending)
             return group
 
     def gather(self) -> None:
-        """Under load, a moment's wait (holding ``ready``) lets the requests being parsed join
-        this transaction instead of each paying for one of their own."""
+        """While requests are still being read and validated, wait (at most GATHER_SECONDS) for
+        them to join this transaction instead of each paying for one of their own."""
         deadline = time.monotonic() + GATHER_SECONDS
-        while len(self.pending) < GATHER_WRITES:
+        while self.arriving > 0:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             self.ready.wait(left)
+
+    @contextlib.contextmanager
+    def expecting_write(self) -> Iterator[None]:
+        """Count the calling request among the writes on their way until it hands its write
+        over (``store``) or ends without one."""
+        with self.ready:
+            self.forget_if_forked()
+            self.arriving += 1
+            self.local.arriving = True
+        try:
+            yield
+        finally:
+            with self.ready:
+                if self.no_longer_arriving():
+                    self.ready.notify_all()  # a writer waiting for it need not wait longer
+
+    def no_longer_arriving(self) -> bool:
+        """Uncount the calling request if it was counted (call holding ``ready``)."""
+        if not getattr(self.local, "arriving", False):
+            return False
+        self.local.arriving = False
+        self.arriving -= 1
+        return True
 
     def run(self) -> None:
         while True:
@@ -246,3 +277,9 @@ def store_accepted(write: PendingWrite) -> StoreResult:
     _writer.max_messages = settings.INGEST_GROUP_MAX_MESSAGES
     _writer.threads_wanted = writer_threads()
     return _writer.store(write, timeout=settings.INGEST_WRITER_TIMEOUT_SECONDS)
+
+
+def expecting_write() -> contextlib.AbstractContextManager[None]:
+    """Around an ingest request: while it is read and validated, the process's writer may wait
+    a moment for its write rather than commit without it."""
+    return _writer.expecting_write()

@@ -24,7 +24,12 @@ from destinations.ingest.auth import (
     write_key_from_body,
     write_key_from_header,
 )
-from destinations.ingest.group_commit import PendingWrite, WriterTimeout, store_accepted
+from destinations.ingest.group_commit import (
+    PendingWrite,
+    WriterTimeout,
+    expecting_write,
+    store_accepted,
+)
 from destinations.ingest.ratelimit import check_rate_limit
 from destinations.ingest.store import RefusedMessage, StoreResult, record_refusals
 from destinations.messages import body
@@ -108,6 +113,12 @@ def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
         return _preflight(request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", ""))
     if request.method != "POST":
         return error_response(405, "Use POST", {"Allow": "POST, OPTIONS"})
+    with expecting_write():
+        return receive(request, call_type)
+
+
+def receive(request: HttpRequest, call_type: str | None) -> HttpResponse:
+    """A POST to an ingest endpoint: read, authenticate, validate and store it."""
     endpoint = call_type or "batch"
     source: SourceRef | None = None
     raw = b""

@@ -361,6 +361,72 @@ def test_with_one_writer_thread_the_next_group_waits_for_the_one_before(source: 
     wait_until(lambda: stored_ids(source) == {"held-1", "next-1"}, 10)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_waits_for_a_request_still_being_read_and_takes_both_in_one_group(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long gathering time: the second write can only share the group because the writer
+    # waited for it (the test fails by splitting the groups, not by a clock).
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 30.0)
+    writer = RecordingWriter()
+    validated = threading.Event()
+
+    def slow_request() -> StoreResult:
+        with writer.expecting_write():
+            assert validated.wait(10)
+            return writer.store(pending_write(source.pk, ["slow-1"]), timeout=10)
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(slow_request)
+        wait_until(lambda: writer.arriving == 1, 5)
+        fast = pool.submit(writer.store, pending_write(source.pk, ["fast-1"]), 10)
+        writer.wait_for_waiting(1)
+        assert not fast.done()
+        validated.set()
+        assert fast.result(timeout=10) == stored(1)
+        assert slow.result(timeout=10) == stored(1)
+    assert writer.taken == [2]
+    assert writer.arriving == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_that_ends_without_a_write_no_longer_holds_the_writer(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 30.0)
+    writer = RecordingWriter()
+    refused = threading.Event()
+
+    def refused_request() -> None:
+        with writer.expecting_write():
+            assert refused.wait(10)  # e.g. a 400: nothing for the writer
+
+    with ThreadPoolExecutor(2) as pool:
+        doomed = pool.submit(refused_request)
+        wait_until(lambda: writer.arriving == 1, 5)
+        waiting = pool.submit(writer.store, pending_write(source.pk, ["w-1"]), 10)
+        writer.wait_for_waiting(1)
+        refused.set()
+        doomed.result(timeout=10)
+        # Woken as the request ended: well within the 30 s it would otherwise have waited.
+        assert waiting.result(timeout=10) == stored(1)
+    assert writer.taken == [1]
+    assert writer.arriving == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_no_request_on_its_way_the_writer_does_not_wait(
+    source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The control for the two tests above: nothing arriving, so a 30 s gathering time is
+    # never spent.
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 30.0)
+    writer = RecordingWriter()
+    for number in range(3):
+        assert writer.store(pending_write(source.pk, [f"lone-{number}"]), timeout=10) == stored(1)
+    assert writer.taken == [1, 1, 1]
+
+
 def test_writer_threads_follow_the_database_unless_set(settings: Any) -> None:
     settings.INGEST_WRITERS = 0
     assert writer_threads() == 1
