@@ -22,7 +22,7 @@ from django.db import connection
 from destinations.identity.bulk_write import bulk_write, concrete_field, update_from_values
 from destinations.messages.message import Message
 from destinations.models import Account, AnonymousId, Event, Membership, Profile
-from destinations.raw_reads import rows_locked, values_present
+from destinations.raw_reads import rows_locked
 from destinations.traits import (
     NAME_CHARS,
     trait_billing_id,
@@ -60,8 +60,7 @@ class IdentityResolver:
     def resolve(self, messages: Sequence[Message]) -> list[int | None]:
         """Return the profile id each message belongs to (None: anonymous and not yet linked)."""
         user_ids = {m.user_id for m in messages if m.user_id}
-        self.ensure_profiles(user_ids, messages)
-        self.load_profiles(user_ids)
+        self.load_profiles(user_ids, messages)
         self.load_links(messages)
         self.ensure_accounts({m.group_id for m in messages if m.group_id})
 
@@ -78,13 +77,26 @@ class IdentityResolver:
 
     # Reading and creating -------------------------------------------------------------------
 
-    def ensure_profiles(self, user_ids: set[str], messages: Sequence[Message]) -> None:
+    def load_profiles(self, user_ids: set[str], messages: Sequence[Message]) -> None:
+        """Read (and on PostgreSQL lock) the profiles of ``user_ids``, creating those that do
+        not exist yet. Known users, the usual case, cost one statement."""
         if not user_ids:
             return
-        known = values_present(Profile, "user_id", user_ids)
-        missing = user_ids - known
-        if not missing:
-            return
+        self.read_profiles(user_ids)
+        missing = user_ids - self.by_user_id.keys()
+        if missing:
+            # The known rows stay locked while the new ones are inserted. A concurrent
+            # transaction inserting the same user id makes this one wait for its commit, but it
+            # cannot be waiting for these rows: it took its own known rows before inserting.
+            self.create_profiles(missing, messages)
+            self.read_profiles(missing)
+        self.follow_merges(list(self.by_id.values()))
+
+    def read_profiles(self, user_ids: set[str]) -> None:
+        for profile in rows_locked(Profile, "user_id", sorted(user_ids)):
+            self.remember(profile)
+
+    def create_profiles(self, missing: set[str], messages: Sequence[Message]) -> None:
         first_email: dict[str, str] = {}
         for message in messages:
             if message.type == "identify" and message.user_id in missing:
@@ -115,13 +127,6 @@ class IdentityResolver:
             Profile.objects.filter(id=candidates[0], user_id__isnull=True).update(user_id=user_id)
             == 1
         )
-
-    def load_profiles(self, user_ids: set[str]) -> None:
-        if not user_ids:
-            return
-        for profile in rows_locked(Profile, "user_id", sorted(user_ids)):
-            self.remember(profile)
-        self.follow_merges(list(self.by_id.values()))
 
     def follow_merges(self, profiles: Iterable[Profile]) -> None:
         """A merged-away profile keeps its ids; its events go to the survivor."""

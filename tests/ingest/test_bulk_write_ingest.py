@@ -236,6 +236,42 @@ def test_a_known_users_track_rewrites_only_when_they_were_last_seen(source: Sour
     assert account.last_seen_at == datetime(2025, 6, 1, 10, 21, tzinfo=UTC)
 
 
+def statements_on(queries: CaptureQueriesContext, table: str) -> list[str]:
+    """Every statement that names ``table``."""
+    return [q["sql"] for q in queries.captured_queries if f'"{table}"' in q["sql"]]
+
+
+def test_known_users_profiles_are_read_with_one_statement(source: Source) -> None:
+    send(source, [{"type": "track", "userId": f"u{n}", "event": "E", "timestamp": at(1)}
+                  for n in range(3)], prefix="first")  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        send(source, [{"type": "track", "userId": f"u{n}", "event": "E", "timestamp": at(2)}
+                      for n in range(3)], prefix="later")  # fmt: skip
+    # One read (locked on PostgreSQL) and the last-seen update: no existence check first.
+    on_profiles = statements_on(queries, Profile._meta.db_table)
+    assert [s.lstrip().split()[0] for s in on_profiles] == ["SELECT", "UPDATE"], on_profiles
+
+
+def test_new_and_known_users_in_one_call_are_all_resolved(source: Source) -> None:
+    send(source, [{"type": "identify", "userId": "known", "traits": {"email": "k@x.co"},
+                   "timestamp": at(1)}], prefix="first")  # fmt: skip
+    unclaimed = Profile.objects.create(email="claim@x.co")  # e.g. imported without a userId
+    with CaptureQueriesContext(connection) as queries:
+        send(source, [{"type": "track", "userId": "known", "event": "E", "timestamp": at(2)},
+                      {"type": "track", "userId": "brand-new", "event": "E", "timestamp": at(3)},
+                      {"type": "identify", "userId": "claimer",
+                       "traits": {"email": "claim@x.co"}, "timestamp": at(4)}],
+             prefix="mixed")  # fmt: skip
+    owners = dict(Event.objects.filter(message_id__startswith="mixed").values_list(
+        "message_id", "profile__user_id"))  # fmt: skip
+    assert owners == {"mixed-0": "known", "mixed-1": "brand-new", "mixed-2": "claimer"}
+    assert Profile.objects.get(pk=unclaimed.pk).user_id == "claimer"  # claimed, not a new row
+    assert Profile.objects.filter(user_id__in=["known", "brand-new", "claimer"]).count() == 3
+    reads = [s for s in statements_on(queries, Profile._meta.db_table)
+             if s.lstrip().startswith("SELECT") and '"user_id" IN' in s]  # fmt: skip
+    assert len(reads) == 2, reads  # all three, then the two that were missing
+
+
 def column_names_set(update_sql: str) -> set[str]:
     """The columns an ``UPDATE ... SET a = ..., b = ...`` statement of bulk_write assigns."""
     names = {"email", "name", "billing_id", "traits", "first_seen_at", "last_seen_at"}
