@@ -9,10 +9,11 @@ a quarter of its CPU. The statements are the ones the ORM wrote, with bound para
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 # Well under SQLite's limit on parameters in one statement (999 as Django counts it).
 SQLITE_CHUNK = 500
@@ -67,35 +68,48 @@ def values_present(
     return found
 
 
-def rows_locked(model: type[M], field_name: str, values: Iterable[Any]) -> list[M]:
-    """Whole rows whose ``field_name`` is one of ``values``, ordered by id and, where the
-    database has row locks, locked until the transaction ends (what
-    ``select_for_update().order_by("id")`` reads)."""
+def rows_locked(
+    model: type[M],
+    field_name: str,
+    values: Iterable[Any],
+    only: Sequence[str] | None = None,
+) -> list[M]:
+    """Rows whose ``field_name`` is one of ``values``, ordered by id and, where the database
+    has row locks, locked until the transaction ends (what ``select_for_update().order_by("id")``
+    reads). ``only`` names the fields to read (the primary key always is); the others are left
+    deferred, as ``QuerySet.only`` leaves them."""
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    fields = ", ".join(connection.ops.quote_name(f.column) for f in model._meta.concrete_fields)
+    fields = read_fields(model, only)
+    names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     found: list[M] = []
     with connection.cursor() as cursor:
         for chunk in chunks(values):
             cursor.execute(
-                f"SELECT {fields} FROM {table(model)} WHERE {column(model, field_name)} IN "
+                f"SELECT {names} FROM {table(model)} WHERE {column(model, field_name)} IN "
                 f"{placeholders(len(chunk))} ORDER BY {column(model, 'id')}{lock}",
                 chunk,
             )
-            found.extend(instances(model, cursor.fetchall()))
+            found.extend(instances(model, cursor.fetchall(), fields))
     return found
 
 
-def instances(model: type[M], rows: Sequence[Sequence[Any]]) -> list[M]:
-    """Model instances from rows of all the model's columns in field order, each value
-    converted as the ORM converts what it reads (JSON decoded, SQLite's datetimes parsed).
-    ``Model.objects.raw`` does the same, at three times the CPU for a one-row read."""
-    fields = model._meta.concrete_fields
-    converters = []
-    for index, model_field in enumerate(fields):
-        col = model_field.get_col(model._meta.db_table)
-        functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-        if functions:
-            converters.append((index, col, functions))
+def read_fields(model: type[Model], only: Sequence[str] | None) -> list[Field[Any, Any]]:
+    concrete = model._meta.concrete_fields
+    if only is None:
+        return list(concrete)
+    wanted = {model._meta.pk.name if model._meta.pk else "id", *only}
+    return [f for f in concrete if f.name in wanted]
+
+
+def instances(
+    model: type[M], rows: Sequence[Sequence[Any]], fields: Sequence[Field[Any, Any]] | None = None
+) -> list[M]:
+    """Model instances from rows of ``fields`` (all the model's columns, in field order, by
+    default), each value converted as the ORM converts what it reads (JSON decoded, SQLite's
+    datetimes parsed). ``Model.objects.raw`` does the same, at three times the CPU for a one-row
+    read."""
+    fields = list(fields if fields is not None else model._meta.concrete_fields)
+    converters = converters_of(model, tuple(f.name for f in fields), connection.vendor)
     attnames = [f.attname for f in fields]
     made = []
     for row in rows:
@@ -105,3 +119,20 @@ def instances(model: type[M], rows: Sequence[Sequence[Any]]) -> list[M]:
                 values[index] = convert(values[index], col, connection)
         made.append(model.from_db(connection.alias, attnames, values))
     return made
+
+
+@cache
+def converters_of(
+    model: type[Model], field_names: tuple[str, ...], vendor: str
+) -> list[tuple[int, Any, list[Any]]]:
+    """For each column of a row that the ORM converts: its index, its ``Col`` and the functions
+    that convert it. They depend only on the fields and the database's kind (each function is
+    given the connection it converts for), so they are worked out once per process."""
+    found = []
+    for index, name in enumerate(field_names):
+        model_field = model._meta.get_field(name)
+        col = model_field.get_col(model._meta.db_table)  # type: ignore[union-attr]
+        functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if functions:
+            found.append((index, col, functions))
+    return found

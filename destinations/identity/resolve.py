@@ -32,6 +32,8 @@ from destinations.traits import (
 
 PROFILE_FIELDS = ["email", "name", "billing_id", "traits", "first_seen_at", "last_seen_at"]
 ACCOUNT_FIELDS = ["name", "traits", "first_seen_at", "last_seen_at"]
+# What resolving a call other than identify reads of a profile.
+SEEN_FIELDS = ["user_id", "merged_into", "first_seen_at", "last_seen_at"]
 
 
 def locked(queryset: Any) -> Any:
@@ -82,18 +84,21 @@ class IdentityResolver:
         not exist yet. Known users, the usual case, cost one statement."""
         if not user_ids:
             return
-        self.read_profiles(user_ids)
+        # Only identify calls change traits: without one, a profile's traits (JSON, often the
+        # largest column) are neither read nor decoded.
+        only = None if any(m.type == "identify" for m in messages) else SEEN_FIELDS
+        self.read_profiles(user_ids, only)
         missing = user_ids - self.by_user_id.keys()
         if missing:
             # The known rows stay locked while the new ones are inserted. A concurrent
             # transaction inserting the same user id makes this one wait for its commit, but it
             # cannot be waiting for these rows: it took its own known rows before inserting.
             self.create_profiles(missing, messages)
-            self.read_profiles(missing)
+            self.read_profiles(missing, only)
         self.follow_merges(list(self.by_id.values()))
 
-    def read_profiles(self, user_ids: set[str]) -> None:
-        for profile in rows_locked(Profile, "user_id", sorted(user_ids)):
+    def read_profiles(self, user_ids: set[str], only: Sequence[str] | None) -> None:
+        for profile in rows_locked(Profile, "user_id", sorted(user_ids), only):
             self.remember(profile)
 
     def create_profiles(self, missing: set[str], messages: Sequence[Message]) -> None:

@@ -250,6 +250,16 @@ def test_known_users_profiles_are_read_with_one_statement(source: Source) -> Non
     # One read (locked on PostgreSQL) and the last-seen update: no existence check first.
     on_profiles = statements_on(queries, Profile._meta.db_table)
     assert [s.lstrip().split()[0] for s in on_profiles] == ["SELECT", "UPDATE"], on_profiles
+    # Tracks change no traits: the traits are not read.
+    assert '"traits"' not in on_profiles[0]
+
+    with CaptureQueriesContext(connection) as queries:
+        send(source, [{"type": "track", "userId": "u0", "event": "E", "timestamp": at(3)},
+                      {"type": "identify", "userId": "u1", "traits": {"plan": "pro"},
+                       "timestamp": at(3)}], prefix="identify")  # fmt: skip
+    read = statements_on(queries, Profile._meta.db_table)[0]
+    assert read.lstrip().startswith("SELECT") and '"traits"' in read
+    assert Profile.objects.get(user_id="u1").traits == {"plan": "pro"}
 
 
 def test_new_and_known_users_in_one_call_are_all_resolved(source: Source) -> None:
