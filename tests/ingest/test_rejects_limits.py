@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from destinations.ingest.auth import forget_cached_sources
+from destinations.counters import add_to_counters
+from destinations.ingest import ratelimit
+from destinations.ingest.auth import SourceRef, forget_cached_sources
+from destinations.ingest.ratelimit import check_rate_limit, forget_leases
+from destinations.messages.errors import IngestError
 from destinations.models import Event, IngestFailure, Source
 from destinations.sources import source_create
 from tests.helpers.ingest import IngestPost, start_of_a_fresh_second
@@ -153,3 +157,37 @@ def test_an_unknown_endpoint_is_a_plain_404_not_a_dashboard_page(post_ingest: In
     assert response.status_code == 404
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert response.content == b"404 Not Found: no endpoint at /v1/trak\n"
+
+
+def test_a_process_leases_part_of_the_limit_and_the_limit_still_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[dict[str, int]] = []
+
+    def add(amounts: dict[str, int], ttl_seconds: int) -> dict[str, int]:
+        asked.append(dict(amounts))
+        return add_to_counters(amounts, ttl_seconds)
+
+    monkeypatch.setattr(ratelimit, "add_to_counters", add)
+    limited = SourceRef(id=424242, name="Leased", enabled=True, rate_limit_per_second=200)
+    start_of_a_fresh_second()
+    for _ in range(200):
+        check_rate_limit(limited)
+    with pytest.raises(IngestError) as refused:
+        check_rate_limit(limited)
+    assert refused.value.status == 429
+    # A fiftieth of the limit at a time: 50 round trips to the shared counter, not 200.
+    assert {amount for each in asked for amount in each.values()} == {4}
+    assert len(asked) == 51  # the 51st found the second's budget spent
+
+
+def test_another_process_sees_what_this_one_leased(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The control for the test above: the shared counter holds the leased requests, so a
+    # process with no lease of its own gets only what is left.
+    limited = SourceRef(id=434343, name="Shared", enabled=True, rate_limit_per_second=100)
+    start_of_a_fresh_second()
+    for _ in range(99):
+        check_rate_limit(limited)  # 50 leases of 2; the last one has a request left over
+    forget_leases()  # now another process, with no lease
+    with pytest.raises(IngestError):
+        check_rate_limit(limited)
