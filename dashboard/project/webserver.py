@@ -6,9 +6,10 @@ or sends nothing after its headers, holds a connection but never a thread. A con
 for ``SWITCHBOARD_CLIENT_TIMEOUT_SECONDS`` (mid-request or between keep-alive requests) is
 closed. See docs/decisions/0019-web-server.md.
 
-The start command binds the socket once (``listen``) and runs ``launch``'s processes, each
-``python -m dashboard.project.webserver --fd N``, which inherit it; the kernel hands each new
-connection to one of them.
+The start command binds the port (``listen``) and runs ``launch``'s processes, each
+``python -m dashboard.project.webserver --fd N``: on Linux each process has a socket of its own
+on the port (``SO_REUSEPORT``) and the kernel spreads new connections across them; elsewhere they
+share one socket.
 """
 
 from __future__ import annotations
@@ -40,15 +41,17 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 STOP_GRACE_SECONDS = 20.0
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, share_port: bool = False) -> socket.socket:
     """A listening TCP socket on ``host`` (a name, an IPv4 or an IPv6 address), inheritable by
-    the server processes."""
+    the server processes; with ``share_port``, one of a group bound to the same port."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if share_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(BACKLOG)
     except OSError:
@@ -58,13 +61,42 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listen_each(host: str, port: int, processes: int) -> list[socket.socket]:
+    """The listening sockets of ``processes`` server processes on ``host:port``.
+
+    On Linux, one per process, bound together with ``SO_REUSEPORT``: the kernel gives each new
+    connection to one of them by a hash of its addresses. On one shared socket, whichever
+    process wakes first accepts a whole burst: the four keep-alive connections of a proxy, or
+    of a benchmark, all went to one process, which then did all the work on one core while the
+    other idled. Elsewhere (macOS and the BSDs do not spread connections that way) the
+    processes share one socket.
+    """
+    if processes < 2 or not sys.platform.startswith("linux"):
+        sock = listen(host, port)
+        return [sock] * processes
+    # A port that anything else listens on, even another group sharing it, is refused here
+    # (SO_REUSEPORT would otherwise let this server join that group and split its traffic).
+    probe = listen(host, port)
+    port = probe.getsockname()[1]  # the port chosen, when 0 asked for any
+    probe.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(processes):
+            sockets.append(listen(host, port, share_port=True))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 def server_argv(fd: int) -> list[str]:
     return [sys.executable, "-m", "dashboard.project.webserver", "--fd", str(fd)]
 
 
 def launch(host: str, port: int, processes: int) -> list[subprocess.Popen[bytes]]:
     """Bind ``host:port`` and start ``processes`` server processes on it."""
-    sock = listen(host, port)
+    sockets = listen_each(host, port, processes)
     try:
         return [
             subprocess.Popen(
@@ -73,10 +105,11 @@ def launch(host: str, port: int, processes: int) -> list[subprocess.Popen[bytes]
                 pass_fds=[sock.fileno()],
                 preexec_fn=stop_with_parent,
             )
-            for _ in range(processes)
+            for sock in sockets
         ]
     finally:
-        sock.close()  # the processes have their own copies
+        for sock in set(sockets):
+            sock.close()  # the processes have their own copies
 
 
 def serve(sock: socket.socket) -> None:
