@@ -37,6 +37,7 @@ from destinations.ingest.store import (
     record_refusals,
     store_unique,
 )
+from destinations.ingest.writer_turns import writers_take_turns
 from destinations.messages.message import Message
 
 logger = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ class GroupWriter:
 
     def commit(self, group: list[PendingWrite]) -> None:
         try:
-            with transaction.atomic():
+            with writers_take_turns(), transaction.atomic():
                 results = store_writes(group)
         except Exception as error:
             discard_broken_connection(error)

@@ -8,6 +8,8 @@ connection of its own, so its tests use ``transaction=True``: it sees only commi
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,7 @@ from django.test import Client
 from django.utils import timezone
 
 from destinations.identity.suppression import forget_cached_suppressions
-from destinations.ingest import group_commit
+from destinations.ingest import group_commit, writer_turns
 from destinations.ingest.group_commit import (
     IDLE_SECONDS,
     PendingWrite,
@@ -425,6 +427,27 @@ def test_with_no_request_on_its_way_the_writer_does_not_wait(
     for number in range(3):
         assert writer.store(pending_write(source.pk, [f"lone-{number}"]), timeout=10) == stored(1)
     assert writer.taken == [1, 1, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_writers_take_turns_on_a_file_lock(source: Source) -> None:
+    path = writer_turns.lock_path()
+    if path is None:
+        pytest.skip("PostgreSQL: row locks, no turns")
+    # Another process's writer holds the turn (its own descriptor, as a process would).
+    other = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        writer = RecordingWriter()
+        with pytest.raises(WriterTimeout):
+            writer.store(pending_write(source.pk, ["waits-1"]), timeout=0.5)
+        assert stored_ids(source) == set()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        wait_until(lambda: stored_ids(source) == {"waits-1"}, 10)
+        # Its turn over, the writer commits at once.
+        assert writer.store(pending_write(source.pk, ["next-1"]), timeout=10) == stored(1)
+    finally:
+        os.close(other)
 
 
 def test_writer_threads_follow_the_database_unless_set(settings: Any) -> None:
