@@ -363,56 +363,59 @@ def test_with_one_writer_thread_the_next_group_waits_for_the_one_before(source: 
     wait_until(lambda: stored_ids(source) == {"held-1", "next-1"}, 10)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_writer_waits_for_a_request_still_being_read_and_takes_both_in_one_group(
-    source: Source, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A long gathering time: the second write can only share the group because the writer
-    # waited for it (the test fails by splitting the groups, not by a clock).
-    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 30.0)
-    writer = RecordingWriter()
-    validated = threading.Event()
+def with_a_request_on_its_way(
+    writer: RecordingWriter, source: Source, *, hands_over: bool
+) -> tuple[StoreResult | None, StoreResult]:
+    """A request inside the ingest view (so counted as on its way) while another request's
+    write waits for the writer. Once that write is queued the first request goes on: it hands
+    its own write over (``hands_over``) or ends without one, as a refused request does. Both
+    answers."""
+    go_on = threading.Event()
 
-    def slow_request() -> StoreResult:
+    def on_its_way() -> StoreResult | None:
         with writer.expecting_write():
-            assert validated.wait(10)
-            return writer.store(pending_write(source.pk, ["slow-1"]), timeout=10)
+            assert go_on.wait(10)
+            if not hands_over:
+                return None
+            return writer.store(pending_write(source.pk, ["on-its-way"]), timeout=10)
 
     with ThreadPoolExecutor(2) as pool:
-        slow = pool.submit(slow_request)
+        first = pool.submit(on_its_way)
         wait_until(lambda: writer.arriving == 1, 5)
-        fast = pool.submit(writer.store, pending_write(source.pk, ["fast-1"]), 10)
+        waiting = pool.submit(writer.store, pending_write(source.pk, ["waiting"]), 10)
         writer.wait_for_waiting(1)
-        assert not fast.done()
-        validated.set()
-        assert fast.result(timeout=10) == stored(1)
-        assert slow.result(timeout=10) == stored(1)
-    assert writer.taken == [2]
-    assert writer.arriving == 0
+        assert not waiting.done()
+        go_on.set()
+        return first.result(timeout=10), waiting.result(timeout=10)
+
+
+# A long gathering time in the tests below: a write can only share a group because the writer
+# waited for it, and a writer that waited the whole time would fail the test's own timeouts.
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_request_that_ends_without_a_write_no_longer_holds_the_writer(
-    source: Source, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("hands_over", "answers", "groups"),
+    [
+        # The writer waits for the request still being read and takes both writes in one group.
+        (True, (stored(1), stored(1)), [2]),
+        # A request that ends without a write no longer holds the writer: it is woken as the
+        # request ends, well within the 30 s it would otherwise wait.
+        (False, (None, stored(1)), [1]),
+    ],
+    ids=["hands-its-write-over", "ends-without-a-write"],
+)
+def test_the_writer_waits_for_requests_on_their_way_until_they_hand_over_or_end(
+    source: Source,
+    monkeypatch: pytest.MonkeyPatch,
+    hands_over: bool,
+    answers: tuple[StoreResult | None, StoreResult],
+    groups: list[int],
 ) -> None:
     monkeypatch.setattr(group_commit, "GATHER_SECONDS", 30.0)
     writer = RecordingWriter()
-    refused = threading.Event()
-
-    def refused_request() -> None:
-        with writer.expecting_write():
-            assert refused.wait(10)  # e.g. a 400: nothing for the writer
-
-    with ThreadPoolExecutor(2) as pool:
-        doomed = pool.submit(refused_request)
-        wait_until(lambda: writer.arriving == 1, 5)
-        waiting = pool.submit(writer.store, pending_write(source.pk, ["w-1"]), 10)
-        writer.wait_for_waiting(1)
-        refused.set()
-        doomed.result(timeout=10)
-        # Woken as the request ended: well within the 30 s it would otherwise have waited.
-        assert waiting.result(timeout=10) == stored(1)
-    assert writer.taken == [1]
+    assert with_a_request_on_its_way(writer, source, hands_over=hands_over) == answers
+    assert writer.taken == groups
     assert writer.arriving == 0
 
 
@@ -420,7 +423,7 @@ def test_a_request_that_ends_without_a_write_no_longer_holds_the_writer(
 def test_with_no_request_on_its_way_the_writer_does_not_wait(
     source: Source, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The control for the two tests above: nothing arriving, so a 30 s gathering time is
+    # The control for the test above: nothing arriving, so a 30 s gathering time is
     # never spent.
     monkeypatch.setattr(group_commit, "GATHER_SECONDS", 30.0)
     writer = RecordingWriter()
