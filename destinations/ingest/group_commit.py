@@ -120,11 +120,11 @@ class GroupWriter:
         self.pending: deque[PendingWrite] = deque()
         self.ready = threading.Condition()
         self.threads: list[threading.Thread] = []
-        self.pid = os.getpid()
         # Requests inside the ingest view that have not handed their write over yet (or ended
         # without one): the writes on their way.
         self.arriving = 0
         self.local = threading.local()
+        os.register_at_fork(after_in_child=self.reset_after_fork)
 
     def store(self, write: PendingWrite, timeout: float) -> StoreResult:
         """Queue ``write``, wait until its transaction has committed (or failed) and return its
@@ -144,8 +144,7 @@ class GroupWriter:
     def start_if_needed(self) -> None:
         """Start the writer threads this process lacks. Each has its own database connection,
         so with two a group's transaction is prepared while another's commit is being made
-        durable. A forked child starts its own."""
-        self.forget_if_forked()
+        durable."""
         self.threads = [thread for thread in self.threads if thread.is_alive()]
         while len(self.threads) < self.threads_wanted:
             name = f"ingest-writer-{len(self.threads) + 1}"
@@ -153,14 +152,14 @@ class GroupWriter:
             thread.start()
             self.threads.append(thread)
 
-    def forget_if_forked(self) -> None:
-        """A forked child inherits the parent's queue and counts, not its threads or requests."""
-        if self.pid != os.getpid():
-            self.pid = os.getpid()
-            self.pending.clear()
-            self.arriving = 0
-            self.local = threading.local()
-            self.threads = []
+    def reset_after_fork(self) -> None:
+        # A forked child inherits the parent's queue, counts and maybe a held lock, but not its
+        # threads or its requests: it starts its own.
+        self.pending = deque()
+        self.ready = threading.Condition()
+        self.arriving = 0
+        self.local = threading.local()
+        self.threads = []
 
     def take(self) -> list[PendingWrite]:
         """Every write waiting, up to ``max_messages`` messages (at least one write)."""
@@ -198,7 +197,6 @@ class GroupWriter:
         """Count the calling request among the writes on their way until it hands its write
         over (``store``) or ends without one."""
         with self.ready:
-            self.forget_if_forked()
             self.arriving += 1
             self.local.arriving = True
         try:

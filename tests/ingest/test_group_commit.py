@@ -9,6 +9,7 @@ connection of its own, so its tests use ``transaction=True``: it sees only commi
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
 import os
 import threading
 import time
@@ -451,6 +452,26 @@ def test_on_sqlite_writers_take_turns_on_a_file_lock(source: Source) -> None:
         assert writer.store(pending_write(source.pk, ["next-1"]), timeout=10) == stored(1)
     finally:
         os.close(other)
+
+
+def nothing_on_its_way(writer: RecordingWriter) -> None:
+    assert (writer.arriving, len(writer.pending), writer.threads) == (0, 0, [])
+    assert writer.ready.acquire(timeout=5)  # not left held by a parent's thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_forked_process_starts_with_a_writer_of_its_own(source: Source) -> None:
+    writer = RecordingWriter()
+    assert writer.store(pending_write(source.pk, ["parent-1"]), timeout=10) == stored(1)
+    with writer.expecting_write(), writer.ready:
+        writer.pending.append(pending_write(source.pk, ["not-for-the-child"]))
+        child = multiprocessing.get_context("fork").Process(
+            target=nothing_on_its_way, args=(writer,)
+        )
+        child.start()
+        child.join(30)
+        writer.pending.clear()
+    assert child.exitcode == 0
 
 
 def test_writer_threads_follow_the_database_unless_set(settings: Any) -> None:

@@ -3,6 +3,8 @@ per-source rate limit."""
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
 from destinations.counters import add_to_counters
@@ -191,3 +193,18 @@ def test_another_process_sees_what_this_one_leased(monkeypatch: pytest.MonkeyPat
     forget_leases()  # now another process, with no lease
     with pytest.raises(IngestError):
         check_rate_limit(limited)
+
+
+def no_leases_held() -> None:
+    assert ratelimit._leases.held == {}, ratelimit._leases.held
+
+
+def test_a_forked_process_starts_without_the_parents_leases() -> None:
+    limited = SourceRef(id=444444, name="Forked", enabled=True, rate_limit_per_second=200)
+    start_of_a_fresh_second()
+    check_rate_limit(limited)  # leases 4, spends 1
+    assert ratelimit._leases.held[limited.id].left == 3
+    child = multiprocessing.get_context("fork").Process(target=no_leases_held)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
