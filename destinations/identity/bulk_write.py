@@ -31,6 +31,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, JSONField, Model
 
+from destinations.binary_params import execute_binary
+
 # Rows per statement; SQLite's parameter limit (999 as Django counts it) may lower it.
 MAX_ROWS_PER_STATEMENT = 500
 VALUES_NAME = "incoming"
@@ -78,11 +80,9 @@ def update_from_values(
     converters = [db_converter(field, connection) for field in columns]
     if connection.vendor == "postgresql":
         arrays = [[convert(row[index]) for row in rows] for index, convert in enumerate(converters)]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                unnest_update_sql(connection, model, key, fields, only_where_null), arrays
-            )
-            return cursor.rowcount
+        sql = unnest_update_sql(connection, model, key, fields, only_where_null)
+        updated, _ = execute_binary(sql, arrays, connection=connection)
+        return updated
     chunk_size = rows_per_statement(connection, len(columns))
     updated = 0
     with connection.cursor() as cursor:
@@ -121,8 +121,9 @@ def unnest_update_sql(
     fields: Sequence[AnyField],
     only_where_null: bool,
 ) -> str:
-    """PostgreSQL: the rows as one array per column, ``UPDATE table SET a = incoming.column2
-    FROM unnest(CAST(%s AS bigint[]), CAST(%s AS jsonb[])) AS incoming(column1, column2) ...``.
+    """PostgreSQL: the rows as one array per column, bound in binary, ``UPDATE table SET a =
+    incoming.column2 FROM unnest(CAST(%b AS bigint[]), CAST(%b AS jsonb[])) AS
+    incoming(column1, column2) ...``.
     The statement's text is the same whatever the number of rows: psycopg parses a query's
     placeholders in Python and caches only short queries, and a ``VALUES`` list of a few hundred
     rows spent more CPU there than the database spent running it."""
@@ -168,7 +169,9 @@ def placeholder(connection: BaseDatabaseWrapper, field: AnyField, array: bool = 
     column_type = field.db_type(connection)
     if column_type is None:
         raise ValueError(f"{field} has no column type to cast to")
-    return f"CAST(%s AS {column_type}{'[]' if array else ''})"
+    if array:  # bound in binary: destinations/binary_params.py
+        return f"CAST(%b AS {column_type}[])"
+    return f"CAST(%s AS {column_type})"
 
 
 def db_converter(field: AnyField, connection: BaseDatabaseWrapper) -> Converter:

@@ -9,6 +9,7 @@ from functools import cache, partial
 
 from django.db import connection, transaction
 
+from destinations.binary_params import execute_binary
 from destinations.delivery.enqueue import enqueue_deliveries
 from destinations.delivery.routing import plan_deliveries
 from destinations.identity.resolve import IdentityResolver
@@ -173,15 +174,12 @@ def insert_events(
         for message, owner, received_at in zip(messages, owners, received_ats, strict=True)
     ]
     stored: dict[str, int] = {}
+    if connection.vendor == "postgresql":
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        _, returned = execute_binary(unnest_insert_sql(), arrays, fetch=True)
+        stored.update((message_id, pk) for pk, message_id in returned)
+        return stored
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One array per column: the statement's text does not grow with the rows, so
-            # psycopg parses it once (it parses long queries in Python on every execute).
-            cursor.execute(
-                unnest_insert_sql(), [list(column) for column in zip(*rows, strict=True)]
-            )
-            stored.update((message_id, pk) for pk, message_id in cursor.fetchall())
-            return stored
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = rows[start : start + INSERT_CHUNK]
             values = ", ".join(["(" + ", ".join(["%s"] * len(EVENT_COLUMNS)) + ")"] * len(chunk))
@@ -208,11 +206,12 @@ def unnest_insert_sql() -> str:
 
 
 def unnest_source() -> str:
-    """``SELECT * FROM unnest(CAST(%s AS bigint[]), ...)``: each column's array cast to the
-    column's own type (jsonb for the payload, sent as text)."""
+    """``SELECT * FROM unnest(CAST(%b AS bigint[]), ...)``: each column's array, in binary
+    (destinations/binary_params.py), cast to the column's own type (jsonb for the payload,
+    sent as text)."""
     by_column = {field.column: field for field in Event._meta.concrete_fields}
     arrays = ", ".join(
-        f"CAST(%s AS {by_column[name].db_type(connection)}[])" for name in EVENT_COLUMNS
+        f"CAST(%b AS {by_column[name].db_type(connection)}[])" for name in EVENT_COLUMNS
     )
     return f"SELECT * FROM unnest({arrays})"
 
