@@ -35,6 +35,7 @@ from destinations.ingest.store import RefusedMessage, StoreResult, record_refusa
 from destinations.messages import body
 from destinations.messages.errors import IngestError
 from destinations.messages.message import (
+    Envelope,
     InvalidMessage,
     Message,
     validate_message,
@@ -237,8 +238,11 @@ def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> 
         raise IngestError(
             413, f"batch has {len(items):,} events; the limit is {body.MAX_BATCH_EVENTS:,}"
         )
-    envelope = {k: document[k] for k in ("context", "integrations", "sentAt") if k in document}
-    envelope = without_reserved(envelope)
+    envelope = Envelope.of(
+        without_reserved(
+            {k: document[k] for k in ("context", "integrations", "sentAt") if k in document}
+        )
+    )
     received_at = timezone.now()
     accepted: list[Message] = []
     refused: list[RefusedMessage] = []

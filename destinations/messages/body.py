@@ -62,23 +62,30 @@ def parse_json(data: bytes) -> Any:
     return document
 
 
+CONTAINERS = (dict, list)
+
+
 def json_depth(value: Any, stop_after: int) -> int:
-    """Nesting depth of a parsed document, without recursion; stops once past ``stop_after``."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node  # type: ignore[assignment]
-        else:
-            continue
-        if depth > deepest:
-            deepest = depth
-            if deepest > stop_after:
-                return deepest
-        stack.extend((child, depth + 1) for child in children)
+    """Nesting depth of a parsed document (a scalar 0, ``{}`` 1); once past ``stop_after`` it
+    stops there, so however deep the document, the recursion is at most ``stop_after + 1``
+    calls deep. Scalars are only looked at, never queued: most of a payload is scalars, and
+    this runs on every message ingest receives."""
+    if not isinstance(value, CONTAINERS):
+        return 0
+    return container_depth(value, 1, stop_after)
+
+
+def container_depth(node: dict[str, Any] | list[Any], depth: int, stop_after: int) -> int:
+    if depth > stop_after:
+        return depth
+    deepest = depth
+    for child in node.values() if isinstance(node, dict) else node:
+        if isinstance(child, CONTAINERS):
+            found = container_depth(child, depth + 1, stop_after)
+            if found > deepest:
+                deepest = found
+                if deepest > stop_after:
+                    return deepest
     return deepest
 
 
