@@ -17,6 +17,8 @@ from django.db.models import Field, Model
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
+from destinations.db_values import faster_converters
+
 # Well under SQLite's limit on parameters in one statement (999 as Django counts it).
 SQLITE_CHUNK = 500
 
@@ -154,7 +156,9 @@ def converters_of(
     for index, name in enumerate(field_names):
         model_field = model._meta.get_field(name)
         col = model_field.get_col(model._meta.db_table)  # type: ignore[union-attr]
-        functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        functions = faster_converters(
+            connection.ops.get_db_converters(col) + col.get_db_converters(connection), connection
+        )
         if functions:
             found.append((index, col, functions))
     return found

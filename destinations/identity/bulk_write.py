@@ -29,9 +29,10 @@ from typing import Any, TypeAlias
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, JSONField, Model
+from django.db.models import DateTimeField, Field, JSONField, Model
 
 from destinations.binary_params import execute_binary
+from destinations.db_values import moment_adapter
 
 # Rows per statement; SQLite's parameter limit (999 as Django counts it) may lower it.
 MAX_ROWS_PER_STATEMENT = 500
@@ -193,6 +194,8 @@ def db_converter(field: AnyField, connection: BaseDatabaseWrapper) -> Converter:
     def to_column(value: Any) -> Any:
         return field.get_db_prep_save(value, connection)
 
+    if isinstance(field, DateTimeField):
+        return moment_adapter(connection, general=to_column)
     return to_column
 
 

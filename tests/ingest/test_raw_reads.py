@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db.models.signals import post_init
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from destinations.identity.resolve import SEEN_FIELDS
 from destinations.models import Profile
@@ -59,3 +61,16 @@ def test_a_model_with_init_listeners_is_made_through_init() -> None:
     finally:
         post_init.disconnect(listener, sender=Profile)
     assert seen == [read]
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    )
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_datetimes_read_back_as_the_orm_reads_them(moment: datetime) -> None:
+    Profile.objects.update_or_create(user_id="u-time", defaults={"last_seen_at": moment})
+    [read] = rows_locked(Profile, "user_id", ["u-time"], SEEN_FIELDS)
+    assert read.last_seen_at == Profile.objects.get(user_id="u-time").last_seen_at == moment
+    assert read.last_seen_at.tzinfo is not None

@@ -8,7 +8,7 @@ from django.db import connection
 from hypothesis import given
 from hypothesis import strategies as st
 
-from destinations.ingest.store import moment_adapter
+from destinations.db_values import moment_adapter
 
 zones = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
@@ -20,10 +20,10 @@ moments = st.none() | st.datetimes(
 
 @given(moments)
 def test_each_moment_is_adapted_as_django_adapts_it(moment: datetime | None) -> None:
-    assert moment_adapter()(moment) == connection.ops.adapt_datetimefield_value(moment)
+    assert moment_adapter(connection)(moment) == connection.ops.adapt_datetimefield_value(moment)
 
 
 def test_utc_moments_with_and_without_microseconds() -> None:
-    adapt = moment_adapter()
+    adapt = moment_adapter(connection)
     for moment in (datetime(2026, 12, 7, 21, 0, tzinfo=UTC), datetime(2026, 1, 2, 3, 4, 5, 6, UTC)):
         assert adapt(moment) == connection.ops.adapt_datetimefield_value(moment)

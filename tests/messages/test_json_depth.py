@@ -13,8 +13,9 @@ from destinations.messages.body import MAX_JSON_DEPTH, json_depth
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
 documents = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
     max_leaves=60,
 )
 
