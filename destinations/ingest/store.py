@@ -16,6 +16,7 @@ from destinations.delivery.routing import plan_deliveries
 from destinations.identity.resolve import IdentityResolver
 from destinations.identity.suppression import without_suppressed
 from destinations.ingest.signals import events_stored
+from destinations.ingest.table_statistics import keeper as statistics
 from destinations.messages.message import Message
 from destinations.models import Event, IngestFailure
 from destinations.raw_reads import values_present
@@ -112,9 +113,7 @@ def store_unique(
     """Store messages of distinct messageIds, each received at its ``received_ats`` entry, in the
     caller's transaction: the ids of the events stored by messageId (one already stored is left
     out). Resolves identities, plans deliveries and announces the users touched on commit."""
-    existing = values_present(
-        Event, "message_id", [m.message_id for m in messages], also=[("source", source_id)]
-    )
+    existing = stored_message_ids(source_id, [m.message_id for m in messages])
     fresh_at = [(m, at) for m, at in zip(messages, received_ats, strict=True)]
     fresh_at = [(m, at) for m, at in fresh_at if m.message_id not in existing]
     if not fresh_at:
@@ -130,6 +129,8 @@ def store_unique(
     new_events = [(ids[m.message_id], m.payload) for m in fresh if m.message_id in ids]
     latest = max(at for _, at in fresh_at)
     planned = plan_deliveries(new_events, latest, demo=demo, only=only_destinations)
+    if ids and connection.vendor == "postgresql":
+        transaction.on_commit(partial(statistics.events_stored, len(ids)), robust=True)
     if planned:
         transaction.on_commit(lambda: enqueue_deliveries(planned), robust=True)
     if not statement and ids and events_stored.has_listeners():
@@ -140,6 +141,13 @@ def store_unique(
                 partial(events_stored.send, sender=Event, profile_ids=touched), robust=True
             )
     return ids
+
+
+def stored_message_ids(source_id: int, message_ids: Sequence[str]) -> set[str]:
+    """Which of ``message_ids`` the source already has events for: a probe of the (source,
+    messageId) unique index each, as long as PostgreSQL's statistics of the events are not
+    far behind the table (destinations/ingest/table_statistics.py)."""
+    return values_present(Event, "message_id", message_ids, also=[("source", source_id)])
 
 
 def insert_events(
