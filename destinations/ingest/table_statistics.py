@@ -8,7 +8,8 @@ a source had a few events, ingest's messageId check (100 messageIds, ``source_id
 message_id = ...``) walked every event of the source through the (source, id) index instead of
 probing the (source, messageId) unique index: 7 ms instead of 0.7 ms at 30,000 events, and
 growing with the table. No way of writing the query made the planner prefer the unique index
-while the statistics were stale (tests/ingest/test_bulk_write_ingest.py keeps that case).
+while the statistics were stale; tests/ingest/test_table_statistics.py builds that table and
+checks the plan once its statistics are refreshed.
 
 So each process counts the events it stores and, every ``CHECK_EVERY_EVENTS``, asks how many
 rows changed since the last ``ANALYZE``; past the number of rows the statistics describe (the
