@@ -19,19 +19,44 @@ from destinations.ingest.auth import source_for_write_key, write_key_from_header
 from destinations.messages.errors import IngestError
 
 ANSWER = orjson.dumps({"success": True, "stored": 0, "duplicates": 0})
+Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
-def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    if environ.get("PATH_INFO") != "/v1/track" or environ.get("REQUEST_METHOD") != "POST":
-        return switchboard(environ, start_response)
-    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    try:
-        source_for_write_key(write_key_from_header(environ.get("HTTP_AUTHORIZATION", "")))
-    except IngestError as error:
-        start_response(f"{error.status} Refused", [("Content-Type", "text/plain")])
-        return [error.message.encode()]
-    start_response(
-        "200 OK",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(ANSWER)))],
-    )
-    return [ANSWER]
+class Floor:
+    """Answers ``POST /v1/track`` as described above, on the web server's event loop as ingest
+    is (dashboard/project/loop_answers.py), or on a thread when called as plain WSGI."""
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if not self.in_loop(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")):
+            return switchboard(environ, start_response)
+        status, headers, body = self.answer(environ)
+        start_response(status, headers)
+        return [body]
+
+    def in_loop(self, method: str, path: str) -> bool:
+        return method == "POST" and path == "/v1/track"
+
+    def begin(self, environ: dict[str, Any], reply: Callable[[Callable[[], Answer]], None]) -> None:
+        answer = self.answer(environ)
+        reply(lambda: answer)
+
+    def expire(self) -> None:
+        pass  # nothing waits
+
+    def answer(self, environ: dict[str, Any]) -> Answer:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        try:
+            source_for_write_key(write_key_from_header(environ.get("HTTP_AUTHORIZATION", "")))
+        except IngestError as error:
+            return (
+                f"{error.status} Refused",
+                [("Content-Type", "text/plain")],
+                error.message.encode(),
+            )
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(ANSWER)))]
+        return "200 OK", headers, ANSWER
+
+
+application = Floor()

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from waitress import wasyncore
+from waitress.task import ThreadedTaskDispatcher
 
+from dashboard.project.loop_answers import (
+    AnsweredApplication,
+    LoopAnswers,
+    LoopChannel,
+    LoopDispatcher,
+    offers_loop,
+)
 from dashboard.project.processes import stop_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,7 +132,7 @@ def serve(sock: socket.socket) -> None:
 
     from dashboard.project.warmup import warm_up
 
-    application = get_internal_wsgi_application()  # settings.WSGI_APPLICATION
+    application: Any = get_internal_wsgi_application()  # settings.WSGI_APPLICATION
     warm_up()
     # Threads that mostly wait (on clients, the database, ingest's writer) hand the GIL over
     # sooner than the 5 ms default: a thread woken by its answer does not queue behind one
@@ -134,8 +142,16 @@ def serve(sock: socket.socket) -> None:
     connections = settings.WEB_CONNECTION_LIMIT
     raise_open_files_limit(connections + 100)
     timeout = settings.WEB_CLIENT_TIMEOUT_SECONDS
+    # Requests the application takes on the event loop (ingest) are started there; the rest go
+    # to waitress's threads (dashboard/project/loop_answers.py).
+    dispatcher: ThreadedTaskDispatcher | None = None
+    if offers_loop(application):
+        dispatcher = LoopDispatcher(application)
+        dispatcher.set_thread_count(THREADS)
+        application = AnsweredApplication(application)
     server = create_server(
         application,
+        _dispatcher=dispatcher,  # waitress's one way in for a dispatcher of one's own
         sockets=[sock],
         threads=THREADS,
         connection_limit=connections,
@@ -151,6 +167,10 @@ def serve(sock: socket.socket) -> None:
         ident="switchboard",
     )
     assert isinstance(server, BaseWSGIServer)  # one socket, one server
+    answers = None
+    if isinstance(dispatcher, LoopDispatcher):
+        server.channel_class = LoopChannel
+        answers = LoopAnswers(server, dispatcher)
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -161,8 +181,8 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGINT, stop)
     announce_ready()
     while not stopping:
-        turn(server)
-    drain(server)
+        turn(server, answers)
+    drain(server, answers)
 
 
 def announce_ready() -> None:
@@ -174,12 +194,15 @@ def announce_ready() -> None:
         Path(folder, str(os.getpid())).touch()
 
 
-def turn(server: Any) -> None:
-    """One turn of waitress's event loop (``server.run()`` repeats them until an exception)."""
+def turn(server: Any, answers: LoopAnswers | None = None) -> None:
+    """One turn of waitress's event loop (``server.run()`` repeats them until an exception),
+    then the requests it read that are answered on the loop."""
     wasyncore.loop(timeout=0.5, map=server._map, use_poll=True, count=1)
+    if answers is not None:
+        answers.run()
 
 
-def drain(server: Any) -> None:
+def drain(server: Any, answers: LoopAnswers | None = None) -> None:
     """Accept nothing more; answer the requests already read (for at most
     ``STOP_GRACE_SECONDS``), closing each connection once it has nothing in flight; then stop
     the threads."""
@@ -189,7 +212,7 @@ def drain(server: Any) -> None:
         for channel in list(server.active_channels.values()):
             if not (channel.requests or channel.total_outbufs_len):
                 channel.will_close = True  # idle, or its request not read whole: closed now
-        turn(server)
+        turn(server, answers)
     server.task_dispatcher.shutdown(cancel_pending=True, timeout=2)
 
 

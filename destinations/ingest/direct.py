@@ -7,26 +7,45 @@ one Django's URLconf routes to (tests through Django's test client take that way
 ways answer alike; the headers the middleware would add to every response are added here.
 Anything else, including ``/v1/track/`` with a slash, goes to Django as before
 (docs/decisions/0029-ingest-path.md).
+
+The web server starts these requests on its event loop (``in_loop``, ``begin``: see
+dashboard/project/loop_answers.py): a request is read and validated there, its write handed to
+the process's group-commit writer, and its answer made once the write has committed, without a
+thread waiting for it. Called as a WSGI application (any other server, the tests), it answers
+on the caller's thread as before.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
+from django.http import HttpResponse
 
+from destinations.ingest.group_commit import (
+    PendingWrite,
+    WriterTimeout,
+    group_commit_on,
+    store_later,
+)
 from destinations.ingest.urls import CALLS, SHORT
-from destinations.ingest.views import error_response, ingest
+from destinations.ingest.views import Deferred, error_response, finish, ingest, prepare
 
 logger = logging.getLogger("django.request")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+Answer = tuple[str, list[tuple[str, str]], bytes]
+Reply = Callable[[Callable[[], Answer]], None]
 
 # Path -> the call type the view is given (None: a batch), as destinations/ingest/urls.py.
 ROUTES: dict[str, str | None] = {
@@ -55,17 +74,39 @@ def security_headers() -> list[tuple[str, str]]:
     return headers
 
 
+@dataclass(eq=False)
+class Waiting:
+    """A request started on the event loop whose write is with the writer: answered once,
+    by whichever comes first, the write's completion or its deadline."""
+
+    deferred: Deferred
+    reply: Reply
+    deadline: float
+    claimed: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self) -> bool:
+        return self.claimed.acquire(blocking=False)
+
+
 class IngestFirst:
     """WSGI: the ingest paths to the ingest view, everything else to ``app`` (Django)."""
 
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
         self.extra_headers = security_headers()
+        # Requests started on the loop, oldest first, until answered or out of time.
+        self.waiting: deque[Waiting] = deque()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path not in ROUTES:
             return self.app(environ, start_response)
+        status, headers, body = self.wsgi_answer(self.answered(environ, path))
+        start_response(status, headers)
+        return [body]
+
+    def answered(self, environ: dict[str, Any], path: str) -> HttpResponse:
+        """The request answered on this thread, waiting for its write if it has one."""
         # What Django does around every request: a connection that broke or outlived
         # CONN_MAX_AGE is dropped before and after.
         close_old_connections()
@@ -73,19 +114,96 @@ class IngestFirst:
             request = WSGIRequest(environ)
             # As Django's route does (CommonMiddleware): a Host not in ALLOWED_HOSTS is a 400.
             request.get_host()
-            response = ingest(request, ROUTES[path])
+            return ingest(request, ROUTES[path])
         except DisallowedHost:
-            response = error_response(
-                400, "The Host header names a host this server does not serve"
-            )
+            return disallowed_host()
         except Exception:
-            logger.exception("Internal Server Error: %s", path)
-            response = error_response(500, "Internal error; the events were not stored")
+            return internal_error(path)
         finally:
             close_old_connections()
+
+    # --- on the web server's event loop ----------------------------------------------------
+
+    def in_loop(self, method: str, path: str) -> bool:
+        # Without group commit every request stores in its own transaction: on a thread.
+        return path in ROUTES and group_commit_on()
+
+    def begin(self, environ: dict[str, Any], reply: Reply) -> None:
+        """Read and validate the request here and now; answer at once when it needs no write,
+        else when the writer has stored it (``reply`` is then called on the writer's thread,
+        with what the loop runs to make the answer)."""
+        path = environ.get("PATH_INFO", "")
+        outcome = self.prepared(environ, path)
+        if isinstance(outcome, HttpResponse):
+            reply(ready(self.wsgi_answer(outcome)))
+            return
+        waiting = Waiting(
+            deferred=outcome,
+            reply=reply,
+            deadline=time.monotonic() + settings.INGEST_WRITER_TIMEOUT_SECONDS,
+        )
+        self.waiting.append(waiting)
+
+        def stored(write: PendingWrite) -> None:
+            if waiting.claim():
+                reply(lambda: self.finished(outcome, write, path))
+
+        store_later(outcome.write, stored)
+
+    def prepared(self, environ: dict[str, Any], path: str) -> HttpResponse | Deferred:
+        close_old_connections()  # the loop's own connection, used to look write keys up
+        try:
+            request = WSGIRequest(environ)
+            request.get_host()
+            return prepare(request, ROUTES[path])
+        except DisallowedHost:
+            return disallowed_host()
+        except Exception:
+            return internal_error(path)
+        finally:
+            close_old_connections()
+
+    def finished(self, deferred: Deferred, write: PendingWrite, path: str) -> Answer:
+        try:
+            response = finish(deferred, write.result, write.error)
+        except Exception:
+            response = internal_error(path)
+        return self.wsgi_answer(response)
+
+    def expire(self) -> None:
+        """Answer 503 to the requests whose write has not come back in time (their events may
+        still be stored: the SDK's retry carries the same messageIds). Answered ones are
+        dropped from the front as they are met."""
+        now = time.monotonic()
+        while self.waiting:
+            waiting = self.waiting[0]
+            if waiting.claimed.locked():
+                self.waiting.popleft()
+                continue
+            if waiting.deadline > now:
+                return
+            self.waiting.popleft()
+            if waiting.claim():
+                timeout = WriterTimeout("the writer did not answer in time")
+                answer = self.wsgi_answer(finish(waiting.deferred, None, timeout))
+                waiting.reply(ready(answer))
+
+    def wsgi_answer(self, response: HttpResponse) -> Answer:
         present = {name.lower() for name in response.headers}
         headers = list(response.items()) + [
             (name, value) for name, value in self.extra_headers if name.lower() not in present
         ]
-        start_response(f"{response.status_code} {response.reason_phrase}", headers)
-        return [response.content]
+        return f"{response.status_code} {response.reason_phrase}", headers, response.content
+
+
+def ready(answer: Answer) -> Callable[[], Answer]:
+    return lambda: answer
+
+
+def disallowed_host() -> HttpResponse:
+    return error_response(400, "The Host header names a host this server does not serve")
+
+
+def internal_error(path: str) -> HttpResponse:
+    logger.exception("Internal Server Error: %s", path)
+    return error_response(500, "Internal error; the events were not stored")

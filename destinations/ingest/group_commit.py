@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,6 +64,8 @@ class PendingWrite:
     done: threading.Event = field(default_factory=threading.Event)
     result: StoreResult | None = None
     error: BaseException | None = None
+    # Called on the writer's thread once ``result`` or ``error`` is set (``submit``).
+    on_done: Callable[[PendingWrite], None] | None = None
 
 
 class WriterTimeout(Exception):
@@ -84,7 +86,10 @@ def store_writes(writes: Sequence[PendingWrite]) -> list[StoreResult]:
                 endpoint=write.endpoint,
                 received_at=write.received_at,
             )
-        by_source.setdefault((write.source_id, write.demo), []).append(write)
+        if write.messages:
+            by_source.setdefault((write.source_id, write.demo), []).append(write)
+        else:
+            results[id(write)] = StoreResult(stored=0, duplicates=0)  # a refusal, listed
     for (source_id, demo), group in by_source.items():
         kept, _ = without_suppressed([m for write in group for m in write.messages])
         kept_ids = {id(m) for m in kept}
@@ -140,6 +145,13 @@ class GroupWriter:
             raise write.error
         assert write.result is not None
         return write.result
+
+    def submit(self, write: PendingWrite) -> None:
+        """Queue ``write`` without waiting: its ``on_done`` is called once it is stored."""
+        with self.ready:
+            self.start_if_needed()
+            self.pending.append(write)
+            self.ready.notify()
 
     def start_if_needed(self) -> None:
         """Start the writer threads this process lacks. Each has its own database connection,
@@ -226,6 +238,11 @@ class GroupWriter:
             finally:
                 for write in group:
                     write.done.set()
+                    if write.on_done is not None:
+                        try:
+                            write.on_done(write)
+                        except Exception:
+                            logger.exception("ingest writer: a request's callback failed")
 
     def commit(self, group: list[PendingWrite]) -> None:
         try:
@@ -276,6 +293,20 @@ def store_accepted(write: PendingWrite) -> StoreResult:
     _writer.max_messages = settings.INGEST_GROUP_MAX_MESSAGES
     _writer.threads_wanted = writer_threads()
     return _writer.store(write, timeout=settings.INGEST_WRITER_TIMEOUT_SECONDS)
+
+
+def group_commit_on() -> bool:
+    return bool(settings.INGEST_GROUP_COMMIT)
+
+
+def store_later(write: PendingWrite, on_done: Callable[[PendingWrite], None]) -> None:
+    """Hand ``write`` to the process's writers and return at once; ``on_done(write)`` is called
+    on a writer's thread when its transaction has committed (``write.result``) or failed
+    (``write.error``). For callers that must not wait: the web server's event loop."""
+    write.on_done = on_done
+    _writer.max_messages = settings.INGEST_GROUP_MAX_MESSAGES
+    _writer.threads_wanted = writer_threads()
+    _writer.submit(write)
 
 
 def expecting_write() -> contextlib.AbstractContextManager[None]:

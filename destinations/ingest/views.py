@@ -2,12 +2,21 @@
 
 Order of checks: content type and size (cheap), header write key and rate limit, then the body.
 A 200 is sent only after the transaction storing the events has committed.
+
+A request is answered in two steps: ``prepare`` reads, authenticates and validates it and writes
+nothing; what it accepted (or refused, to be listed) is a ``Deferred`` write, stored by the
+process's writer, after which ``finish`` makes the answer. The view below does both on its
+thread; the web server's event loop does the first and lets the writer's completion do the
+second, so no thread waits (docs/decisions/0029-ingest-path.md).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -31,7 +40,7 @@ from destinations.ingest.group_commit import (
     store_accepted,
 )
 from destinations.ingest.ratelimit import check_rate_limit
-from destinations.ingest.store import RefusedMessage, StoreResult, record_refusals
+from destinations.ingest.store import RefusedMessage, StoreResult
 from destinations.messages import body
 from destinations.messages.errors import IngestError
 from destinations.messages.message import (
@@ -107,19 +116,102 @@ def excerpt(value: Any) -> str:
     return text[:EXCERPT_CHARS].replace("\x00", "\ufffd")
 
 
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A request's write (its accepted messages, or only its refused items to be listed) and
+    how to answer it once the write is done."""
+
+    write: PendingWrite
+    endpoint: str
+    answer: Callable[[StoreResult], HttpResponse]
+    # A refusal is answered with its 4xx whether or not listing it worked: the sender's input is
+    # wrong either way, and a retry would not change that.
+    refusal: bool = False
+
+
+NOTHING_STORED = StoreResult(stored=0, duplicates=0)
+
+
 @csrf_exempt
 @login_not_required
 def ingest(request: HttpRequest, call_type: str | None = None) -> HttpResponse:
+    if request.method != "POST":
+        return other_method(request)
+    with expecting_write():
+        outcome = prepare(request, call_type)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        try:
+            result = store_accepted(outcome.write)
+        except Exception as error:
+            return finish(outcome, None, error)
+        return finish(outcome, result, None)
+
+
+def prepare(request: HttpRequest, call_type: str | None) -> HttpResponse | Deferred:
+    """The answer to a request that needs no write, or the write it needs: nothing here writes
+    to the database."""
+    if request.method != "POST":
+        return other_method(request)
+    return receive(request, call_type)
+
+
+def other_method(request: HttpRequest) -> HttpResponse:
     if request.method == "OPTIONS":
         return _preflight(request.META.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", ""))
-    if request.method != "POST":
-        return error_response(405, "Use POST", {"Allow": "POST, OPTIONS"})
-    with expecting_write():
-        return receive(request, call_type)
+    return error_response(405, "Use POST", {"Allow": "POST, OPTIONS"})
 
 
-def receive(request: HttpRequest, call_type: str | None) -> HttpResponse:
-    """A POST to an ingest endpoint: read, authenticate, validate and store it."""
+def finish(
+    deferred: Deferred, result: StoreResult | None, error: BaseException | None
+) -> HttpResponse:
+    """The answer to a deferred request once its write has committed (``result``) or failed
+    (``error``, raised again when no answer fits it: the caller answers 500)."""
+    if error is None:
+        assert result is not None
+        return deferred.answer(result)
+    if deferred.refusal:
+        logger.warning("ingest could not list a refusal (%s): %s", deferred.endpoint, error)
+        return deferred.answer(NOTHING_STORED)
+    if isinstance(error, IntegrityError):
+        # The source was deleted while this process still had its write key cached: its
+        # events break the foreign key. Forget it and answer as for any unknown key.
+        if not Source.objects.filter(id=deferred.write.source_id).exists():
+            forget_cached_sources()
+            return error_response(401, "Unknown write key")
+        raise error
+    if isinstance(error, (WriterTimeout, OperationalError, InterfaceError)):
+        # The database is unreachable or too slow: nothing was acknowledged, and the SDK's
+        # retry (same messageIds) cannot store anything twice.
+        logger.warning("ingest could not store (%s): %s", deferred.endpoint, error)
+        return error_response(
+            503, "Events could not be stored just now; retry", {"Retry-After": "5"}
+        )
+    raise error
+
+
+def refusal(
+    source: SourceRef,
+    refused: list[RefusedMessage],
+    *,
+    endpoint: str,
+    received_at: datetime,
+    response: HttpResponse,
+) -> Deferred:
+    """Refused input to be listed on the source's page, answered with ``response``."""
+    write = PendingWrite(
+        source_id=source.id,
+        messages=[],
+        received_at=received_at,
+        demo=source.demo,
+        refused=refused,
+        endpoint=endpoint,
+    )
+    return Deferred(write=write, endpoint=endpoint, answer=lambda _: response, refusal=True)
+
+
+def receive(request: HttpRequest, call_type: str | None) -> HttpResponse | Deferred:
+    """A POST to an ingest endpoint: read, authenticate and validate it."""
     endpoint = call_type or "batch"
     source: SourceRef | None = None
     raw = b""
@@ -151,28 +243,16 @@ def receive(request: HttpRequest, call_type: str | None) -> HttpResponse:
             return accept_batch(source, document, raw=data)
         return accept_single(source, call_type, document, raw=data)
     except IngestError as error:
-        if source is not None and error.status != 429:
-            record_refusals(
-                source.id,
-                [RefusedMessage(index=None, reason=error.message, excerpt=excerpt(raw))],
-                endpoint=endpoint,
-                received_at=timezone.now(),
-            )
         logger.info("ingest refused (%s %s): %s", endpoint, error.status, error.message)
-        return error_response(error.status, error.message, error.headers)
-    except IntegrityError:
-        # The source was deleted while this process still had its write key cached: its
-        # events break the foreign key. Forget it and answer as for any unknown key.
-        if source is not None and not Source.objects.filter(id=source.id).exists():
-            forget_cached_sources()
-            return error_response(401, "Unknown write key")
-        raise
-    except (WriterTimeout, OperationalError, InterfaceError) as error:
-        # The database is unreachable or too slow: nothing was acknowledged, and the SDK's
-        # retry (same messageIds) cannot store anything twice.
-        logger.warning("ingest could not store (%s): %s", endpoint, error)
-        return error_response(
-            503, "Events could not be stored just now; retry", {"Retry-After": "5"}
+        response = error_response(error.status, error.message, error.headers)
+        if source is None or error.status == 429:
+            return response
+        return refusal(
+            source,
+            [RefusedMessage(index=None, reason=error.message, excerpt=excerpt(raw))],
+            endpoint=endpoint,
+            received_at=timezone.now(),
+            response=response,
         )
 
 
@@ -193,7 +273,7 @@ def _preflight(requested_headers: str) -> HttpResponse:
 
 def accept_single(
     source: SourceRef, call_type: str, document: dict[str, Any], *, raw: bytes
-) -> HttpResponse:
+) -> Deferred:
     received_at = timezone.now()
     try:
         message = validate_message(
@@ -201,18 +281,20 @@ def accept_single(
         )
     except InvalidMessage as invalid:
         reason = str(invalid)
-        record_refusals(
-            source.id,
+        return refusal(
+            source,
             [RefusedMessage(index=None, reason=reason, excerpt=excerpt(raw))],
             endpoint=call_type,
             received_at=received_at,
+            response=error_response(400, reason),
         )
-        return error_response(400, reason)
-    result = store_accepted(
-        PendingWrite(
-            source_id=source.id, messages=[message], received_at=received_at, demo=source.demo
-        )
+    write = PendingWrite(
+        source_id=source.id, messages=[message], received_at=received_at, demo=source.demo
     )
+    return Deferred(write=write, endpoint=call_type, answer=single_answer)
+
+
+def single_answer(result: StoreResult) -> HttpResponse:
     return json_response(200, {"success": True, **result_counts(result)})
 
 
@@ -223,7 +305,7 @@ def result_counts(result: StoreResult) -> dict[str, int]:
     return counts
 
 
-def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> HttpResponse:
+def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> Deferred:
     items = document.get("batch")
     if not isinstance(items, list):
         reason = (
@@ -260,24 +342,24 @@ def accept_batch(source: SourceRef, document: dict[str, Any], *, raw: bytes) -> 
             refused.append(RefusedMessage(index=index, reason=str(invalid), excerpt=excerpt(item)))
     failed = [{"index": r.index, "reason": r.reason} for r in refused]
     if not accepted:
-        record_refusals(source.id, refused, endpoint="batch", received_at=received_at)
-        return error_response(400, "no valid messages in batch", failed=failed)
-    result = store_accepted(
-        PendingWrite(
-            source_id=source.id,
-            messages=accepted,
-            received_at=received_at,
-            demo=source.demo,
-            refused=refused,
+        return refusal(
+            source,
+            refused,
             endpoint="batch",
+            received_at=received_at,
+            response=error_response(400, "no valid messages in batch", failed=failed),
         )
+    write = PendingWrite(
+        source_id=source.id,
+        messages=accepted,
+        received_at=received_at,
+        demo=source.demo,
+        refused=refused,
+        endpoint="batch",
     )
-    return json_response(
-        200,
-        {
-            "success": True,
-            "accepted": len(accepted),
-            **result_counts(result),
-            "failed": failed,
-        },
-    )
+
+    def answer(result: StoreResult) -> HttpResponse:
+        counts = {"accepted": len(accepted), **result_counts(result), "failed": failed}
+        return json_response(200, {"success": True, **counts})
+
+    return Deferred(write=write, endpoint="batch", answer=answer)
