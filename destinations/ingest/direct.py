@@ -45,6 +45,7 @@ logger = logging.getLogger("django.request")
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 Answer = tuple[str, list[tuple[str, str]], bytes]
+HOSTS_REMEMBERED = 1000
 Reply = Callable[[Callable[[], Answer]], None]
 
 # Path -> the call type the view is given (None: a batch), as destinations/ingest/urls.py.
@@ -96,6 +97,7 @@ class IngestFirst:
         self.extra_headers = security_headers()
         # Requests started on the loop, oldest first, until answered or out of time.
         self.waiting: deque[Waiting] = deque()
+        self.hosts_checked: dict[tuple[Any, ...], bool] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -113,7 +115,7 @@ class IngestFirst:
         try:
             request = WSGIRequest(environ)
             # As Django's route does (CommonMiddleware): a Host not in ALLOWED_HOSTS is a 400.
-            request.get_host()
+            self.check_host(request)
             return ingest(request, ROUTES[path])
         except DisallowedHost:
             return disallowed_host()
@@ -151,17 +153,42 @@ class IngestFirst:
         store_later(outcome.write, stored)
 
     def prepared(self, environ: dict[str, Any], path: str) -> HttpResponse | Deferred:
-        close_old_connections()  # the loop's own connection, used to look write keys up
+        # The loop's own database connection (write keys looked up past their cache) is
+        # checked once a turn, in ``expire``, not around every request.
         try:
             request = WSGIRequest(environ)
-            request.get_host()
+            self.check_host(request)
             return prepare(request, ROUTES[path])
         except DisallowedHost:
             return disallowed_host()
         except Exception:
             return internal_error(path)
-        finally:
-            close_old_connections()
+
+    def check_host(self, request: WSGIRequest) -> None:
+        """``request.get_host()``'s check (DisallowedHost), remembered for the headers and
+        settings it depends on: a client sends the same Host on every request."""
+        meta = request.META
+        key = (
+            meta.get("HTTP_X_FORWARDED_HOST"),
+            meta.get("HTTP_HOST"),
+            meta.get("SERVER_NAME"),
+            meta.get("SERVER_PORT"),
+            settings.USE_X_FORWARDED_HOST,
+            settings.DEBUG,
+            tuple(settings.ALLOWED_HOSTS),
+        )
+        allowed = self.hosts_checked.get(key)
+        if allowed is None:
+            try:
+                request.get_host()
+                allowed = True
+            except DisallowedHost:
+                allowed = False
+            if len(self.hosts_checked) >= HOSTS_REMEMBERED:
+                self.hosts_checked.clear()  # made-up Host headers must not grow it for ever
+            self.hosts_checked[key] = allowed
+        if not allowed:
+            raise DisallowedHost(meta.get("HTTP_HOST", ""))
 
     def finished(self, deferred: Deferred, write: PendingWrite, path: str) -> Answer:
         try:
@@ -171,9 +198,11 @@ class IngestFirst:
         return self.wsgi_answer(response)
 
     def expire(self) -> None:
-        """Answer 503 to the requests whose write has not come back in time (their events may
-        still be stored: the SDK's retry carries the same messageIds). Answered ones are
-        dropped from the front as they are met."""
+        """Once a loop turn: drop the loop's database connection if it broke or outlived
+        CONN_MAX_AGE (as Django does after each request), and answer 503 to the requests whose
+        write has not come back in time (their events may still be stored: the SDK's retry
+        carries the same messageIds). Answered ones are dropped from the front as met."""
+        close_old_connections()
         now = time.monotonic()
         while self.waiting:
             waiting = self.waiting[0]
