@@ -76,12 +76,12 @@ def events_table_locked() -> Iterator[None]:
             holder.execute("ROLLBACK")
             holder.close()
         return
-    with psycopg.connect(worker.test_database_url()) as holder:
-        holder.execute("LOCK TABLE destinations_event IN EXCLUSIVE MODE")
+    with psycopg.connect(worker.test_database_url()) as locker:
+        locker.execute("LOCK TABLE destinations_event IN EXCLUSIVE MODE")
         try:
             yield
         finally:
-            holder.rollback()
+            locker.rollback()
 
 
 def test_pipelined_requests_are_answered_in_order(server: WebServer, source: Source) -> None:
@@ -122,7 +122,9 @@ def test_a_writer_that_does_not_come_back_in_time_is_answered_503_and_stores_lat
             assert not Event.objects.filter(message_id="late-1").exists()
         # The writer goes on once the table is free; the SDK's retry is then a duplicate, and
         # the connection answers it (the late commit does not answer twice).
-        worker.wait_until(lambda: Event.objects.filter(message_id="late-1").exists(), 20, "stored")
+        worker.wait_until(
+            lambda: Event.objects.filter(message_id="late-1").exists(), 20, lambda: "not stored"
+        )
         sock.sendall(request_bytes(source, "/v1/track", track("late-1")))
         [(status, body)] = read_answers(sock, 1)
     assert status == 200
