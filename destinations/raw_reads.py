@@ -39,6 +39,13 @@ def placeholders(count: int) -> str:
 
 
 def column(model: type[Model], field_name: str) -> str:
+    return quoted_column(model, field_name, connection.vendor)
+
+
+@cache
+def quoted_column(model: type[Model], field_name: str, vendor: str) -> str:
+    """The column's name as the database's statements write it; the same for every connection
+    of a kind of database, so worked out once per process."""
     name = getattr(model._meta.get_field(field_name), "column", None)
     if not isinstance(name, str):
         raise ValueError(f"{model.__name__}.{field_name} is not a column")

@@ -42,7 +42,7 @@ class Floor:
         answer = self.answer(environ)
         reply(lambda: answer)
 
-    def expire(self) -> None:
+    def end_turn(self) -> None:
         pass  # nothing waits
 
     def answer(self, environ: dict[str, Any]) -> Answer:

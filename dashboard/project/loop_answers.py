@@ -56,13 +56,14 @@ class LoopApplication(Protocol):
         or later from another thread."""
         ...
 
-    def expire(self) -> None:
-        """Answer the requests that have waited too long (called every loop turn)."""
+    def end_turn(self) -> None:
+        """Called once the loop has started this turn's requests: hand their work on, answer
+        the requests that have waited too long."""
         ...
 
 
 def offers_loop(application: Any) -> TypeGuard[LoopApplication]:
-    names = ("in_loop", "begin", "expire")
+    names = ("in_loop", "begin", "end_turn")
     return all(callable(getattr(application, name, None)) for name in names)
 
 
@@ -147,7 +148,7 @@ class LoopAnswers:
                 ready, self.ready = self.ready, []
             for channel, request, environ, make in ready:
                 self.send(channel, request, environ, make)
-        self.application.expire()
+        self.application.end_turn()
 
     def start(self, channel: LoopChannel) -> None:
         request: Any = channel.requests[0]

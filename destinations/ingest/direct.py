@@ -98,6 +98,8 @@ class IngestFirst:
         # Requests started on the loop, oldest first, until answered or out of time.
         self.waiting: deque[Waiting] = deque()
         self.hosts_checked: dict[tuple[Any, ...], bool] = {}
+        # Writes of the requests started in the loop's current turn, handed over at its end.
+        self.turn_writes: list[PendingWrite] = []
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -150,11 +152,12 @@ class IngestFirst:
             if waiting.claim():
                 reply(lambda: self.finished(outcome, write, path))
 
-        store_later(outcome.write, stored)
+        outcome.write.on_done = stored
+        self.turn_writes.append(outcome.write)
 
     def prepared(self, environ: dict[str, Any], path: str) -> HttpResponse | Deferred:
         # The loop's own database connection (write keys looked up past their cache) is
-        # checked once a turn, in ``expire``, not around every request.
+        # checked once a turn, in ``end_turn``, not around every request.
         try:
             request = WSGIRequest(environ)
             self.check_host(request)
@@ -197,11 +200,17 @@ class IngestFirst:
             response = internal_error(path)
         return self.wsgi_answer(response)
 
-    def expire(self) -> None:
-        """Once a loop turn: drop the loop's database connection if it broke or outlived
-        CONN_MAX_AGE (as Django does after each request), and answer 503 to the requests whose
-        write has not come back in time (their events may still be stored: the SDK's retry
-        carries the same messageIds). Answered ones are dropped from the front as met."""
+    def end_turn(self) -> None:
+        """Once a loop turn: hand the writes of the requests started in it to the writer
+        together (started one by one, the writer would take the first before the loop had
+        validated the rest, and commit a group per request or two); drop the loop's database
+        connection if it broke or outlived CONN_MAX_AGE (as Django does after each request);
+        and answer 503 to the requests whose write has not come back in time (their events
+        may still be stored: the SDK's retry carries the same messageIds). Answered ones are
+        dropped from the front as met."""
+        if self.turn_writes:
+            writes, self.turn_writes = self.turn_writes, []
+            store_later(writes)
         close_old_connections()
         now = time.monotonic()
         while self.waiting:

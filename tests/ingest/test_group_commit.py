@@ -311,6 +311,7 @@ def test_a_writer_that_cannot_answer_times_the_request_out(source: Source) -> No
 
     # The write was queued: it is stored once the writer gets to it, so the client's retry
     # (same messageId) is a duplicate, not a second row.
+    assert write.done is not None
     assert write.done.wait(10)
     assert write.result == stored(1)
     retry = pending_write(source.pk, ["slow-1"])
