@@ -29,13 +29,13 @@ class Floor:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        if not self.in_loop(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")):
+        if environ.get("PATH_INFO") != "/v1/track" or environ.get("REQUEST_METHOD") != "POST":
             return switchboard(environ, start_response)
         status, headers, body = self.answer(environ)
         start_response(status, headers)
         return [body]
 
-    def in_loop(self, method: str, path: str) -> bool:
+    def in_loop(self, method: str, path: str, content_length: int) -> bool:
         return method == "POST" and path == "/v1/track"
 
     def begin(self, environ: dict[str, Any], reply: Callable[[Callable[[], Answer]], None]) -> None:

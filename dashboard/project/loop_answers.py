@@ -47,8 +47,8 @@ class LoopApplication(Protocol):
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]: ...
 
-    def in_loop(self, method: str, path: str) -> bool:
-        """Whether ``begin`` takes a request for ``path``; cheap, called on every request."""
+    def in_loop(self, method: str, path: str, content_length: int) -> bool:
+        """Whether ``begin`` takes this request; cheap, called on every request."""
         ...
 
     def begin(self, environ: dict[str, Any], reply: Reply) -> None:
@@ -119,7 +119,7 @@ class LoopDispatcher(ThreadedTaskDispatcher):
             threading.get_ident() == self.loop_thread
             and isinstance(channel, LoopChannel)
             and not request.error
-            and self.application.in_loop(request.command, request.path)
+            and self.application.in_loop(request.command, request.path, request.content_length)
         ):
             self.loop_queue.append(channel)
             return

@@ -108,6 +108,29 @@ def test_pipelined_requests_are_answered_in_order(server: WebServer, source: Sou
     assert IngestFailure.objects.filter(source=source, endpoint="track").count() == 1
 
 
+def test_a_large_batch_between_small_requests_is_answered_in_turn(
+    server: WebServer, source: Source
+) -> None:
+    """Bodies past 64 KB are validated on a thread, the others on the loop: the answers of one
+    connection still come back in order."""
+    padding = "x" * 1000
+    large = [batched(f"big-{n}") | {"properties": {"padding": padding}} for n in range(120)]
+    pipelined = b"".join(
+        [
+            request_bytes(source, "/v1/track", track("around-1")),
+            request_bytes(source, "/v1/batch", {"batch": large}),
+            request_bytes(source, "/v1/track", track("around-2")),
+        ]
+    )
+    assert len(pipelined) > 120_000
+    with socket.create_connection((HOST, server.port), timeout=10) as sock:
+        sock.sendall(pipelined)
+        answers = read_answers(sock, 3)
+    assert [status for status, _ in answers] == [200, 200, 200], answers
+    assert [orjson.loads(body)["stored"] for _, body in answers] == [1, 120, 1]
+    assert Event.objects.filter(source=source).count() == 122
+
+
 def test_a_writer_that_does_not_come_back_in_time_is_answered_503_and_stores_later(
     server: WebServer, source: Source
 ) -> None:
