@@ -151,6 +151,8 @@ class LoopAnswers:
         self.application.end_turn()
 
     def start(self, channel: LoopChannel) -> None:
+        if not channel.requests:
+            return  # cancelled meanwhile (a stopping server's last turn)
         request: Any = channel.requests[0]
         environ = WSGITask(channel, request).get_environment()
 
@@ -177,6 +179,8 @@ class LoopAnswers:
         environ: dict[str, Any],
         make: Callable[[], Answer],
     ) -> None:
+        if not channel.requests or channel.requests[0] is not request:
+            return  # the connection's requests were cancelled while this one was stored
         try:
             answer = make()
         except Exception:
