@@ -184,10 +184,14 @@ def finish(
         # The database is unreachable or too slow: nothing was acknowledged, and the SDK's
         # retry (same messageIds) cannot store anything twice.
         logger.warning("ingest could not store (%s): %s", deferred.endpoint, error)
-        return error_response(
-            503, "Events could not be stored just now; retry", {"Retry-After": "5"}
-        )
+        return unavailable()
     raise error
+
+
+def unavailable() -> HttpResponse:
+    """Nothing was acknowledged, and the SDK's retry (same messageIds) cannot store anything
+    twice."""
+    return error_response(503, "Events could not be stored just now; retry", {"Retry-After": "5"})
 
 
 def refusal(
@@ -242,6 +246,10 @@ def receive(request: HttpRequest, call_type: str | None) -> HttpResponse | Defer
         if call_type is None:
             return accept_batch(source, document, raw=data)
         return accept_single(source, call_type, document, raw=data)
+    except (OperationalError, InterfaceError) as error:
+        # The write key could not be looked up: the database is unreachable.
+        logger.warning("ingest could not authenticate (%s): %s", endpoint, error)
+        return unavailable()
     except IngestError as error:
         logger.info("ingest refused (%s %s): %s", endpoint, error.status, error.message)
         response = error_response(error.status, error.message, error.headers)

@@ -18,12 +18,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from destinations.identity.suppression import forget_cached_suppressions
 from destinations.ingest import group_commit, writer_turns
+from destinations.ingest.auth import forget_cached_sources
 from destinations.ingest.group_commit import (
     IDLE_SECONDS,
     PendingWrite,
@@ -566,3 +567,26 @@ def test_a_request_the_writer_does_not_answer_in_time_is_told_to_retry(
     retried = post()
     assert retried.status_code == 200, retried.content
     assert retried.json() == {"success": True, "stored": 0, "duplicates": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_key_that_cannot_be_looked_up_is_told_to_retry(
+    client: Client, source: Source
+) -> None:
+    """The database is unreachable when the request's write key is not in the process's cache:
+    503 with Retry-After, as when the events cannot be stored, not a 500."""
+    forget_cached_sources()
+
+    def unreachable(*_args: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    with connection.execute_wrapper(unreachable):
+        response = client.post(
+            "/v1/track",
+            {"userId": "u1", "event": "Clicked", "messageId": "m-down"},
+            content_type="application/json",
+            headers={"Authorization": basic(source.write_key)},
+        )
+    assert response.status_code == 503, response.content
+    assert response["Retry-After"] == "5"
+    assert stored_ids(source) == set()
