@@ -23,13 +23,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 
 from destinations.ingest.group_commit import (
     PendingWrite,
@@ -45,6 +45,7 @@ logger = logging.getLogger("django.request")
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 Answer = tuple[str, list[tuple[str, str]], bytes]
+R = TypeVar("R")
 HOSTS_REMEMBERED = 1000
 # Bodies up to this size are validated on the web server's event loop (a batch of 100 typical
 # events is about 45 KB); larger ones on a thread.
@@ -118,16 +119,24 @@ class IngestFirst:
         # CONN_MAX_AGE is dropped before and after.
         close_old_connections()
         try:
+            return self.through(ingest, environ, path)
+        finally:
+            close_old_connections()
+
+    def through(
+        self, view: Callable[[HttpRequest, str | None], R], environ: dict[str, Any], path: str
+    ) -> R | HttpResponse:
+        """``view`` (the whole view, or its ``prepare``) for the request, with what Django's
+        handler would answer around it."""
+        try:
             request = WSGIRequest(environ)
             # As Django's route does (CommonMiddleware): a Host not in ALLOWED_HOSTS is a 400.
             self.check_host(request)
-            return ingest(request, ROUTES[path])
+            return view(request, ROUTES[path])
         except DisallowedHost:
             return disallowed_host()
         except Exception:
             return internal_error(path)
-        finally:
-            close_old_connections()
 
     # --- on the web server's event loop ----------------------------------------------------
 
@@ -143,7 +152,9 @@ class IngestFirst:
         else when the writer has stored it (``reply`` is then called on the writer's thread,
         with what the loop runs to make the answer)."""
         path = environ.get("PATH_INFO", "")
-        outcome = self.prepared(environ, path)
+        # The loop's own database connection (write keys looked up past their cache) is
+        # checked once a turn, in ``end_turn``, not around every request.
+        outcome = self.through(prepare, environ, path)
         if isinstance(outcome, HttpResponse):
             reply(ready(self.wsgi_answer(outcome)))
             return
@@ -160,18 +171,6 @@ class IngestFirst:
 
         outcome.write.on_done = stored
         self.turn_writes.append(outcome.write)
-
-    def prepared(self, environ: dict[str, Any], path: str) -> HttpResponse | Deferred:
-        # The loop's own database connection (write keys looked up past their cache) is
-        # checked once a turn, in ``end_turn``, not around every request.
-        try:
-            request = WSGIRequest(environ)
-            self.check_host(request)
-            return prepare(request, ROUTES[path])
-        except DisallowedHost:
-            return disallowed_host()
-        except Exception:
-            return internal_error(path)
 
     def check_host(self, request: WSGIRequest) -> None:
         """``request.get_host()``'s check (DisallowedHost), remembered for the headers and
