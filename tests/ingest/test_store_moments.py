@@ -41,5 +41,5 @@ def test_each_stored_moment_is_read_as_django_reads_it(stored: datetime | str | 
     text (a column without a declared type), or nothing."""
     if connection.vendor != "sqlite":
         pytest.skip("only SQLite stores datetimes as text")
-    general = connection.ops.convert_datetimefield_value
+    general = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]
     assert read_utc_text(general)(stored, None, connection) == general(stored, None, connection)
