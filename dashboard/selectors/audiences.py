@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet
-from django.db.models.fields.json import KT
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from destinations.audiences.definition import MATCHES, describe, referenced_audiences
+from destinations.audiences.definition import referenced_audiences
 from destinations.audiences.services import SYNC_KINDS, Preview
 from destinations.connectors.refiner import api as refiner_api
 from destinations.connectors.refiner.api import RefinerApiError
@@ -30,7 +29,6 @@ from destinations.models import (
     Delivery,
     DeliveryStatus,
     Destination,
-    Event,
     Job,
     JobKind,
     JobStatus,
@@ -252,66 +250,6 @@ def destination_syncs(audience: Audience) -> list[DestinationSyncs]:
     return found
 
 
-# --- the definition in words ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Words:
-    """One condition in words; an audience condition links to the audience it uses."""
-
-    text: str
-    audience: Audience | None = None
-    missing_audience: int | None = None
-    match: str = ""  # a group's "all of" / "any of"
-    children: list[Words] = field(default_factory=list)
-
-
-def definition_words(definition: Mapping[str, Any]) -> tuple[str, list[Words]]:
-    """("all of" or "any of", the conditions in words), audiences named."""
-    used = {
-        c.get("audience")
-        for c in _leaves(definition)
-        if c.get("type") == "audience" and isinstance(c.get("audience"), int)
-    }
-    named = {a.pk: a for a in Audience.objects.filter(pk__in=used)} if used else {}
-    return _match_words(definition), [_words(c, named) for c in _conditions(definition)]
-
-
-def _conditions(group: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    conditions = group.get("conditions")
-    return [c for c in conditions if isinstance(c, Mapping)] if isinstance(conditions, list) else []
-
-
-def _leaves(group: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    for condition in _conditions(group):
-        if condition.get("type") == "group":
-            yield from _leaves(condition)
-        else:
-            yield condition
-
-
-def _match_words(group: Mapping[str, Any]) -> str:
-    return MATCHES.get(str(group.get("match")), "all of")
-
-
-def _words(condition: Mapping[str, Any], named: Mapping[int, Audience]) -> Words:
-    kind = condition.get("type")
-    if kind == "group":
-        children = [_words(c, named) for c in _conditions(condition)]
-        return Words(text="", match=_match_words(condition), children=children)
-    if kind == "audience":
-        pk = condition.get("audience")
-        way = "in" if condition.get("in", True) else "not in"
-        audience = named.get(pk) if isinstance(pk, int) else None
-        if audience is None:
-            return Words(text=f"{way} audience", missing_audience=pk if isinstance(pk, int) else 0)
-        return Words(text=f"{way} audience", audience=audience)
-    try:
-        return Words(text=describe(condition))
-    except (KeyError, TypeError):  # stored before a format change: show what is there
-        return Words(text=repr(dict(condition)))
-
-
 # --- where audiences show up elsewhere ------------------------------------------------------
 
 
@@ -350,72 +288,6 @@ def account_audiences(account: Account) -> list[AudienceState]:
         .select_related("audience")
         .order_by("audience__name", "audience_id")
     )
-
-
-@dataclass(frozen=True)
-class AudienceSync:
-    """An event that is an audience's sync (Segment's ``context.personas`` says so)."""
-
-    audience: Audience | None  # None once deleted, or when the event is not one of ours
-
-
-def with_sync_class(events: QuerySet[Event]) -> QuerySet[Event]:
-    """Event rows that say whether they are audience syncs, read in the same query (the
-    payload itself is not loaded): ``sync_class`` is ``context.personas.computation_class``."""
-    return events.annotate(sync_class=KT("payload__context__personas__computation_class"))
-
-
-def audience_syncs(events: Sequence[Event]) -> dict[int, AudienceSync]:
-    """Which of these events are audience syncs. Rows read ``with_sync_class`` already say;
-    for others one query asks. The audiences named cost one query, only when there are any:
-    an audience is named only for Switchboard's own syncs (its internal source and message
-    id), not for a sender's look-alike."""
-    unknown = [e.pk for e in events if not hasattr(e, "sync_class")]
-    asked = set(
-        Event.objects.filter(
-            pk__in=unknown, payload__context__personas__computation_class="audience"
-        ).values_list("pk", flat=True)
-        if unknown
-        else []
-    )
-    syncs = [e for e in events if e.pk in asked or getattr(e, "sync_class", None) == "audience"]
-    ours = {
-        e.pk: audience_id
-        for e in syncs
-        if (audience_id := own_sync_audience(e.message_id, e.source.name)) is not None
-    }
-    names = {a.pk: a for a in Audience.objects.filter(pk__in=set(ours.values()))} if ours else {}
-    return {e.pk: AudienceSync(names.get(ours[e.pk]) if e.pk in ours else None) for e in syncs}
-
-
-def label_audience_syncs(events: list[Event]) -> list[Event]:
-    """Mark the audience syncs among a page of events (``event.audience_sync``), as the event
-    rows show them."""
-    syncs = audience_syncs(events)
-    for event in events:
-        event.audience_sync = syncs.get(event.pk)  # type: ignore[attr-defined]
-    return events
-
-
-def audience_sync_of(event: Event) -> AudienceSync | None:
-    """The same for one event whose payload is loaded."""
-    context = event.payload.get("context") if isinstance(event.payload, dict) else None
-    personas = context.get("personas") if isinstance(context, dict) else None
-    if not isinstance(personas, dict) or personas.get("computation_class") != "audience":
-        return None
-    audience_id = own_sync_audience(event.message_id, event.source.name)
-    audience = Audience.objects.filter(pk=audience_id).first() if audience_id else None
-    return AudienceSync(audience)
-
-
-def own_sync_audience(message_id: str, source_name: str) -> int | None:
-    """The audience id in a sync's message id (``audience-<id>-...``), for our own syncs."""
-    if source_name not in (INTERNAL_SOURCE, INTERNAL_DEMO_SOURCE):
-        return None
-    parts = message_id.split("-", 2)
-    if len(parts) == 3 and parts[0] == "audience" and parts[1].isdigit() and len(parts[1]) < 19:
-        return int(parts[1])
-    return None
 
 
 # --- the editor ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import F, Q, QuerySet
 
-from dashboard.selectors.audiences import with_sync_class
+from dashboard.selectors.audience_syncs import with_sync_class
 from destinations.models import Delivery, DeliveryStatus, Event
 from destinations.web.pagination import KeysetPage, keyset_page
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from django.db.models import Count, Q, QuerySet
 
-from dashboard.selectors.audiences import with_sync_class
+from dashboard.selectors.audience_syncs import with_sync_class
 from destinations.models import Account, Event, Membership, Profile
 from destinations.web.pagination import KeysetPage, keyset_page
 

@@ -22,6 +22,7 @@ from dashboard.forms.audiences import (
     MemberSearchForm,
 )
 from dashboard.selectors import audiences as selectors
+from dashboard.selectors.audience_words import definition_words
 from dashboard.views.request_info import acting_user
 from destinations.audiences.definition import LEAF_OPERATORS, MATCHES
 from destinations.audiences.keys import snake_key
@@ -260,7 +261,7 @@ def audience_show(request: HtmxHttpRequest, audience_id: int) -> HttpResponse:
     search = MemberSearchForm(request.GET or None)
     term = search.cleaned_data["q"] if search.is_valid() else ""
     before = parse_cursor(request.GET.get("before"))
-    definition_match, words = selectors.definition_words(audience.definition)
+    definition_match, words = definition_words(audience.definition)
     context = {
         "audience": audience,
         "job": selectors.audience_job(audience, parse_cursor(request.GET.get("job"))),

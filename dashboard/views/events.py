@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from dashboard.forms.events import EventFilterForm
-from dashboard.selectors.audiences import audience_sync_of, label_audience_syncs
+from dashboard.selectors.audience_syncs import audience_sync_of, label_audience_syncs
 from dashboard.selectors.event_deliveries import delivery_rows, event_deliveries, not_routed
 from dashboard.selectors.events import delivery_states, event_detail, events_page
 from destinations.web.display_json import pretty_json

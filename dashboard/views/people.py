@@ -8,9 +8,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from dashboard.forms.conflicts import DeleteUserForm
 from dashboard.forms.people import SearchForm
 from dashboard.selectors import conflicts, people
+from dashboard.selectors.audience_syncs import label_audience_syncs
 from dashboard.selectors.audiences import (
     account_audiences,
-    label_audience_syncs,
     profile_audiences,
     profile_computed_traits,
 )
