@@ -100,8 +100,9 @@ def markdown(runs: list[BackendRun], plan: Plan) -> str:
         f"(latency counted from the scheduled send time); e. the same at {plan.high_rate:g} "
         "requests/s; f. the HTTP floor: the server restarted with "
         "`SWITCHBOARD_WSGI_APPLICATION=ingest_bench.floor_app.application` (the same waitress "
-        "processes and threads; `POST /v1/track` reads the body, authenticates the write key "
-        "with ingest's cached lookup and answers without storing), loaded as phase a; d. the "
+        "processes; `POST /v1/track`, answered on the event loop as ingest is, reads the body, "
+        "authenticates the write key with ingest's cached lookup and answers without storing), "
+        "loaded as phase a; d. the "
         "ceiling: with the server stopped, phase b's stored rows inserted again under new "
         f"messageIds by one connection, {BATCH_SIZE} rows per transaction.",
         f"Latency is per HTTP request (a batch request carries {BATCH_SIZE} events). After each "
