@@ -44,6 +44,8 @@ logger = logging.getLogger("django.request")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+# The web server's answer and reply types (dashboard/project/loop_answers.py, which the engine
+# does not import): status line, headers and body; a function the loop runs to make one.
 Answer = tuple[str, list[tuple[str, str]], bytes]
 R = TypeVar("R")
 HOSTS_REMEMBERED = 1000
