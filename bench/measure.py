@@ -456,12 +456,13 @@ class ProcessGroup:
 
 
 def web_server_pids(server: ProcessGroup) -> list[int]:
-    """The web server processes: the children of ``start`` that run
-    dashboard.project.webserver."""
+    """The web server processes (the children of ``start`` that run
+    dashboard.project.webserver) and the ingest writer process, if there is one."""
     pids = []
     for pid in children(server.process.pid):
         with contextlib.suppress(OSError):
-            if b"dashboard.project.webserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"dashboard.project.webserver" in cmdline or b"project.ingest_writer" in cmdline:
                 pids.append(pid)
     return pids
 

@@ -305,3 +305,8 @@ INGEST_GROUP_MAX_MESSAGES = env_int("INGEST_GROUP_MAX_MESSAGES", 1000)
 INGEST_WRITER_TIMEOUT_SECONDS = env_float("INGEST_WRITER_TIMEOUT_SECONDS", 60.0)
 # Writer threads per web process; 0: the default, one.
 INGEST_WRITERS = env_int("INGEST_WRITERS", 0)
+# One writer process stores the groups of all the web processes that `start` runs; on by
+# default on SQLite, which takes one writer at a time anyway, off on PostgreSQL.
+INGEST_WRITER_PROCESS = env_bool(
+    "INGEST_WRITER_PROCESS", DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+)

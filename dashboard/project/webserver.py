@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,30 +103,70 @@ def listen_each(host: str, port: int, processes: int) -> list[socket.socket]:
     return sockets
 
 
-def server_argv(fd: int) -> list[str]:
-    return [sys.executable, "-m", "dashboard.project.webserver", "--fd", str(fd)]
+def server_argv(fd: int, writer_fd: int | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "dashboard.project.webserver", "--fd", str(fd)]
+    if writer_fd is not None:
+        argv += ["--writer-fd", str(writer_fd)]
+    return argv
 
 
-def launch(host: str, port: int, processes: int) -> list[subprocess.Popen[bytes]]:
-    """Bind ``host:port`` and start ``processes`` server processes on it."""
+def writer_argv(fds: Sequence[int]) -> list[str]:
+    argv = [sys.executable, "-m", "dashboard.project.ingest_writer"]
+    for fd in fds:
+        argv += ["--fd", str(fd)]
+    return argv
+
+
+@dataclass
+class Launched:
+    """The processes ``launch`` started: the web servers and, on SQLite, the ingest writer."""
+
+    web: list[subprocess.Popen[bytes]]
+    writer: subprocess.Popen[bytes] | None = None
+
+    def all(self) -> list[subprocess.Popen[bytes]]:
+        return self.web + ([self.writer] if self.writer else [])
+
+
+def launch(host: str, port: int, processes: int, *, writer_process: bool = False) -> Launched:
+    """Bind ``host:port`` and start ``processes`` server processes on it; with
+    ``writer_process``, also the ingest writer process, linked to each of them by a socket
+    pair that nothing else can reach (destinations/ingest/writer_link.py)."""
     sockets = listen_each(host, port, processes)
+    pairs = [socket.socketpair() for _ in range(processes)] if writer_process else []
+    launched = Launched(web=[])
     try:
-        return [
-            subprocess.Popen(
-                server_argv(sock.fileno()),
-                cwd=ROOT,
-                pass_fds=[sock.fileno()],
-                preexec_fn=stop_with_parent,
+        if pairs:
+            far = [writer_end.fileno() for _, writer_end in pairs]
+            launched.writer = subprocess.Popen(
+                writer_argv(far), cwd=ROOT, pass_fds=far, preexec_fn=stop_with_parent
             )
-            for sock in sockets
-        ]
+        for number, sock in enumerate(sockets):
+            near = pairs[number][0].fileno() if pairs else None
+            launched.web.append(
+                subprocess.Popen(
+                    server_argv(sock.fileno(), near),
+                    cwd=ROOT,
+                    pass_fds=[sock.fileno()] + ([near] if near is not None else []),
+                    preexec_fn=stop_with_parent,
+                )
+            )
+    except BaseException:
+        for process in launched.all():
+            process.kill()
+        raise
     finally:
         for sock in set(sockets):
             sock.close()  # the processes have their own copies
+        for web_end, writer_end in pairs:
+            web_end.close()
+            writer_end.close()
+    return launched
 
 
-def serve(sock: socket.socket) -> None:
-    """Serve Django on ``sock`` until SIGTERM or SIGINT, then finish what was read and stop."""
+def serve(sock: socket.socket, writer_link: socket.socket | None = None) -> None:
+    """Serve Django on ``sock`` until SIGTERM or SIGINT, then finish what was read and stop.
+    With ``writer_link``, ingest's writes go to the writer process at its other end."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.project.settings")
     import django
 
@@ -137,6 +178,10 @@ def serve(sock: socket.socket) -> None:
     from dashboard.project.warmup import warm_up
 
     application: Any = get_internal_wsgi_application()  # settings.WSGI_APPLICATION
+    if writer_link is not None:
+        from destinations.ingest.writer_link import use_writer_process
+
+        use_writer_process(writer_link)
     warm_up()
     collect_less_often()
     # Threads that mostly wait (on clients, the database, ingest's writer) hand the GIL over
@@ -244,8 +289,10 @@ def raise_open_files_limit(wanted: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One Switchboard web server process.")
     parser.add_argument("--fd", type=int, required=True, help="an inherited listening socket")
+    parser.add_argument("--writer-fd", type=int, help="the link to the ingest writer process")
     args = parser.parse_args(argv)
-    serve(socket.socket(fileno=args.fd))
+    link = socket.socket(fileno=args.writer_fd) if args.writer_fd is not None else None
+    serve(socket.socket(fileno=args.fd), link)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -48,6 +49,8 @@ IDLE_SECONDS = 1.0
 # waits up to GATHER_SECONDS for them to share its transaction (RudderStack's gateway waits up
 # to 15 ms). When none is on its way it starts at once: a lone request is never held back.
 GATHER_SECONDS = 0.002
+# Groups of at least this many messages go to the writer process, where there is one.
+LINK_MIN_MESSAGES = 50
 
 
 @dataclass(eq=False)
@@ -69,6 +72,14 @@ class PendingWrite:
     error: BaseException | None = None
     # Called on the writer's thread once ``result`` or ``error`` is set (``store_later``).
     on_done: Callable[[PendingWrite], None] | None = None
+
+
+class Link(Protocol):
+    """The way to the writer process (destinations/ingest/writer_link.py)."""
+
+    broken: bool
+
+    def commit(self, group: Sequence[PendingWrite]) -> None: ...
 
 
 class WriterTimeout(Exception):
@@ -132,6 +143,8 @@ class GroupWriter:
         # without one): the writes on their way.
         self.arriving = 0
         self.local = threading.local()
+        # Set in a web process whose groups the writer process stores (``use_link``).
+        self.link: Link | None = None
         os.register_at_fork(after_in_child=self.reset_after_fork)
 
     def store(self, write: PendingWrite, timeout: float) -> StoreResult:
@@ -177,6 +190,7 @@ class GroupWriter:
         self.arriving = 0
         self.local = threading.local()
         self.threads = []
+        self.link = None
 
     def take(self) -> list[PendingWrite]:
         """Every write waiting, up to ``max_messages`` messages (at least one write)."""
@@ -251,20 +265,51 @@ class GroupWriter:
                             logger.exception("ingest writer: a request's callback failed")
 
     def commit(self, group: list[PendingWrite]) -> None:
-        try:
-            with writers_take_turns(), transaction.atomic():
-                results = store_writes(group)
-        except Exception as error:
-            discard_broken_connection(error)
-            if len(group) == 1:
-                group[0].error = error
+        link = self.link
+        if link is not None and not link.broken and shipped(group):
+            try:
+                link.commit(group)
                 return
-            logger.warning("ingest writer: a group of %d failed, storing each alone", len(group))
-            for write in group:
-                self.commit([write])
+            except OSError as error:
+                # Whether the writer process stored the group before it went is not known:
+                # stored here again, each messageId is kept once all the same.
+                logger.error("ingest writer: the writer process is gone (%s); storing here", error)
+                for write in group:
+                    write.result = write.error = None
+        commit_here(group, alone=lambda write: self.commit([write]))
+
+
+def shipped(group: Sequence[PendingWrite]) -> bool:
+    """Whether a group is worth sending to the writer process: one of at least
+    ``LINK_MIN_MESSAGES`` messages. A small group (a few single events) costs more to send
+    and answer than the writer process saves; a large one is stored there while this process's
+    event loop validates the next request, instead of the two taking turns on its GIL."""
+    return sum(len(write.messages) for write in group) >= LINK_MIN_MESSAGES
+
+
+def commit_here(
+    group: list[PendingWrite], alone: Callable[[PendingWrite], None] | None = None
+) -> None:
+    """Store ``group`` in one transaction of this process, setting each write's result; if
+    that fails, each write alone (by ``alone``, by default this function), setting the error of
+    those that fail again."""
+    try:
+        with writers_take_turns(), transaction.atomic():
+            results = store_writes(group)
+    except Exception as error:
+        discard_broken_connection(error)
+        if len(group) == 1:
+            group[0].error = error
             return
-        for write, result in zip(group, results, strict=True):
-            write.result = result
+        logger.warning("ingest writer: a group of %d failed, storing each alone", len(group))
+        for write in group:
+            if alone is None:
+                commit_here([write])
+            else:
+                alone(write)
+        return
+    for write, result in zip(group, results, strict=True):
+        write.result = result
 
 
 def discard_broken_connection(error: Exception) -> None:
@@ -318,3 +363,8 @@ def expecting_write() -> contextlib.AbstractContextManager[None]:
     """Around an ingest request: while it is read and validated, the process's writer may wait
     a moment for its write rather than commit without it."""
     return _writer.expecting_write()
+
+
+def use_link(link: Link) -> None:
+    """This process's groups go through ``link`` to the writer process."""
+    _writer.link = link

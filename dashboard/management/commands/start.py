@@ -80,6 +80,11 @@ class Stopping(BaseException):
     """SIGTERM or SIGINT while the command is still starting its children."""
 
 
+def writer_process_wanted() -> bool:
+    """The ingest writer process runs where group commit does and the settings ask for it."""
+    return bool(settings.INGEST_GROUP_COMMIT and settings.INGEST_WRITER_PROCESS)
+
+
 def raise_stopping(signum: int, _frame: object) -> None:
     raise Stopping(signum)
 
@@ -179,12 +184,17 @@ class Command(BaseCommand):
 
     def web_server(self, host: str, port: int, processes: int) -> list[Child]:
         try:
-            launched = webserver.launch(host, port, processes)
+            launched = webserver.launch(
+                host, port, processes, writer_process=writer_process_wanted()
+            )
         except OSError as exc:
             raise CommandError(f"cannot listen on {host} port {port}: {exc}") from exc
-        return [
-            Child(f"web server {number}", process) for number, process in enumerate(launched, 1)
+        children = [
+            Child(f"web server {number}", process) for number, process in enumerate(launched.web, 1)
         ]
+        if launched.writer is not None:
+            children.append(Child("ingest writer", launched.writer))
+        return children
 
     def delivery_worker(self, threads: int) -> Child:
         """One worker process with the beat scheduler inside it. Scale-out runs
