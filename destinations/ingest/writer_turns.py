@@ -12,6 +12,7 @@ and the dashboard, which keep the busy handler. PostgreSQL has row locks and nee
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -31,7 +32,11 @@ def lock_path() -> Path | None:
     """The lock file beside the database file; None on PostgreSQL or an in-memory database."""
     if connection.vendor != "sqlite" or fcntl is None:
         return None
-    name = str(connection.settings_dict["NAME"])
+    return lock_path_of(str(connection.settings_dict["NAME"]))
+
+
+@functools.cache
+def lock_path_of(name: str) -> Path | None:
     if not name or name == ":memory:" or "mode=memory" in name:
         return None
     return Path(f"{name}-ingest-writer.lock")
