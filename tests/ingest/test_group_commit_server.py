@@ -1,7 +1,9 @@
 """Ingest through the web server as operators run it (``manage.py start``: waitress in two
 processes, each answering /v1 before Django's middleware and storing through its own writer
-thread): concurrent clients sending single events and batches, with messageIds repeated across
-requests and processes, get counts that add up exactly to the rows stored."""
+thread, large groups through the ingest writer process when there is one): concurrent clients
+sending single events and batches, with messageIds repeated across requests and processes, get
+counts that add up exactly to the rows stored. Run with the writer process and without it, on
+either database."""
 
 from __future__ import annotations
 
@@ -27,9 +29,14 @@ REQUESTS_EACH = 10
 MESSAGE_IDS = 60  # far fewer than the messages sent: most are sent more than once
 
 
-@pytest.fixture(scope="module")
-def web_server(django_db_setup: None) -> Iterator[WebServer]:
-    server = WebServer(workers=2).start()
+# Batches are of 5 events, or of LARGE: a group of these is stored by the writer process, while
+# the small ones are stored by the web processes' own writers at the same time.
+LARGE = 60
+
+
+@pytest.fixture(scope="module", params=["true", "false"], ids=["writer process", "none"])
+def web_server(django_db_setup: None, request: pytest.FixtureRequest) -> Iterator[WebServer]:
+    server = WebServer(workers=2, env={"INGEST_WRITER_PROCESS": request.param}).start()
     yield server
     server.stop()
 
@@ -69,7 +76,8 @@ def client_thread(
                 item = track((n * 7 + number * 3) % MESSAGE_IDS)
                 path, body, ids, invalid = "/v1/track", item, [item["messageId"]], 0
             else:
-                items = [track((n * 5 + number * 11 + k * 13) % MESSAGE_IDS) for k in range(5)]
+                size = LARGE if (n + number) % 4 == 1 else 5
+                items = [track((n * 5 + number * 11 + k * 13) % MESSAGE_IDS) for k in range(size)]
                 ids = [item["messageId"] for item in items]
                 invalid = 1 if number % 3 == 1 else 0
                 refused = [{"type": "track", "userId": "u", "messageId": f"bad-{n}-{number}"}]
@@ -97,7 +105,8 @@ def test_counts_in_the_answers_add_up_to_the_rows_stored(
         assert answer["stored"] + answer["duplicates"] == len(each.message_ids), answer
         if each.path == "/v1/batch":
             assert answer["accepted"] == len(each.message_ids)
-            assert [f["index"] for f in answer["failed"]] == [5] * each.invalid_items
+            failed_index = len(each.message_ids)
+            assert [f["index"] for f in answer["failed"]] == [failed_index] * each.invalid_items
     every_id = {mid for each in sent for mid in each.message_ids}
     assert len(every_id) == MESSAGE_IDS
     rows = list(Event.objects.filter(source=source).values_list("message_id", flat=True))

@@ -65,6 +65,8 @@ def test_no_event_is_lost_when_the_writer_process_is_killed(
         code = server.stop()
         assert code not in (None, 0), f"start exited with {code}. {server.describe()}"
         assert "The ingest writer exited" in log, log[-4000:]
+        # The batches that came after (big ones keep coming) were stored by the web processes.
+        assert "the writer process is gone" in log, log[-4000:]
         with clients.lock:
             answers_at_restart = clients.answers
         server = WebServer(workers=2, port=server.port, env=WITH_WRITER).start()
