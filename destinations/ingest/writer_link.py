@@ -5,7 +5,8 @@ others (destinations/ingest/writer_turns.py). Each turn paid for the other proce
 page cache was thrown away (SQLite rereads what another connection changed), and the writer
 waited for the GIL of its own process, busy validating the next request on the event loop,
 while the other process waited for the lock it held. One writer process for the whole server
-stores the groups of all the web processes instead (docs/decisions/0029-ingest-path.md).
+stores the large groups of all the web processes instead (groups of batches; a few single events
+cost more to send than they save, and stay where they arrived: docs/decisions/0029-ingest-path.md).
 
 A web process and the writer process talk over a connected socket pair made by the web server's
 launcher, so nothing else can connect to either end. A frame is a 4-byte length and a pickle:
@@ -17,7 +18,6 @@ a few microseconds an event, instead of pickling the nested dict).
 
 from __future__ import annotations
 
-import logging
 import pickle
 import socket
 import struct
@@ -25,13 +25,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from django.db import DatabaseError
+from django.db import (
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from destinations.ingest.group_commit import PendingWrite, use_link
 from destinations.ingest.store import RefusedMessage, StoreResult
 from destinations.messages.message import Message
-
-logger = logging.getLogger(__name__)
 
 LENGTH = struct.Struct("!I")
 # A group holds at most INGEST_GROUP_MAX_MESSAGES events of at most 32 KB each as JSON; a frame
@@ -44,7 +52,24 @@ class LinkBroken(ConnectionError):
 
 
 class WriterError(DatabaseError):
-    """A write the writer process could not store, as it reported it."""
+    """A write the writer process could not store, for a reason that is not a database error."""
+
+
+# A write's database error comes back as the same class, so the web process answers it as it
+# would its own (a deleted source's IntegrityError is a 401, an OperationalError a 503).
+DATABASE_ERRORS: dict[str, type[Error]] = {
+    error.__name__: error
+    for error in (
+        DataError,
+        IntegrityError,
+        InterfaceError,
+        InternalError,
+        NotSupportedError,
+        OperationalError,
+        ProgrammingError,
+        DatabaseError,
+    )
+}
 
 
 def send_frame(sock: socket.socket, data: bytes) -> None:
@@ -139,14 +164,15 @@ def decode_writes(data: bytes) -> list[PendingWrite]:
 
 
 def encode_results(writes: Sequence[PendingWrite]) -> bytes:
-    """Each write's counts, or its error as text (the error itself may not pickle)."""
-    outcomes: list[tuple[int, int, int] | str] = []
+    """Each write's counts, or its error's class name and text (the error itself may not
+    pickle)."""
+    outcomes: list[tuple[int, int, int] | tuple[str, str]] = []
     for write in writes:
         if write.result is not None:
             result = write.result
             outcomes.append((result.stored, result.duplicates, result.suppressed))
         else:
-            outcomes.append(f"{type(write.error).__name__}: {write.error}")
+            outcomes.append((type(write.error).__name__, str(write.error)))
     return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -155,8 +181,10 @@ def apply_results(writes: Sequence[PendingWrite], data: bytes) -> None:
     if len(outcomes) != len(writes):
         raise LinkBroken(f"{len(outcomes)} results for {len(writes)} writes")
     for write, outcome in zip(writes, outcomes, strict=True):
-        if isinstance(outcome, str):
-            write.error = WriterError(outcome)
+        if len(outcome) == 2:
+            name, text = outcome
+            known = DATABASE_ERRORS.get(name)
+            write.error = known(text) if known else WriterError(f"{name}: {text}")
         else:
             write.result = StoreResult(*outcome)
 

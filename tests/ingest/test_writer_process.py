@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import (
+    DatabaseError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -101,9 +108,18 @@ def test_outcomes_come_back_in_order_and_a_wrong_count_breaks_the_link() -> None
     fresh = [pending_write(1, ["a"]), pending_write(1, ["b"])]
     apply_results(fresh, data)
     assert fresh[0].result == StoreResult(stored=1, duplicates=0) and fresh[0].error is None
-    assert isinstance(fresh[1].error, WriterError) and "disk full" in str(fresh[1].error)
+    assert type(fresh[1].error) is WriterError and "disk full" in str(fresh[1].error)
     with pytest.raises(LinkBroken):
         apply_results(fresh[:1], data)
+
+
+@pytest.mark.parametrize("error", [IntegrityError, OperationalError, InterfaceError, DatabaseError])
+def test_a_database_error_comes_back_as_its_own_class(error: type[Error]) -> None:
+    write = pending_write(1, ["a"])
+    write.error = error("database is locked")
+    fresh = pending_write(1, ["a"])
+    apply_results([fresh], encode_results([write]))
+    assert type(fresh.error) is error and str(fresh.error) == "database is locked"
 
 
 def test_a_frame_longer_than_allowed_or_cut_short_breaks_the_link() -> None:
@@ -178,9 +194,10 @@ def test_the_writer_stores_each_links_writes_and_answers_each_with_its_counts(
     ]
     theirs = [pending_write(source.pk, ["c", "d"]), pending_write(9_999_999, ["x"])]
     second.commit(theirs)
-    # The unknown source fails alone (its group is stored again write by write).
+    # The unknown source fails alone (its group is stored again write by write), with the
+    # error the web process answers as for an unknown write key.
     assert theirs[0].result == StoreResult(stored=1, duplicates=1) and theirs[0].error is None
-    assert theirs[1].result is None and isinstance(theirs[1].error, WriterError)
+    assert theirs[1].result is None and type(theirs[1].error) is IntegrityError
     assert stored_ids(source) == {"a", "b", "c", "d"}
     assert list(IngestFailure.objects.values_list("reason", flat=True)) == ["type: unknown"]
 
