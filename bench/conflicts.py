@@ -36,7 +36,8 @@ import tempfile
 import time
 from urllib.parse import urlsplit
 
-from measure import django_setup, pg_drop, pg_recreate
+from measure.app import django_setup
+from measure.postgres import pg_drop, pg_recreate
 
 
 def main() -> None:

@@ -47,7 +47,8 @@ from typing import Any
 # The reprocessing benchmark beside this file has the database helpers and the event generator.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reprocess
-from measure import percentile, pg_recreate
+from measure.postgres import pg_recreate
+from measure.stats import percentile
 
 DEFAULT_DB = "bench_pages"
 DEFAULT_EVENTS = 1_000_000

@@ -62,17 +62,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from measure import (
-    LIBRARY,
-    PG_ADMIN_DSN,
-    cpu_model,
-    django_setup,
-    iso,
-    pg_drop,
-    pg_query,
-    pg_recreate,
-    process_cpu_seconds,
-)
+from measure.app import django_setup
+from measure.load import LIBRARY, iso
+from measure.machine import cpu_model
+from measure.postgres import PG_ADMIN_DSN, pg_drop, pg_query, pg_recreate
+from measure.proc import process_cpu_seconds
 
 DEFAULT_DB = "bench_reprocess"
 FOREIGN_DBS = {"postgres", "template0", "template1", "test", "test_test"}

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from measure import pg_drop, pg_query, pg_recreate, pg_version, pids_named
+from measure.postgres import pg_drop, pg_query, pg_recreate, pg_version
+from measure.proc import pids_named
 
 from audiences_bench.config import BROKER_URL, CACHE_URL, PG_BENCH_DB
 

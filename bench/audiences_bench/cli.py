@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from measure import DOCS, load_app, write_docs
+from measure.app import load_app
+from measure.docs import write_docs
+from measure.paths import DOCS
 
 from audiences_bench.backends import make_backend
 from audiences_bench.config import Plan

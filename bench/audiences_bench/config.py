@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from measure import ROOT
+from measure.paths import ROOT
 
 # The Django roles run as child processes of the entry point, with the backend's environment.
 SELF = (sys.executable, str(ROOT / "bench" / "audiences.py"))

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from measure import LIBRARY, iso
+from measure.load import LIBRARY, iso
 
 from audiences_bench.config import (
     COUNTRIES,

@@ -20,16 +20,10 @@ from typing import Any
 
 from ingest_bench.client import Tally, closed_loop
 from ingest_bench.config import MakeRequest
-from measure import (
-    LIBRARY,
-    CpuMeter,
-    ProcessGroup,
-    http_post,
-    iso,
-    process_cpu_seconds,
-    wait_for_quiet,
-    web_server_pids,
-)
+from measure.cpu import CpuMeter, wait_for_quiet
+from measure.load import LIBRARY, http_post, iso
+from measure.proc import process_cpu_seconds
+from measure.servers import ProcessGroup, web_server_pids
 
 from audiences_bench.backends import Backend
 from audiences_bench.config import BATCH_SIZE, EXPORTED, FORMATS, Plan

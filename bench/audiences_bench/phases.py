@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import HOST, ROOT, clean_env, free_port, manage, start_server
+from measure.app import clean_env, manage
+from measure.paths import ROOT
+from measure.servers import HOST, free_port, start_server
 
 from audiences_bench.backends import Backend
 from audiences_bench.config import SELF, SHIFT_DAYS, Plan

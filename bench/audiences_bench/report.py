@@ -9,7 +9,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from measure import ROOT, command_output, cpu_model
+from measure.machine import command_output, cpu_model
+from measure.paths import ROOT
 
 from audiences_bench.config import (
     BATCH_SIZE,

@@ -21,13 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from measure import (
-    NO_LIMIT,
-    django_setup,
-    memory_mb,
-    process_cpu_seconds,
-    reset_peak_memory,
-)
+from measure.app import NO_LIMIT, django_setup
+from measure.proc import memory_mb, process_cpu_seconds, reset_peak_memory
 
 from audiences_bench.config import (
     EXPORT_DAYS,

@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from measure import HOST, LIBRARY, NO_LIMIT, django_setup, iso
+from measure.app import NO_LIMIT, django_setup
+from measure.load import LIBRARY, iso
+from measure.servers import HOST
 
 from deliver_bench.config import API_KEY, DESTINATION_NAME, SOURCE_NAME, USERS
 

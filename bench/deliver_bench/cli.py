@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from measure import DOCS, Profiler, load_app, write_docs
+from measure.app import load_app
+from measure.docs import write_docs
+from measure.paths import DOCS
+from measure.profiler import Profiler
 
 from deliver_bench.app import seed_role, setup_role
 from deliver_bench.backends import PostgresBackend, SqliteBackend

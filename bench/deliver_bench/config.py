@@ -7,7 +7,7 @@ import re
 import sys
 from dataclasses import dataclass
 
-from measure import ROOT
+from measure.paths import ROOT
 
 # The benchmark's roles (the fake Refiner, the ceiling's clients, the Django roles) run as
 # child processes of its entry point.

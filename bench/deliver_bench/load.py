@@ -9,8 +9,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import measure
-from measure import HOST, http_post
+import measure.load
+from measure.load import http_post
+from measure.servers import HOST
 
 from deliver_bench.app import event_document
 
@@ -84,7 +85,7 @@ async def open_loop(
         tally.statuses[status] += 1
         tally.latencies.append(time.perf_counter() - scheduled)
 
-    await measure.open_loop(rate, seconds, send, lead=0.05)
+    await measure.load.open_loop(rate, seconds, send, lead=0.05)
     for connection in idle:
         connection.writer.close()
     return tally

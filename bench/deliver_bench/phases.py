@@ -1,7 +1,7 @@
 """The three phases against one backend: throughput per worker config (1), the ceiling per
 concurrency shape (2) and the latency under load (3), each verified against the database and
 the fake Refiner's counts. The app's delivery statuses come from the app itself, so the bench
-process has Django loaded (``measure.load_app``)."""
+process has Django loaded (``measure.app.load_app``)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from measure import (
-    ROOT,
-    CpuMeter,
-    ProcessGroup,
-    Profiler,
-    clean_env,
-    cpu_text,
-    free_port,
-    manage,
-    start_server,
-    wait_for_quiet,
-)
+from measure.app import clean_env, manage
+from measure.cpu import CpuMeter, cpu_text, wait_for_quiet
+from measure.paths import ROOT
+from measure.profiler import Profiler
+from measure.servers import ProcessGroup, free_port, start_server
 
 from deliver_bench.backends import Backend, PostgresBackend, moment
 from deliver_bench.config import DRAIN_SECONDS, SELF, Plan, WorkerConfig, shape_text

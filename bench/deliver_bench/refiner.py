@@ -16,7 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import orjson
 import requests
-from measure import HOST, ROOT
+from measure.paths import ROOT
+from measure.servers import HOST
 from requests.adapters import HTTPAdapter
 
 from deliver_bench.config import API_KEY, SELF

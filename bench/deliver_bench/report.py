@@ -7,7 +7,7 @@ import platform
 from collections.abc import Callable, Sequence
 
 import requests
-from measure import command_output, cpu_model
+from measure.machine import command_output, cpu_model
 
 from deliver_bench.config import (
     DRAIN_SECONDS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from measure import percentile
+from measure.stats import percentile
 
 from deliver_bench.backends import Backend
 from deliver_bench.config import WorkerConfig

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import ROOT, ProcessGroup, percentile
+from measure.paths import ROOT
+from measure.servers import ProcessGroup
+from measure.stats import percentile
 
 from deliver_bench.config import SELF, WorkerConfig
 

@@ -2,7 +2,7 @@
 with Redis as the cache. Each gives the server's environment, makes and drops its database,
 answers the bench's queries and inserts the ceiling's rows the way the app writes them: its
 column list and SQLite pragmas are the app's own (the bench process has Django loaded for
-them, ``measure.load_app``)."""
+them, ``measure.app.load_app``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from measure import pg_drop, pg_query, pg_recreate, pg_version, pids_named
+from measure.postgres import pg_drop, pg_query, pg_recreate, pg_version
+from measure.proc import pids_named
 
 from ingest_bench.config import BATCH_SIZE, PG_BENCH_DB
 

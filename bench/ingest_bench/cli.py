@@ -10,7 +10,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from measure import DOCS, load_app, write_docs
+from measure.app import load_app
+from measure.docs import write_docs
+from measure.paths import DOCS
 
 from ingest_bench.backends import Backend, PostgresBackend, SqliteBackend
 from ingest_bench.config import REDIS_URL, Plan

@@ -10,9 +10,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import measure
+import measure.load
 import orjson
-from measure import HOST
+from measure.servers import HOST
 
 from ingest_bench.config import MakeRequest
 
@@ -159,7 +159,7 @@ async def open_loop(port: int, rate: float, seconds: float, make: MakeRequest) -
         idle.append(connection)
         in_flight -= 1
 
-    await measure.open_loop(rate, seconds, send, lead=0.01)
+    await measure.load.open_loop(rate, seconds, send, lead=0.01)
     for connection in idle:
         connection.close()
     return tally

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from measure import LIBRARY, http_post, iso
+from measure.load import LIBRARY, http_post, iso
 
 from ingest_bench.config import BATCH_SIZE, USERS, MakeRequest
 

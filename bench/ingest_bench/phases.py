@@ -14,21 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measure import (
-    HOST,
-    NO_LIMIT,
-    CpuMeter,
-    ProcessGroup,
-    Profiler,
-    clean_env,
-    cpu_text,
-    free_port,
-    manage,
-    percentile,
-    start_server,
-    wait_for_quiet,
-    web_server_pids,
-)
+from measure.app import NO_LIMIT, clean_env, manage
+from measure.cpu import CpuMeter, cpu_text, wait_for_quiet
+from measure.profiler import Profiler
+from measure.servers import HOST, ProcessGroup, free_port, start_server, web_server_pids
+from measure.stats import percentile
 
 from ingest_bench.backends import Backend, copied_rows, count_rows
 from ingest_bench.client import Tally, closed_loop, open_loop

@@ -9,7 +9,9 @@ import sqlite3
 import textwrap
 
 import psycopg
-from measure import PG_ADMIN_DSN, ROOT, command_output, cpu_model
+from measure.machine import command_output, cpu_model
+from measure.paths import ROOT
+from measure.postgres import PG_ADMIN_DSN
 
 from ingest_bench.config import (
     BASELINE_CPU_MS,

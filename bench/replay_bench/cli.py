@@ -15,7 +15,10 @@ from pathlib import Path
 
 from deliver_bench.backends import Backend, PostgresBackend, SqliteBackend
 from deliver_bench.refiner import fake_refiner
-from measure import DOCS, Profiler, load_app, write_docs
+from measure.app import load_app
+from measure.docs import write_docs
+from measure.paths import DOCS
+from measure.profiler import Profiler
 
 from replay_bench.config import BROKER_URL, CACHE_URL, PG_BENCH_DB, QUEUE_PREFIX, Plan, Workers
 from replay_bench.phases import run_backend

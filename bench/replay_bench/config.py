@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from measure import ROOT
+from measure.paths import ROOT
 
 # The benchmark's Django roles run as child processes of its entry point.
 SELF = (sys.executable, str(ROOT / "bench" / "replay.py"))

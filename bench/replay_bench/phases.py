@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deliver_bench.backends import Backend
-from measure import Profiler, cpu_text, manage, wait_for_quiet
+from measure.app import manage
+from measure.cpu import cpu_text, wait_for_quiet
+from measure.profiler import Profiler
 
 from replay_bench import database as db
 from replay_bench.config import RAMP_SECONDS, Plan

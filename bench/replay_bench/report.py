@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from deliver_bench.config import USERS
 from deliver_bench.report import machine_lines
-from measure import command_output
+from measure.machine import command_output
 
 from replay_bench.config import (
     DRAIN_SECONDS,

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from deliver_bench.backends import Backend
-from measure import percentile
+from measure.stats import percentile
 
 from replay_bench.config import TARGET_MEMORY_RATIO, TARGET_P95_SECONDS, TARGET_SHARE
 from replay_bench.database import ReplayRows, Span

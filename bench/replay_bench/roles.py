@@ -17,7 +17,7 @@ from deliver_bench.app import (
     seed_role,
     store_events,
 )
-from measure import django_setup
+from measure.app import django_setup
 
 from replay_bench.config import HISTORY_DAYS
 

@@ -20,19 +20,11 @@ from deliver_bench.backends import Backend, PostgresBackend
 from deliver_bench.load import Tally, open_loop
 from deliver_bench.refiner import fake_refiner_counts
 from deliver_bench.workers import bench_role
-from measure import (
-    CpuMeter,
-    ProcessGroup,
-    Profiler,
-    children,
-    clean_env,
-    cpu_text,
-    free_port,
-    memory_mb,
-    pids_named,
-    start_server,
-    web_server_pids,
-)
+from measure.app import clean_env
+from measure.cpu import CpuMeter, cpu_text
+from measure.proc import children, memory_mb, pids_named
+from measure.profiler import Profiler
+from measure.servers import ProcessGroup, free_port, start_server, web_server_pids
 
 from replay_bench import database as db
 from replay_bench.config import DRAIN_SECONDS, SELF, SERVICES, STILL_SECONDS, Plan
