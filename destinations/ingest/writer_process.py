@@ -11,6 +11,7 @@ stopping still finishes the requests it has read, and they need the writer until
 from __future__ import annotations
 
 import logging
+import pickle
 import select
 import socket
 import time
@@ -22,7 +23,6 @@ from django.db import connection
 
 from destinations.ingest.group_commit import PendingWrite, commit_here
 from destinations.ingest.writer_link import (
-    LinkBroken,
     decode_writes,
     encode_results,
     recv_frame,
@@ -66,7 +66,7 @@ def serve(links: Sequence[socket.socket]) -> None:
             # this one is answered.
             try:
                 writes = decode_writes(recv_frame(link))
-            except (OSError, LinkBroken, ValueError, EOFError):
+            except (OSError, pickle.UnpicklingError, ValueError, EOFError):
                 poller.unregister(fd)
                 del open_links[fd]
                 link.close()

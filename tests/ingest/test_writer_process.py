@@ -37,6 +37,7 @@ from destinations.ingest.writer_link import (
     encode_results,
     encode_writes,
     recv_frame,
+    send_frame,
 )
 from destinations.ingest.writer_process import serve
 from destinations.messages.message import InvalidMessage, validate_message
@@ -267,3 +268,16 @@ def test_only_large_groups_go_to_the_writer_process(source: Source) -> None:
         writer_end.setblocking(True)
         (arrived,) = decode_writes(recv_frame(writer_end))
         assert [m.message_id for m in arrived.messages] == big
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_link_that_sends_garbage_is_dropped_and_the_other_still_served(
+    running_writer: RunningWriter, source: Source
+) -> None:
+    garbled, healthy = running_writer.web_ends
+    send_frame(garbled, b"not a pickle")
+    garbled.settimeout(10)
+    assert garbled.recv(1) == b""  # the writer closed its end
+    write = pending_write(source.pk, ["after-garbage"])
+    WriterLink(healthy).commit([write])
+    assert write.result == StoreResult(stored=1, duplicates=0)
