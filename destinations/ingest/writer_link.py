@@ -18,6 +18,7 @@ a few microseconds an event, instead of pickling the nested dict).
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import socket
 import struct
@@ -25,17 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from django.db import (
-    DatabaseError,
-    DataError,
-    Error,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    NotSupportedError,
-    OperationalError,
-    ProgrammingError,
-)
+from django.db import DatabaseError, Error
+from django.db import utils as database
 
 from destinations.ingest.group_commit import PendingWrite, use_link
 from destinations.ingest.store import RefusedMessage, StoreResult
@@ -60,14 +52,14 @@ class WriterError(DatabaseError):
 DATABASE_ERRORS: dict[str, type[Error]] = {
     error.__name__: error
     for error in (
-        DataError,
-        IntegrityError,
-        InterfaceError,
-        InternalError,
-        NotSupportedError,
-        OperationalError,
-        ProgrammingError,
-        DatabaseError,
+        database.DataError,
+        database.IntegrityError,
+        database.InterfaceError,
+        database.InternalError,
+        database.NotSupportedError,
+        database.OperationalError,
+        database.ProgrammingError,
+        database.DatabaseError,
     )
 }
 
@@ -94,42 +86,21 @@ def recv_frame(sock: socket.socket) -> bytes:
     return recv_exactly(sock, size)
 
 
+# What a message carries across: its fields but the parsed payload, which is rebuilt from its
+# JSON bytes on the other side.
+CARRIED = tuple(f.name for f in dataclasses.fields(Message) if f.name != "payload")
+
+
 def message_fields(message: Message) -> tuple[Any, ...]:
     payload_json = message.payload_json or orjson.dumps(message.payload)
-    return (
-        message.type,
-        message.message_id,
-        message.user_id,
-        message.anonymous_id,
-        message.event,
-        message.name,
-        message.group_id,
-        message.previous_id,
-        message.timestamp,
-        message.original_timestamp,
-        message.sent_at,
-        payload_json,
+    return tuple(
+        payload_json if name == "payload_json" else getattr(message, name) for name in CARRIED
     )
 
 
 def message_from(fields: tuple[Any, ...]) -> Message:
-    (type_, message_id, user_id, anonymous_id, event, name, group_id, previous_id) = fields[:8]
-    timestamp, original_timestamp, sent_at, payload_json = fields[8:]
-    return Message(
-        type=type_,
-        message_id=message_id,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        event=event,
-        name=name,
-        group_id=group_id,
-        previous_id=previous_id,
-        timestamp=timestamp,
-        original_timestamp=original_timestamp,
-        sent_at=sent_at,
-        payload=orjson.loads(payload_json),
-        payload_json=payload_json,
-    )
+    carried = dict(zip(CARRIED, fields, strict=True))
+    return Message(**carried, payload=orjson.loads(carried["payload_json"]))
 
 
 def encode_writes(writes: Sequence[PendingWrite]) -> bytes:

@@ -19,6 +19,7 @@ import orjson
 
 from tests.helpers.ingest import basic
 from tests.helpers.server import HOST, WebServer
+from tests.helpers.worker import wait_until
 
 THREADS = 8
 BIG, MEDIUM = 1000, 100
@@ -275,3 +276,27 @@ def assert_stored_once(
             # finds the events there and counts them as duplicates.
             if counts_exact:
                 assert committed_at < final, (answer, committed_at, final)
+
+
+def serve_the_retries(
+    old: WebServer, clients: Clients, env: dict[str, str] | None = None
+) -> WebServer:
+    """A new server on ``old``'s port (stopped), where the clients' retries land: returned once it
+    has answered ``ANSWERS_AFTER_RESTART`` more requests and the clients have stopped."""
+    with clients.lock:
+        answers_at_restart = clients.answers
+    server = WebServer(workers=2, port=old.port, env=env).start()
+    try:
+        wait_until(
+            lambda: (
+                clients.answers >= answers_at_restart + ANSWERS_AFTER_RESTART or clients.problems
+            ),
+            60,
+            server.describe,
+        )
+        clients.stopping.set()
+        clients.join()
+    except BaseException:
+        server.stop()
+        raise
+    return server

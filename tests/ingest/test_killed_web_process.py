@@ -24,11 +24,11 @@ import pytest
 
 from destinations.models import Source
 from tests.helpers.retrying_clients import (
-    ANSWERS_AFTER_RESTART,
     ANSWERS_BEFORE_KILL,
     BATCHES_AT_KILL,
     Clients,
     assert_stored_once,
+    serve_the_retries,
     unanswered_on,
     web_processes,
 )
@@ -80,18 +80,7 @@ def test_no_event_is_lost_when_a_web_process_is_killed_mid_batch(
         wait_until(server.exited, 40, server.describe)
         code = server.stop()
         assert code not in (None, 0), f"start exited with {code}. {server.describe()}"
-        with clients.lock:
-            answers_at_restart = clients.answers
-        server = WebServer(workers=2, port=server.port).start()
-        wait_until(
-            lambda: (
-                clients.answers >= answers_at_restart + ANSWERS_AFTER_RESTART or clients.problems
-            ),
-            60,
-            server.describe,
-        )
-        clients.stopping.set()
-        clients.join()
+        server = serve_the_retries(server, clients)
     finally:
         clients.abandon.set()
         clients.stopping.set()

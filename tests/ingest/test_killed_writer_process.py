@@ -20,11 +20,11 @@ import pytest
 
 from destinations.models import Source
 from tests.helpers.retrying_clients import (
-    ANSWERS_AFTER_RESTART,
     ANSWERS_BEFORE_KILL,
     Clients,
     assert_stored_once,
     children_running,
+    serve_the_retries,
     unanswered_on,
     web_processes,
 )
@@ -46,9 +46,10 @@ def batches_unanswered(server: WebServer, clients: Clients) -> bool:
     return False
 
 
-def test_no_event_is_lost_when_the_writer_process_is_killed(
-    transactional_db: None, source: Source
-) -> None:
+def traffic_with_batches_in_flight(source: Source) -> tuple[WebServer, int, Clients]:
+    """The server with its writer process, the clients sending to it, once some of their
+    requests have been answered and batches are on their way: the server, the writer's pid,
+    the clients."""
     server = WebServer(workers=2, env=WITH_WRITER).start()
     (writer,) = children_running(server, WRITER)
     clients = Clients(server.port, source.write_key)
@@ -57,6 +58,19 @@ def test_no_event_is_lost_when_the_writer_process_is_killed(
         wait_until(lambda: clients.answers >= ANSWERS_BEFORE_KILL or clients.problems, 60)
         assert not clients.problems, clients.problems
         wait_until(lambda: batches_unanswered(server, clients), 30)
+    except BaseException:
+        clients.abandon.set()
+        clients.stopping.set()
+        server.stop()
+        raise
+    return server, writer, clients
+
+
+def test_no_event_is_lost_when_the_writer_process_is_killed(
+    transactional_db: None, source: Source
+) -> None:
+    server, writer, clients = traffic_with_batches_in_flight(source)
+    try:
         with clients.lock:
             acknowledged = set(clients.acknowledged)
         os.kill(writer, signal.SIGKILL)
@@ -67,19 +81,8 @@ def test_no_event_is_lost_when_the_writer_process_is_killed(
         assert "The ingest writer exited" in log, log[-4000:]
         # The batches that came after (big ones keep coming) were stored by the web processes.
         assert "the writer process is gone" in log, log[-4000:]
-        with clients.lock:
-            answers_at_restart = clients.answers
-        server = WebServer(workers=2, port=server.port, env=WITH_WRITER).start()
+        server = serve_the_retries(server, clients, env=WITH_WRITER)
         assert len(children_running(server, WRITER)) == 1
-        wait_until(
-            lambda: (
-                clients.answers >= answers_at_restart + ANSWERS_AFTER_RESTART or clients.problems
-            ),
-            60,
-            server.describe,
-        )
-        clients.stopping.set()
-        clients.join()
     finally:
         clients.abandon.set()
         clients.stopping.set()
@@ -93,19 +96,15 @@ def test_the_writer_process_outlives_the_web_processes_when_start_is_stopped(
 ) -> None:
     """SIGTERM to ``start`` mid-traffic: the web processes finish the requests they read, the
     writer stores them and stops once they are gone, and ``start`` exits 0 with nothing left."""
-    server = WebServer(workers=2, env=WITH_WRITER).start()
-    (writer,) = children_running(server, WRITER)
-    clients = Clients(server.port, source.write_key)
+    server, writer, clients = traffic_with_batches_in_flight(source)
     try:
-        clients.start()
-        wait_until(lambda: clients.answers >= ANSWERS_BEFORE_KILL or clients.problems, 60)
-        wait_until(lambda: batches_unanswered(server, clients), 30)
         clients.stopping.set()
         with clients.lock:
             acknowledged = set(clients.acknowledged)
         code = server.stop()
         assert code == 0, server.describe()
         assert not os.path.exists(f"/proc/{writer}"), "the writer process outlived start"
+        assert "Traceback" not in server.log(), server.describe()
         server = WebServer(workers=2, port=server.port, env=WITH_WRITER).start()
         clients.join()
     finally:
@@ -113,5 +112,4 @@ def test_the_writer_process_outlives_the_web_processes_when_start_is_stopped(
         clients.stopping.set()
         server.stop()
     assert not clients.problems, f"{clients.problems}\n{server.describe()}"
-    assert "Traceback" not in server.log(), server.describe()
     assert_stored_once(clients, source, acknowledged)

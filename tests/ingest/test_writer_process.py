@@ -264,10 +264,18 @@ def test_only_large_groups_go_to_the_writer_process(source: Source) -> None:
             writer_end.recv(1)  # nothing was sent: stored in this process
         big = [f"big-{number}" for number in range(LINK_MIN_MESSAGES)]
         write = pending_write(source.pk, big)
+        answered = threading.Event()
+        write.on_done = lambda _write: answered.set()
         writer.submit([write])
         writer_end.setblocking(True)
         (arrived,) = decode_writes(recv_frame(writer_end))
         assert [m.message_id for m in arrived.messages] == big
+        # Answered as the writer process would (without storing): the web process takes it.
+        arrived.result = StoreResult(stored=LINK_MIN_MESSAGES, duplicates=0)
+        send_frame(writer_end, encode_results([arrived]))
+        assert answered.wait(10)
+        assert write.result == arrived.result and write.error is None
+        assert stored_ids(source) == set(small)  # the big group was not stored here
 
 
 @pytest.mark.django_db(transaction=True)
