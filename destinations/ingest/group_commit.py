@@ -171,6 +171,15 @@ class GroupWriter:
             self.pending.extend(writes)
             self.ready.notify()
 
+    def withdraw_refusals(self, write: PendingWrite) -> bool:
+        """Drop ``write``'s refused items if no writer has taken it yet (see
+        ``withdraw_refusals`` below); whether they were dropped."""
+        with self.ready:
+            if any(waiting is write for waiting in self.pending):
+                write.refused = ()
+                return True
+        return False
+
     def start_if_needed(self) -> None:
         """Start the writer threads this process lacks. Each has its own database connection,
         so with two a group's transaction is prepared while another's commit is being made
@@ -368,3 +377,11 @@ def expecting_write() -> contextlib.AbstractContextManager[None]:
 def use_link(link: Link) -> None:
     """This process's groups go through ``link`` to the writer process."""
     _writer.link = link
+
+
+def withdraw_refusals(write: PendingWrite) -> bool:
+    """``write``'s request was answered 503 (its writer did not answer in time), and the SDK
+    will send it again, refused items and all: if no writer has taken it yet, its refused items
+    are left for the retry to list, so the source's page lists them once. Its messages are still
+    stored when the writer gets to them; the retry finds them there. Whether they were dropped."""
+    return _writer.withdraw_refusals(write)

@@ -38,6 +38,7 @@ from destinations.ingest.group_commit import (
     WriterTimeout,
     expecting_write,
     store_accepted,
+    withdraw_refusals,
 )
 from destinations.ingest.ratelimit import check_rate_limit
 from destinations.ingest.store import RefusedMessage, StoreResult
@@ -184,6 +185,8 @@ def finish(
         # The database is unreachable or too slow: nothing was acknowledged, and the SDK's
         # retry (same messageIds) cannot store anything twice.
         logger.warning("ingest could not store (%s): %s", deferred.endpoint, error)
+        if isinstance(error, WriterTimeout):
+            withdraw_refusals(deferred.write)  # the retry lists them
         return unavailable()
     raise error
 

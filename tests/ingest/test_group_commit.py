@@ -570,6 +570,50 @@ def test_a_request_the_writer_does_not_answer_in_time_is_told_to_retry(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_refused_items_of_a_request_told_to_retry_are_listed_once_by_the_retry(
+    client: Client, source: Source, held_writer: RecordingWriter, settings: Any
+) -> None:
+    settings.INGEST_WRITER_TIMEOUT_SECONDS = 0.2
+    batch = {
+        "batch": [
+            {"type": "track", "userId": "u1", "event": "Clicked", "messageId": "late-ok"},
+            {"type": "track", "userId": "u1", "messageId": "late-no-event"},
+        ]
+    }
+
+    def post() -> Any:
+        return client.post(
+            "/v1/batch",
+            batch,
+            content_type="application/json",
+            headers={"Authorization": basic(source.write_key)},
+        )
+
+    assert post().status_code == 503
+    held_writer.gate.set()
+    # The queued write is still stored (its messages), without its refused item...
+    wait_until(lambda: stored_ids(source) == {"late-ok"}, 10)
+    assert held_writer.waiting() == 0
+    assert not IngestFailure.objects.filter(source=source).exists()
+    # ...which the SDK's retry brings again, and which is listed then, once.
+    retried = post()
+    assert retried.status_code == 200, retried.content
+    assert retried.json()["duplicates"] == 1
+    assert [f["index"] for f in retried.json()["failed"]] == [1]
+    assert IngestFailure.objects.filter(source=source).count() == 1
+
+
+def test_refusals_already_taken_by_a_writer_are_kept(source: Source) -> None:
+    writer = RecordingWriter()
+    refused = [RefusedMessage(index=0, reason="event: missing", excerpt="{}")]
+    queued = pending_write(source.pk, [], refused=refused)
+    writer.pending.append(queued)
+    assert writer.withdraw_refusals(queued) is True and list(queued.refused) == []
+    taken = pending_write(source.pk, [], refused=refused)  # not in the queue: a writer has it
+    assert writer.withdraw_refusals(taken) is False and list(taken.refused) == refused
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_write_key_that_cannot_be_looked_up_is_told_to_retry(
     client: Client, source: Source
 ) -> None:
