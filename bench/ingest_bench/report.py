@@ -84,7 +84,8 @@ def markdown(runs: list[BackendRun], plan: Plan) -> str:
         f"production: migrations, then {plan.workers} waitress processes x {THREADS} threads "
         "and the Celery delivery worker with its scheduler (idle: no destinations), "
         "`LOG_LEVEL=WARNING`, `DEBUG` off. SQLite: only `SWITCHBOARD_DATA_DIR` (a temporary "
-        "directory), the embedded default. PostgreSQL: `DATABASE_URL` to a fresh database on "
+        "directory), the embedded default, with its ingest writer process (the server's CPU "
+        "includes it). PostgreSQL: `DATABASE_URL` to a fresh database on "
         f"the local server, `CACHE_URL={plan.cache_url or 'unset (local memory)'}` for the "
         "rate-limit counters. The source's rate limit is raised so that nothing is refused.",
         "Load generator: `bench/ingest.py` itself, a separate process with an asyncio HTTP/1.1 "
