@@ -103,9 +103,14 @@ SQLITE_OPTIONS = {
     # "database is locked" on lock upgrade.
     "transaction_mode": "IMMEDIATE",
     "timeout": 20,
+    # A checkpoint (the log's pages copied back into the database file, both synced) is taken
+    # by the connection whose commit takes the log past wal_autocheckpoint pages, inside that
+    # commit: at SQLite's default of 1,000 pages (4 MB), one ingest batch in three or four
+    # paid for it. At 10,000 the log stays under about 40 MB and pages written again and
+    # again between two checkpoints are copied once (docs/decisions/0029-ingest-path.md).
     "init_command": (
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-        "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000;"
+        "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000; PRAGMA wal_autocheckpoint=10000;"
     ),
 }
 _database_url = env_str("DATABASE_URL")
