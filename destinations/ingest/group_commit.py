@@ -10,9 +10,10 @@ is stored again on its own, and only the ones that fail again get the error.
 
 Merging requests turns a dozen single-event transactions into one: one messageId check, one
 identity resolution and one INSERT for them all, and on SQLite one writer per process where a
-dozen threads used to wait on the database's lock (docs/decisions/0029-ingest-path.md). On
-PostgreSQL the writer has two threads: a commit waits for the disk, and meanwhile the other
-thread stores the next group.
+dozen threads used to wait on the database's lock (docs/decisions/0029-ingest-path.md). The
+writer has one thread unless ``INGEST_WRITERS`` asks for more. Where ``start`` runs the ingest
+writer process (SQLite), a group of ``LINK_MIN_MESSAGES`` or more is stored there instead
+(destinations/ingest/writer_link.py).
 """
 
 from __future__ import annotations
