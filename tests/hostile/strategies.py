@@ -215,3 +215,28 @@ query_values = st.one_of(
     ),
     st.integers().map(str),
 )
+
+
+# The ingest paths, short ones included, and what a whole hostile request to one is made of:
+# ``@given(**hostile_requests)``.
+INGEST_PATHS = [
+    "batch",
+    "import",
+    "track",
+    "identify",
+    "page",
+    "screen",
+    "group",
+    "alias",
+    "t",
+    "p",
+]
+ingest_paths = st.sampled_from(INGEST_PATHS)
+content_encodings = st.sampled_from(["", "gzip", "br", "GZIP", "identity, gzip", "\xff"])
+hostile_requests: dict[str, st.SearchStrategy[Any]] = {
+    "authorization": authorization_headers,
+    "content_type": content_types,
+    "encoding": content_encodings,
+    "body": raw_bodies,
+    "path": ingest_paths,
+}

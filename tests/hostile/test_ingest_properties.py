@@ -21,7 +21,7 @@ from tests.hostile.conftest import record
 
 pytestmark = pytest.mark.django_db
 
-PATHS = ["batch", "import", "track", "identify", "page", "screen", "group", "alias", "t", "p"]
+PATHS = gen.INGEST_PATHS
 
 
 def post(client: Client, path: str, body: bytes, **meta: Any) -> Any:
@@ -128,13 +128,7 @@ def test_a_single_call_is_stored_when_and_only_when_it_answers_200(
         assert stored == set()
 
 
-@given(
-    authorization=gen.authorization_headers,
-    content_type=gen.content_types,
-    encoding=st.sampled_from(["", "gzip", "br", "GZIP", "identity, gzip", "\xff"]),
-    body=gen.raw_bodies,
-    path=st.sampled_from(PATHS),
-)
+@given(**gen.hostile_requests)
 @example(
     authorization="Basic \xff",
     content_type="application/json",

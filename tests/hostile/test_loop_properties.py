@@ -19,7 +19,7 @@ from tests.hostile import strategies as gen
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PATHS = ["batch", "import", "track", "identify", "page", "screen", "group", "alias", "t", "p"]
+PATHS = gen.INGEST_PATHS
 ANSWERS = (200, 400, 401, 403, 413, 415, 429)
 # A server per module and one source per test: the examples share both (hence the check off).
 SHARED = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
@@ -59,13 +59,7 @@ def still_serving(server: WebServer, source: Source, message_id: str) -> None:
 
 
 @SHARED
-@given(
-    authorization=gen.authorization_headers,
-    content_type=gen.content_types,
-    encoding=st.sampled_from(["", "gzip", "br", "identity, gzip", "\xff"]),
-    body=gen.raw_bodies,
-    path=st.sampled_from(PATHS),
-)
+@given(**gen.hostile_requests)
 def test_any_request_on_the_loop_gets_a_precise_answer(
     server: WebServer,
     source: Source,
